@@ -1,0 +1,103 @@
+"""Haven's error contract.
+
+Every error Haven raises on purpose derives from :class:`HavenError`. Each error class
+states whether retrying the same call may succeed, which CLI exit code it maps to and
+which HTTP status the API answers with. Messages must never contain secrets.
+
+Exit codes (documented in README.md):
+    0  success
+    1  unexpected internal error (a bug)
+    2  bad input: invalid spec, field, argument or reference
+    3  not found
+    4  conflict: the resource is busy (locked) or in a state that forbids the action
+    5  runtime failure of an external part (site, storage backend, guest)
+    6  data integrity failure (corruption, authentication tag mismatch, checksum mismatch)
+    7  security failure (wrong passphrase or key)
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    BAD_INPUT = 2
+    NOT_FOUND = 3
+    CONFLICT = 4
+    RUNTIME = 5
+    INTEGRITY = 6
+    SECURITY = 7
+
+
+class HavenError(Exception):
+    """Base of all deliberate Haven errors."""
+
+    retryable: bool = False
+    exit_code: ExitCode = ExitCode.INTERNAL
+    http_status: int = 500
+
+
+class ValidationError(HavenError):
+    """Bad input. ``path`` names the offending field, e.g. ``plans.erp.stages[1].depends_on``."""
+
+    exit_code = ExitCode.BAD_INPUT
+    http_status = 422
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class ValidationErrors(HavenError):
+    """Several validation problems found in one pass; all are reported at once."""
+
+    exit_code = ExitCode.BAD_INPUT
+    http_status = 422
+
+    def __init__(self, errors: list[ValidationError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class NotFoundError(HavenError):
+    exit_code = ExitCode.NOT_FOUND
+    http_status = 404
+
+
+class ConflictError(HavenError):
+    exit_code = ExitCode.CONFLICT
+    http_status = 409
+
+
+class IllegalTransition(ConflictError):
+    """A state machine was asked to move along an edge its transition table forbids."""
+
+    def __init__(self, machine: str, current: str, target: str, allowed: frozenset[str]) -> None:
+        self.machine = machine
+        self.current = current
+        self.target = target
+        allowed_txt = ", ".join(sorted(allowed)) or "none (terminal state)"
+        super().__init__(
+            f"{machine}: cannot go from {current!r} to {target!r} (allowed from {current!r}: "
+            f"{allowed_txt})"
+        )
+
+
+class ExternalError(HavenError):
+    """A site, storage backend or guest failed. Subclasses decide ``retryable``."""
+
+    exit_code = ExitCode.RUNTIME
+    http_status = 502
+
+
+class IntegrityError(HavenError):
+    exit_code = ExitCode.INTEGRITY
+    http_status = 500
+
+
+class SecurityError(HavenError):
+    exit_code = ExitCode.SECURITY
+    http_status = 403
