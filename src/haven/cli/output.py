@@ -24,8 +24,8 @@ from rich.console import Console
 
 from haven.domain.errors import ExitCode, HavenError, ValidationErrors
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,109 @@
+"""Catalog tables (SQLAlchemy 2). Schema changes go through Alembic migrations only.
+
+Resources keep their full definition in ``spec`` (the ``haven.domain.codec`` form) plus
+the key columns needed for references, uniqueness and queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class _Resource:
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SiteRow(_Resource, Base):
+    __tablename__ = "sites"
+    driver: Mapped[str] = mapped_column(String(32))
+
+
+class RepositoryRow(_Resource, Base):
+    __tablename__ = "repositories"
+    url: Mapped[str] = mapped_column(Text)
+
+
+class PolicyRow(_Resource, Base):
+    __tablename__ = "policies"
+
+
+class GroupRow(_Resource, Base):
+    __tablename__ = "groups"
+    source_site: Mapped[str] = mapped_column(ForeignKey("sites.name"))
+    target_site: Mapped[str] = mapped_column(ForeignKey("sites.name"))
+    policy: Mapped[str] = mapped_column(ForeignKey("policies.name"))
+    state: Mapped[str] = mapped_column(String(32), default="unprotected")
+
+
+class GroupMemberRow(Base):
+    """One row per member; the unique key makes a server belong to one group only."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (UniqueConstraint("site", "kind", "ref", name="uq_member_site_kind_ref"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(255))
+
+
+class PlanRow(_Resource, Base):
+    __tablename__ = "plans"
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name"))
+
+
+class PointRow(Base):
+    __tablename__ = "recovery_points"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+
+class OperationRow(Base):
+    __tablename__ = "operations"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    group_name: Mapped[str] = mapped_column(String(63), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    params: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any]]
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class StepRow(Base):
+    __tablename__ = "operation_steps"
+    __table_args__ = (UniqueConstraint("operation_id", "seq", name="uq_step_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(ForeignKey("operations.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class GroupLockRow(Base):
+    """At most one operation per group: the primary key is the group."""
+
+    __tablename__ = "group_locks"
+    group_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    operation_id: Mapped[str] = mapped_column(String(40))
+    acquired_at: Mapped[datetime]

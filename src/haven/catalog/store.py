@@ -1,0 +1,221 @@
+"""The catalog: Haven's persistent state behind one small API.
+
+Every method runs in its own transaction unless it is given a session; ``transaction``
+lets callers (e.g. apply) group several writes so that either all land or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from haven.catalog import resources as res_rows
+from haven.catalog.db import open_engine, redact_url
+from haven.catalog.errors import CatalogError, GroupBusy
+from haven.catalog.models import GroupLockRow, GroupRow, OperationRow, PointRow, StepRow
+from haven.domain.codec import from_data, to_data
+from haven.domain.errors import NotFoundError
+from haven.domain.groups import GROUP_STATES, GroupState
+from haven.domain.operations import Operation, OperationKind, OperationState, Step
+from haven.domain.points import RecoveryPoint
+from haven.domain.resources import KIND_TYPES, Resource, ResourceKind, Resources
+
+
+class Catalog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Catalog:
+        return cls(open_engine(url))
+
+    def describe(self) -> str:
+        return redact_url(str(self.engine.url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield session
+        except OperationalError as exc:
+            raise CatalogError(f"catalog write failed: {str(exc.orig)[:200]}") from None
+        finally:
+            session.close()
+
+    # --- resources -----------------------------------------------------------------
+    def resources(self, session: Session | None = None) -> Resources:
+        if session is not None:
+            return res_rows.load_all(session)
+        with self.transaction() as s:
+            return res_rows.load_all(s)
+
+    def get(self, kind: ResourceKind, name: str) -> Resource:
+        with self.transaction() as s:
+            row = s.get(res_rows.ROW_TYPES[kind], name)
+            if row is None:
+                known = s.scalars(select(res_rows.ROW_TYPES[kind].name)).all()
+                raise NotFoundError(
+                    f"no {kind.value} named {name!r} (known: {', '.join(known) or 'none'})"
+                )
+            resource: Resource = from_data(KIND_TYPES[kind], row.spec)
+            return resource
+
+    def write_resources(self, session: Session, desired: Resources) -> None:
+        """Create or update every resource in ``desired`` (dependency order)."""
+        try:
+            for kind in ResourceKind:
+                for resource in desired.of_kind(kind):
+                    res_rows.upsert(session, kind, resource)
+            session.flush()
+        except SAIntegrityError as exc:
+            raise CatalogError(f"catalog constraint violated: {str(exc.orig)[:200]}") from None
+
+    def generations(self, kind: ResourceKind, names: list[str]) -> dict[str, int]:
+        with self.transaction() as s:
+            return res_rows.generations(s, kind, names)
+
+    # --- group state and locks -------------------------------------------------------
+    def group_state(self, group: str) -> GroupState:
+        with self.transaction() as s:
+            return GroupState(self._group_row(s, group).state)
+
+    def set_group_state(self, group: str, target: GroupState) -> GroupState:
+        """Move a group along its transition table; raises IllegalTransition otherwise."""
+        with self.transaction() as s:
+            row = self._group_row(s, group)
+            row.state = GROUP_STATES.transition(GroupState(row.state), target).value
+            return target
+
+    def _group_row(self, s: Session, group: str) -> GroupRow:
+        row = s.get(GroupRow, group)
+        if row is None:
+            raise NotFoundError(f"no group named {group!r}")
+        return row
+
+    def acquire_group_lock(self, group: str, operation_id: str) -> None:
+        """Take the group's lock for ``operation_id``; re-entrant for the same operation."""
+        with self.transaction() as s:
+            row = s.get(GroupLockRow, group, with_for_update=True)
+            if row is not None:
+                if row.operation_id != operation_id:
+                    raise GroupBusy(group, row.operation_id)
+                return
+            s.add(
+                GroupLockRow(
+                    group_name=group, operation_id=operation_id, acquired_at=datetime.now(UTC)
+                )
+            )
+            try:
+                s.flush()
+            except SAIntegrityError:
+                raise GroupBusy(group, "<another operation>") from None
+
+    def release_group_lock(self, group: str, operation_id: str) -> None:
+        with self.transaction() as s:
+            row = s.get(GroupLockRow, group)
+            if row is not None and row.operation_id == operation_id:
+                s.delete(row)
+
+    # --- recovery points ----------------------------------------------------------------
+    def save_point(self, point: RecoveryPoint) -> None:
+        with self.transaction() as s:
+            s.merge(
+                PointRow(
+                    id=point.id,
+                    group_name=point.group,
+                    state=point.state.value,
+                    created_at=point.created_at,
+                    data=to_data(point),
+                )
+            )
+
+    def points(self, group: str) -> list[RecoveryPoint]:
+        with self.transaction() as s:
+            rows = s.scalars(
+                select(PointRow).where(PointRow.group_name == group).order_by(PointRow.created_at)
+            ).all()
+            return [from_data(RecoveryPoint, r.data) for r in rows]
+
+    # --- operations -----------------------------------------------------------------------
+    def save_operation(self, op: Operation) -> None:
+        with self.transaction() as s:
+            s.merge(
+                OperationRow(
+                    id=op.id,
+                    kind=op.kind.value,
+                    group_name=op.group,
+                    state=op.state.value,
+                    created_at=op.created_at,
+                    finished_at=op.finished_at,
+                    params=dict(op.params),
+                    result=dict(op.result),
+                    error=op.error,
+                )
+            )
+
+    def save_step(self, operation_id: str, step: Step) -> None:
+        with self.transaction() as s:
+            row = s.scalars(
+                select(StepRow).where(StepRow.operation_id == operation_id, StepRow.seq == step.seq)
+            ).one_or_none()
+            if row is None:
+                s.add(
+                    StepRow(
+                        operation_id=operation_id,
+                        seq=step.seq,
+                        name=step.name,
+                        state=step.state.value,
+                        started_at=step.started_at,
+                        finished_at=step.finished_at,
+                        detail=step.detail,
+                    )
+                )
+            else:
+                row.state = step.state.value
+                row.finished_at = step.finished_at
+                row.detail = step.detail
+
+    def operation(self, operation_id: str) -> Operation:
+        with self.transaction() as s:
+            row = s.get(OperationRow, operation_id)
+            if row is None:
+                raise NotFoundError(f"no operation {operation_id!r}")
+            steps = s.scalars(
+                select(StepRow).where(StepRow.operation_id == operation_id).order_by(StepRow.seq)
+            ).all()
+            return Operation(
+                id=row.id,
+                kind=OperationKind(row.kind),
+                group=row.group_name,
+                state=OperationState(row.state),
+                created_at=row.created_at,
+                finished_at=row.finished_at,
+                params=row.params,
+                result=row.result,
+                error=row.error,
+                steps=tuple(
+                    from_data(
+                        Step,
+                        {
+                            "seq": st.seq,
+                            "name": st.name,
+                            "state": st.state,
+                            "started_at": st.started_at.isoformat(),
+                            "finished_at": st.finished_at.isoformat() if st.finished_at else None,
+                            "detail": st.detail,
+                        },
+                    )
+                    for st in steps
+                ),
+            )

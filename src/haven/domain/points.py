@@ -1,0 +1,70 @@
+"""Recovery points: group-wide points in time, immutable once committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from haven.domain.states import StateMachine
+
+
+class Consistency(Enum):
+    APPLICATION = "application"  # every member frozen (or quiesced by hook) together
+    CRASH = "crash"  # as if the power had been cut at one instant for all members
+
+
+class PointState(Enum):
+    PENDING = "pending"  # data being captured/sent; invisible to recovery
+    COMMITTED = "committed"  # manifests written; usable for recovery
+    FAILED = "failed"
+    EXPIRED = "expired"  # chosen for removal by retention
+    DELETED = "deleted"
+
+
+_P = PointState
+POINT_STATES: StateMachine[PointState] = StateMachine(
+    "recovery point",
+    _P.PENDING,
+    {
+        _P.PENDING: frozenset({_P.COMMITTED, _P.FAILED}),
+        _P.COMMITTED: frozenset({_P.EXPIRED}),
+        _P.FAILED: frozenset({_P.DELETED}),
+        _P.EXPIRED: frozenset({_P.DELETED}),
+        _P.DELETED: frozenset(),
+    },
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumePoint:
+    """One volume's data in a point: a manifest in a repository or a native backup id."""
+
+    member: str
+    volume: str
+    size: int
+    manifest: str  # repository manifest id, or storage-native snapshot/backup id
+    bytes_read: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PointStats:
+    freeze_window_ms: float | None = None
+    bytes_read: int = 0
+    bytes_sent: int = 0
+    duration_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPoint:
+    id: str
+    group: str
+    source_site: str
+    created_at: datetime
+    state: PointState = PointState.PENDING
+    consistency: Consistency = Consistency.CRASH
+    consistency_reason: str = ""
+    parent: str | None = None
+    volumes: tuple[VolumePoint, ...] = ()
+    stats: PointStats = field(default_factory=PointStats)

@@ -1,0 +1,57 @@
+"""Sites and repositories: where workloads run and where recovery-point data lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from haven.domain.secrets import SecretRef
+
+
+class SiteDriver(Enum):
+    LIBVIRT = "libvirt"
+    OPENSTACK = "openstack"
+    FAKE = "fake"  # in-memory, for tests and demos without a lab
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One cloud or hypervisor estate.
+
+    libvirt: ``uri`` is the libvirt connection URI. openstack: ``cloud`` names a
+    ``clouds.yaml`` entry (credentials stay there) and ``region`` the region.
+    """
+
+    name: str
+    driver: SiteDriver
+    uri: str | None = None
+    cloud: str | None = None
+    region: str | None = None
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class RepositoryKind(Enum):
+    LOCAL = "local"
+    SWIFT = "swift"
+    S3 = "s3"
+    MEMORY = "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    """Content-addressed, encrypted store of recovery-point data.
+
+    ``url``: an absolute path (local), ``swift://container/prefix`` or
+    ``s3://bucket/prefix``. ``password`` references the passphrase that unwraps the
+    master key; ``key_file`` is the alternative.
+    """
+
+    name: str
+    url: str
+    kind: RepositoryKind
+    site: str | None = None
+    password: SecretRef | None = None
+    key_file: str | None = None
+    chunk_size: int = 1024 * 1024
+    credentials: dict[str, SecretRef] = field(default_factory=dict)

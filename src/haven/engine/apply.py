@@ -1,0 +1,92 @@
+"""``haven apply``: make the catalog hold what a spec declares, all or nothing.
+
+Semantics (like ``kubectl apply`` without pruning): resources in the spec are created
+or updated; resources not in the spec are left alone. The spec is validated against
+the merged configuration (catalog overlaid with the spec) before anything is written,
+and everything is written in one transaction, so a rejected apply changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from haven.catalog.store import Catalog
+from haven.domain.codec import to_data
+from haven.domain.resources import ResourceKind, Resources
+from haven.specs import Spec, validate
+
+
+class ChangeAction(Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: ResourceKind
+    name: str
+    action: ChangeAction
+    fields: tuple[FieldChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changes: tuple[Change, ...]
+    dry_run: bool
+    generations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return any(c.action is not ChangeAction.UNCHANGED for c in self.changes)
+
+
+def diff_data(old: Any, new: Any, path: str = "") -> list[FieldChange]:
+    """Leaf-level differences between two ``to_data`` trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[FieldChange] = []
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else str(key)
+            out += diff_data(old.get(key), new.get(key), sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += diff_data(a, b, f"{path}[{i}]")
+        return out
+    return [] if old == new else [FieldChange(path, old, new)]
+
+
+def plan_changes(current: Resources, desired: Resources) -> list[Change]:
+    changes: list[Change] = []
+    for kind in ResourceKind:
+        existing = current.by_name(kind)
+        for resource in desired.of_kind(kind):
+            old = existing.get(resource.name)
+            if old is None:
+                changes.append(Change(kind, resource.name, ChangeAction.CREATE))
+                continue
+            fields = diff_data(to_data(old), to_data(resource))
+            action = ChangeAction.UPDATE if fields else ChangeAction.UNCHANGED
+            changes.append(Change(kind, resource.name, action, tuple(fields)))
+    return changes
+
+
+def apply_spec(catalog: Catalog, spec: Spec, dry_run: bool = False) -> ApplyResult:
+    """Validate ``spec`` against the catalog and write it in one transaction."""
+    with catalog.transaction() as session:
+        current = catalog.resources(session)
+        validate(current.overlay(spec.resources))
+        changes = plan_changes(current, spec.resources)
+        if not dry_run and any(c.action is not ChangeAction.UNCHANGED for c in changes):
+            catalog.write_resources(session, spec.resources)
+    return ApplyResult(tuple(changes), dry_run)
