@@ -1,0 +1,87 @@
+"""Chunk encoding: compress (or not), then encrypt, bound to the chunk id.
+
+A stored chunk blob is ``codec(1) || nonce(12) || ciphertext || tag(16)`` where
+``codec`` is :class:`Codec` (0 = raw, 1 = zstd). The associated data is
+``b"HVNC" || version || codec || chunk_id``: the codec byte is authenticated, the chunk
+id binds the blob to its index entry. Decoding re-hashes the plaintext with the id key
+and compares with the id, so a blob that decrypts but is not the chunk asked for is
+still rejected.
+
+zstd contexts are not thread-safe, so each worker thread keeps its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import IntEnum
+
+import zstandard
+
+from haven.datamover.crypto import FORMAT_VERSION, KeyRing
+from haven.datamover.errors import CorruptObject
+
+
+class Codec(IntEnum):
+    RAW = 0
+    ZSTD = 1
+
+
+# Store raw unless zstd saves at least 1/32 of the chunk: decompression is not free and
+# incompressible data (already compressed or encrypted files) gains nothing.
+_MIN_SAVING_SHIFT = 5
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    comps: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "comps", None)
+    if comps is None:
+        comps = {}
+        _local.comps = comps
+    comp = comps.get(level)
+    if comp is None:
+        comp = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        comps[level] = comp
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec: zstandard.ZstdDecompressor | None = getattr(_local, "dec", None)
+    if dec is None:
+        dec = zstandard.ZstdDecompressor()
+        _local.dec = dec
+    return dec
+
+
+def chunk_ad(codec: int, chunk_id: bytes) -> bytes:
+    return b"HVNC" + bytes((FORMAT_VERSION, codec)) + chunk_id
+
+
+def encode_chunk(keys: KeyRing, chunk_id: bytes, data: memoryview, level: int) -> bytes:
+    """Compress-if-it-pays and encrypt ``data`` (the plaintext chunk)."""
+    codec = Codec.RAW
+    payload: bytes | memoryview = data
+    if level > 0:
+        packed = _compressor(level).compress(data)
+        if len(packed) <= len(data) - (len(data) >> _MIN_SAVING_SHIFT):
+            codec, payload = Codec.ZSTD, packed
+    return bytes((codec,)) + keys.seal_data(payload, chunk_ad(codec, chunk_id))
+
+
+def decode_chunk(keys: KeyRing, chunk_id: bytes, blob: bytes | memoryview, where: str) -> bytes:
+    """Inverse of :func:`encode_chunk`; verifies the tag and the content hash."""
+    if len(blob) < 1:
+        raise CorruptObject(where, "empty chunk blob")
+    mv = memoryview(blob)
+    codec = mv[0]
+    if codec not in (Codec.RAW, Codec.ZSTD):
+        raise CorruptObject(where, f"unknown codec {codec}")
+    plain = keys.open_data(mv[1:], chunk_ad(codec, chunk_id), where)
+    if codec == Codec.ZSTD:
+        try:
+            plain = _decompressor().decompress(plain)
+        except zstandard.ZstdError as exc:
+            raise CorruptObject(where, f"zstd: {exc}") from None
+    if keys.chunk_id(plain) != chunk_id:
+        raise CorruptObject(where, f"content hash mismatch for chunk {chunk_id.hex()[:16]}")
+    return plain

@@ -1,0 +1,171 @@
+"""Packs: many chunk blobs in one object, plus the per-pack index.
+
+Pack object ``data/<pp>/<pack_id>`` (``pack_id`` = 32 random hex digits, ``pp`` its first
+two)::
+
+    b"HVNPACK1" || blob_0 || ... || blob_n-1 || trailer || u32le(len(trailer))
+
+``trailer`` is a meta-sealed table of entries (AD ``b"HVNT" || version || pack_id``).
+The same table, sealed with AD ``b"HVNI" || version || pack_id``, is written as
+``index/<pack_id>`` *after* the pack: an index object therefore always describes a
+complete pack, and a pack without an index object is an orphan of a crashed writer that
+prune may delete. Entry: ``chunk_id(32) || u64le(offset) || u32le(length)``; offsets
+are from the start of the pack object and ``length`` covers the whole chunk blob.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from haven.datamover.crypto import FORMAT_VERSION, KeyRing
+from haven.datamover.errors import CorruptObject
+
+PACK_MAGIC = b"HVNPACK1"
+_ENTRY = struct.Struct("<32sQI")
+_U32 = struct.Struct("<I")
+PACK_PREFIX = "data/"
+INDEX_PREFIX = "index/"
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    chunk_id: bytes
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    pack_id: str
+    offset: int
+    length: int
+
+
+def new_pack_id() -> str:
+    return os.urandom(16).hex()
+
+
+def pack_key(pack_id: str) -> str:
+    return f"{PACK_PREFIX}{pack_id[:2]}/{pack_id}"
+
+
+def index_key(pack_id: str) -> str:
+    return f"{INDEX_PREFIX}{pack_id}"
+
+
+def pack_id_of_key(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+def encode_entries(entries: Iterable[PackEntry]) -> bytes:
+    return b"".join(_ENTRY.pack(e.chunk_id, e.offset, e.length) for e in entries)
+
+
+def decode_entries(raw: bytes, where: str) -> list[PackEntry]:
+    if len(raw) % _ENTRY.size:
+        raise CorruptObject(where, "entry table has a bad length")
+    return [PackEntry(c, o, n) for c, o, n in _ENTRY.iter_unpack(raw)]
+
+
+def _ad(tag: bytes, pack_id: str) -> bytes:
+    return tag + bytes((FORMAT_VERSION,)) + pack_id.encode()
+
+
+def seal_index(keys: KeyRing, pack_id: str, entries: list[PackEntry]) -> bytes:
+    return keys.seal_meta(encode_entries(entries), _ad(b"HVNI", pack_id))
+
+
+def open_index(keys: KeyRing, pack_id: str, blob: bytes) -> list[PackEntry]:
+    where = index_key(pack_id)
+    return decode_entries(keys.open_meta(blob, _ad(b"HVNI", pack_id), where), where)
+
+
+def open_trailer(keys: KeyRing, pack_id: str, pack: bytes) -> list[PackEntry]:
+    """Entries from a whole pack object's trailer (used by check and repair)."""
+    where = pack_key(pack_id)
+    if len(pack) < len(PACK_MAGIC) + _U32.size or not pack.startswith(PACK_MAGIC):
+        raise CorruptObject(where, "not a pack")
+    (tlen,) = _U32.unpack_from(pack, len(pack) - _U32.size)
+    start = len(pack) - _U32.size - tlen
+    if start < len(PACK_MAGIC):
+        raise CorruptObject(where, "bad trailer length")
+    raw = keys.open_meta(
+        memoryview(pack)[start : len(pack) - _U32.size], _ad(b"HVNT", pack_id), where
+    )
+    return decode_entries(raw, where)
+
+
+@dataclass(slots=True)
+class SealedPack:
+    pack_id: str
+    data: bytes
+    entries: list[PackEntry]
+    index_blob: bytes
+
+
+class PackBuilder:
+    """Accumulates chunk blobs; thread-safe. ``add`` returns a sealed pack when the
+    target size is reached; the caller uploads it (pack first, then index)."""
+
+    def __init__(self, keys: KeyRing, target_size: int) -> None:
+        self._keys = keys
+        self._target = target_size
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = bytearray(PACK_MAGIC)
+        self._entries: list[PackEntry] = []
+
+    def add(self, chunk_id: bytes, blob: bytes) -> SealedPack | None:
+        with self._lock:
+            self._entries.append(PackEntry(chunk_id, len(self._buf), len(blob)))
+            self._buf += blob
+            if len(self._buf) >= self._target:
+                return self._seal()
+            return None
+
+    def flush(self) -> SealedPack | None:
+        with self._lock:
+            return self._seal() if self._entries else None
+
+    def _seal(self) -> SealedPack:
+        pack_id = new_pack_id()
+        trailer = self._keys.seal_meta(encode_entries(self._entries), _ad(b"HVNT", pack_id))
+        self._buf += trailer
+        self._buf += _U32.pack(len(trailer))
+        sealed = SealedPack(
+            pack_id, bytes(self._buf), self._entries, seal_index(self._keys, pack_id, self._entries)
+        )
+        self._reset()
+        return sealed
+
+
+class ChunkIndex:
+    """In-memory map chunk id -> location, built from ``index/`` objects. Thread-safe.
+    A chunk may live in several packs (two writers raced); the first one seen wins and
+    every pack's entries are kept so prune knows what each pack holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.locations: dict[bytes, Location] = {}
+        self.packs: dict[str, list[PackEntry]] = {}
+
+    def add_pack(self, pack_id: str, entries: list[PackEntry]) -> None:
+        with self._lock:
+            self.packs[pack_id] = entries
+            for e in entries:
+                self.locations.setdefault(e.chunk_id, Location(pack_id, e.offset, e.length))
+
+    def get(self, chunk_id: bytes) -> Location | None:
+        return self.locations.get(chunk_id)
+
+    def __contains__(self, chunk_id: bytes) -> bool:
+        return chunk_id in self.locations
+
+    def __len__(self) -> int:
+        return len(self.locations)
