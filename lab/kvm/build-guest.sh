@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Build the lab's tiny guest from Debian packages, reproducibly:
+#   $OUT/vmlinux      ELF kernel extracted from Debian's vmlinuz (QEMU boots it via PVH)
+#   $OUT/initrd.gz    busybox + qemu-ga + virtio/ext4 modules, byte-identical across runs
+#   $OUT/data.qcow2   a template ext4 data disk (copy it per guest; never boot it directly)
+# OUT defaults to lab/.state/guest (gitignored). Skips work already done unless FORCE=1.
+#
+# Guest contract (what tests and the driver rely on):
+#   - /dev/vda (ext4) is mounted on /data, /dev/vdb on /data2 when present;
+#   - qemu-ga listens on the virtio port org.qemu.guest_agent.0 and supports guest-exec,
+#     guest-fsfreeze-*, guest-shutdown; busybox gives sh, sync, dd, sleep, kill, pidof ...;
+#   - kernel argument `haven.noagent` boots the guest without qemu-ga (an unresponsive agent).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT=${OUT:-$HERE/../.state/guest}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+EPOCH=1700000000 # fixed mtime for every file in the initrd
+
+if [[ -z ${FORCE:-} && -s $OUT/vmlinux && -s $OUT/initrd.gz && -s $OUT/data.qcow2 ]]; then
+  echo "guest already built in $OUT"; exit 0
+fi
+for t in qemu-img busybox cpio mkfs.ext4 /usr/sbin/qemu-ga; do
+  command -v "$t" >/dev/null || { echo "missing $t: run lab/kvm/ci-setup.sh" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# --- kernel: the exact image linux-image-amd64 depends on; downloaded, never installed.
+KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[[ -n $KPKG ]] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+KVER=${KPKG#linux-image-}
+(cd "$WORK" && apt-get download -qq "$KPKG")
+dpkg-deb -x "$WORK"/"$KPKG"_*.deb "$WORK/k"
+python3 - "$WORK/k/boot/vmlinuz-$KVER" "$OUT/vmlinux" <<'PY'
+# vmlinuz = setup code + an xz stream holding the ELF vmlinux; QEMU's PVH entry boots the
+# ELF directly (~2x faster to an agent answer than the bzImage path under TCG).
+import lzma, sys
+blob = open(sys.argv[1], "rb").read()
+pos = blob.find(b"\xfd7zXZ\x00")
+assert pos >= 0, "no xz payload in vmlinuz"
+elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(blob[pos:])
+assert elf[:4] == b"\x7fELF", "payload is not an ELF"
+open(sys.argv[2], "wb").write(elf)
+PY
+
+# --- initramfs
+R=$WORK/root
+mkdir -p "$R"/{bin,sbin,dev,proc,sys,run,tmp,data,data2,etc,var/run,lib/modules}
+cp /bin/busybox "$R/bin/busybox"
+for app in $("$R/bin/busybox" --list); do
+  [[ $app == busybox ]] || ln -s /bin/busybox "$R/bin/$app"
+done
+MODS="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk
+  virtio_console crc16 mbcache jbd2 crc32c_generic ext4"
+for m in $MODS; do
+  f=$(find "$WORK/k/lib/modules/$KVER" -name "$m.ko*" | head -1)
+  [[ -n $f ]] || { echo "module $m not found" >&2; exit 1; }
+  case $f in
+    *.xz) xz -dc "$f" >"$R/lib/modules/$m.ko" ;;
+    *.zst) zstd -dqc "$f" >"$R/lib/modules/$m.ko" ;;
+    *) cp "$f" "$R/lib/modules/$m.ko" ;;
+  esac
+done
+echo "$MODS" | tr -s ' \n' ' ' >"$R/lib/modules/order"
+mkdir -p "$R/usr/sbin"
+cp /usr/sbin/qemu-ga "$R/usr/sbin/qemu-ga"
+for lib in $(ldd /usr/sbin/qemu-ga | grep -o '/[^ ]*'); do
+  mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
+done
+printf '#!/bin/sh\nsync\npoweroff -f\n' >"$R/sbin/shutdown"
+# busybox provides reboot/poweroff/halt links; qemu-ga calls /sbin/shutdown
+rm -f "$R/bin/shutdown"
+chmod +x "$R/sbin/shutdown"
+echo 'root:x:0:0:root:/:/bin/sh' >"$R/etc/passwd"
+cat >"$R/init" <<'INIT'
+#!/bin/sh
+# PID 1 of the lab guest. Mounts the data disks and supervises qemu-ga.
+export PATH=/bin:/sbin:/usr/sbin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp; mount -t tmpfs run /run
+for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+[ -b /dev/vda ] && mount -t ext4 /dev/vda /data
+[ -b /dev/vdb ] && mount -t ext4 /dev/vdb /data2
+mkdir -p /dev/virtio-ports
+for p in /sys/class/virtio-ports/*; do
+  [ -f "$p/name" ] && ln -sf "/dev/$(basename "$p")" "/dev/virtio-ports/$(cat "$p/name")"
+done
+if ! grep -q haven.noagent /proc/cmdline; then
+  /usr/sbin/qemu-ga -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
+    -t /run -f /run/qemu-ga.pid -d
+fi
+echo "haven-guest: ready"
+while true; do sleep 3600; done
+INIT
+chmod +x "$R/init"
+find "$R" -exec touch -h -d "@$EPOCH" {} +
+(cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --reproducible --quiet) |
+  gzip -9 -n >"$OUT/initrd.gz"
+
+# --- data disk template: 64 MiB ext4 with fixed UUID/hash seed so it is reproducible too
+truncate -s 64M "$WORK/data.raw"
+E2FSPROGS_FAKE_TIME=$EPOCH mkfs.ext4 -q -F -U 6b0c2a8e-0000-4000-8000-00000000da7a \
+  -E hash_seed=6b0c2a8e-0000-4000-8000-00000000da7a,lazy_itable_init=0,lazy_journal_init=0 \
+  -L data "$WORK/data.raw"
+qemu-img convert -q -O qcow2 "$WORK/data.raw" "$OUT/data.qcow2"
+sha256sum "$OUT/vmlinux" "$OUT/initrd.gz" | sed "s#$OUT/##" >"$OUT/SHA256SUMS"
+echo "guest built in $OUT (kernel $KVER)"

@@ -1,0 +1,224 @@
+"""The site-driver protocol: what the engine may ask of a hypervisor or a cloud.
+
+A driver declares its ``capabilities()`` so the engine can choose a path per site (e.g.
+guest-agent quiesce vs. hook-only quiesce, changed-block incrementals vs. full re-reads).
+Every driver passes tests/contract/test_site_drivers.py.
+
+Life of a recovery point at the protected site::
+
+    point = driver.create_point(PointRequest(...))       # ordered freeze -> snapshot -> thaw
+    for disk in point.disks:
+        with driver.open_point_disk(point, disk) as src:  # src: PointDiskReader
+            datamover.backup(src, changed=src.changed_extents())
+    driver.release_point(point)                          # keeps the CBT checkpoint
+
+and at the recovery site::
+
+    vol = driver.create_volume("erp-db-vda", size)
+    with driver.open_volume_writer(vol) as dst: datamover.restore(..., dst)
+    sid = driver.define_server(spec, name=..., network_map=..., volumes={"vda": vol})
+    driver.start_server(sid); driver.wait_ready(sid, [AgentGate()], timeout_s=60)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import Flag, StrEnum, auto
+from typing import Protocol, runtime_checkable
+
+from haven.domain.extents import Extent
+from haven.domain.inventory import (
+    Consistency,
+    NetworkInfo,
+    ServerInfo,
+    ServerSpec,
+    VolumeInfo,
+)
+
+
+class Capability(Flag):
+    GUEST_QUIESCE = auto()  # guest-agent filesystem freeze/thaw
+    GUEST_EXEC = auto()  # run a command in the guest (hooks, checks)
+    GROUP_SNAPSHOT = auto()  # one point across several servers' disks
+    CHANGED_BLOCK_TRACKING = auto()  # incrementals report only changed extents
+    VOLUME_CREATION = auto()  # create volumes and write data into them
+    SERVER_DEFINITION = auto()  # define servers from a ServerSpec
+    NETWORK_CREATION = auto()  # create networks (test bubbles)
+    READINESS_AGENT = auto()
+    READINESS_TCP = auto()
+
+
+class OnQuiesceFailure(StrEnum):
+    CRASH_CONSISTENT = "crash_consistent"  # thaw all, take the point anyway, say why
+    FAIL = "fail"  # thaw all, take no point, raise QuiesceFailed
+
+
+@dataclass(frozen=True, slots=True)
+class QuiesceMember:
+    """One server of the group, in freeze order. ``disks`` None means all its disks."""
+
+    server_id: str
+    disks: tuple[str, ...] | None = None
+    quiesce: bool = True  # False: a member whose app is quiesced by a hook, or stateless
+
+
+@dataclass(frozen=True, slots=True)
+class PointRequest:
+    point_id: str  # unique per group; drivers name checkpoints/snapshots after it
+    members: tuple[QuiesceMember, ...]  # freeze order; thaw runs in reverse
+    parent_point_id: str | None = None  # incremental against this point's checkpoint
+    freeze_timeout_s: float = 2.0  # bound on each member's freeze call
+    on_quiesce_failure: OnQuiesceFailure = OnQuiesceFailure.CRASH_CONSISTENT
+
+
+@dataclass(frozen=True, slots=True)
+class PointDisk:
+    server_id: str
+    target: str
+    size_bytes: int
+    incremental: bool  # True: changed extents since the parent point are known
+
+
+@dataclass(frozen=True, slots=True)
+class QuiesceStep:
+    server_id: str
+    action: str  # "freeze" | "thaw"
+    ok: bool
+    duration_s: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PointHandle:
+    """A point in time taken at a site, valid until ``release_point``.
+
+    ``freeze_window_s`` runs from the first freeze call to the end of the last thaw (0 when
+    nothing was frozen); ``reason`` says why a point is only crash-consistent.
+    """
+
+    point_id: str
+    site: str
+    parent_point_id: str | None
+    consistency: Consistency
+    disks: tuple[PointDisk, ...]
+    freeze_window_s: float
+    reason: str | None = None
+    steps: tuple[QuiesceStep, ...] = ()
+    taken_at: float = 0.0  # time.time() of the snapshot instant
+
+
+@runtime_checkable
+class PointDiskReader(Protocol):
+    """Read access to one disk of a point. Matches the data mover's BlockSource structurally."""
+
+    def size(self) -> int: ...
+
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int: ...
+
+    def changed_extents(self) -> list[Extent] | None:
+        """Extents written since the parent point; None for a full point (read everything)."""
+        ...
+
+    def bytes_read(self) -> int: ...
+
+
+@runtime_checkable
+class VolumeWriter(Protocol):
+    def size(self) -> int: ...
+
+    def pwrite(self, offset: int, data: bytes | memoryview) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+
+
+# -- readiness gates: what "up" means for a server at the recovery site ----------------------
+@dataclass(frozen=True, slots=True)
+class AgentGate:
+    """The guest agent answers a sync/ping."""
+
+
+@dataclass(frozen=True, slots=True)
+class TcpGate:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandGate:
+    """A command in the guest exits 0."""
+
+    argv: tuple[str, ...]
+
+
+ReadinessGate = AgentGate | TcpGate | CommandGate
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessResult:
+    ready: bool
+    waited_s: float
+    detail: str = ""
+    passed: tuple[str, ...] = field(default=())
+
+
+class SiteDriver(Protocol):
+    """What the engine calls. Every method may raise haven.sites.errors.* only."""
+
+    name: str
+
+    def capabilities(self) -> Capability: ...
+
+    # inventory
+    def list_servers(self) -> list[ServerInfo]: ...
+    def get_server(self, server_id: str) -> ServerInfo: ...
+    def capture_server(self, server_id: str) -> ServerSpec: ...
+    def list_networks(self) -> list[NetworkInfo]: ...
+    def list_volumes(self) -> list[VolumeInfo]: ...
+
+    # guest agent
+    def agent_ping(self, server_id: str, timeout_s: float = 2.0) -> bool: ...
+    def guest_exec(
+        self,
+        server_id: str,
+        argv: Sequence[str],
+        timeout_s: float = 30.0,
+        stdin: bytes | None = None,
+    ) -> ExecResult: ...
+
+    # points (protected site)
+    def create_point(self, request: PointRequest) -> PointHandle: ...
+    def open_point_disk(
+        self, point: PointHandle, disk: PointDisk
+    ) -> AbstractContextManager[PointDiskReader]: ...
+    def release_point(self, point: PointHandle) -> None: ...
+    def delete_point(self, point_id: str) -> None: ...
+
+    # volumes and servers (recovery site)
+    def create_volume(self, name: str, size_bytes: int) -> VolumeInfo: ...
+    def open_volume_writer(self, volume: VolumeInfo) -> AbstractContextManager[VolumeWriter]: ...
+    def delete_volume(self, volume: VolumeInfo) -> None: ...
+    def define_server(
+        self,
+        spec: ServerSpec,
+        *,
+        name: str,
+        network_map: dict[str, str],
+        volumes: dict[str, VolumeInfo],
+    ) -> str: ...
+    def start_server(self, server_id: str) -> None: ...
+    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None: ...
+    def destroy_server(self, server_id: str) -> None: ...
+    def undefine_server(self, server_id: str) -> None: ...
+    def wait_ready(
+        self, server_id: str, gates: Sequence[ReadinessGate], timeout_s: float
+    ) -> ReadinessResult: ...
