@@ -1,8 +1,11 @@
 """QEMU guest agent through libvirt: ping, fsfreeze/thaw, exec.
 
 Contracts:
-- ``ping`` starts with ``guest-sync-delimited`` so that a stale reply buffered in the
-  virtio channel (from a command that timed out earlier) cannot be taken for ours.
+- ``ping`` starts with a sync carrying a fresh id so that a stale reply buffered in the
+  virtio channel (from a command that timed out earlier) cannot be taken for ours. Through
+  libvirt this is ``guest-sync``: libvirt itself already sends a sync before every agent
+  command and discards stale replies, and the 0xFF sentinel of ``guest-sync-delimited``
+  cannot travel through libvirt's string API (the binding fails to decode it).
 - ``freeze``/``thaw`` bound the agent call by ``timeout_s`` (libvirt's per-domain agent
   response timeout, whole seconds, at least 1) and raise GuestAgentError when the agent
   does not answer or refuses; they never block forever.
@@ -13,6 +16,7 @@ Contracts:
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import math
@@ -55,10 +59,10 @@ def command(
 
 
 def ping(dom: libvirt.virDomain, timeout_s: float) -> bool:
-    """True when the agent answers a delimited sync with our id, then a guest-ping."""
+    """True when the agent answers a sync with our id, then a guest-ping."""
     sync_id = next(_sync_ids)
     try:
-        got = command(dom, "guest-sync-delimited", {"id": sync_id}, timeout_s)
+        got = command(dom, "guest-sync", {"id": sync_id}, timeout_s)
         if got != sync_id:
             return False
         command(dom, "guest-ping", None, timeout_s)
@@ -113,9 +117,8 @@ def guest_exec(
                 duration_s=time.monotonic() - start,
             )
         if time.monotonic() > deadline:
-            try:  # the agent cannot cancel a guest-exec; kill the process instead
+            # the agent cannot cancel a guest-exec; kill the process instead
+            with contextlib.suppress(GuestAgentError):
                 command(dom, "guest-exec", {"path": "kill", "arg": ["-9", str(pid)]}, 2.0)
-            except GuestAgentError:
-                pass
             raise GuestExecError(f"{argv[0]} in {dom.name()} did not finish in {timeout_s}s")
         time.sleep(_POLL_S)

@@ -32,7 +32,7 @@ def volume_info(vol: libvirt.virStorageVol) -> VolumeInfo:
 def create(pool: libvirt.virStoragePool, name: str, size_bytes: int) -> VolumeInfo:
     xml = (
         f"<volume><name>{name}.qcow2</name><capacity unit='bytes'>{size_bytes}</capacity>"
-        "<target><format type='qcow2'/></target></volume>"
+        "<target><format type='qcow2'/><compat>1.1</compat></target></volume>"
     )
     with libvirt_errors(f"create volume {name}"):
         vol = pool.createXML(xml, 0)
