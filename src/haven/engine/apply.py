@@ -85,7 +85,7 @@ def apply_spec(catalog: Catalog, spec: Spec, dry_run: bool = False) -> ApplyResu
     """Validate ``spec`` against the catalog and write it in one transaction."""
     with catalog.transaction() as session:
         current = catalog.resources(session)
-        validate(current.overlay(spec.resources))
+        validate(current.overlay(spec.resources), applying=spec.resources)
         changes = plan_changes(current, spec.resources)
         if not dry_run and any(c.action is not ChangeAction.UNCHANGED for c in changes):
             catalog.write_resources(session, spec.resources)

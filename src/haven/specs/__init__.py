@@ -63,9 +63,14 @@ def load_spec_bytes(raw: bytes, where: str = "<stdin>") -> Spec:
     return parse_spec(parse_spec_bytes(raw, where))
 
 
-def validate(merged: Resources) -> None:
-    """Raise ValidationErrors if the merged configuration is inconsistent."""
-    problems = semantic.check(merged)
+def validate(merged: Resources, applying: Resources | None = None) -> None:
+    """Raise ValidationErrors if the merged configuration is inconsistent.
+
+    ``applying`` is the spec being applied: where it conflicts with what the catalog
+    already holds, the error is reported against the spec's resource.
+    """
+    incoming = frozenset(g.name for g in applying.groups) if applying else frozenset()
+    problems = semantic.check(merged, incoming)
     if problems:
         raise ValidationErrors(problems)
 

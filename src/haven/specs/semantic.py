@@ -53,7 +53,9 @@ def duplicate_names(raw: Any) -> list[ValidationError]:
     return problems
 
 
-def check(res: Resources) -> list[ValidationError]:
+def check(res: Resources, incoming: frozenset[str] = frozenset()) -> list[ValidationError]:
+    """All cross-resource problems; ``incoming`` names the groups being applied, whose
+    claims on servers yield to those of groups already in the catalog."""
     problems: list[ValidationError] = []
     for site in res.sites:
         problems += _check_site(site)
@@ -96,7 +98,7 @@ def check(res: Resources) -> list[ValidationError]:
                     "points must be taken at least once per rpo",
                 )
             )
-    problems += _check_groups(res)
+    problems += _check_groups(res, incoming)
     for plan in res.plans:
         problems += _check_plan(plan, res)
     return problems
@@ -127,13 +129,13 @@ def _check_site(site: Site) -> list[ValidationError]:
     return problems
 
 
-def _check_groups(res: Resources) -> list[ValidationError]:
+def _check_groups(res: Resources, incoming: frozenset[str]) -> list[ValidationError]:
     problems: list[ValidationError] = []
     sites = {s.name for s in res.sites}
     policies = res.by_name(ResourceKind.POLICY)
     repos = {r.name for r in res.repositories}
     claimed: dict[tuple[str, str, str], str] = {}
-    for group in res.groups:
+    for group in sorted(res.groups, key=lambda g: (g.name in incoming, g.name)):
         path = f"groups.{group.name}"
         for field, site in (("source", group.source_site), ("target", group.target_site)):
             if site not in sites:

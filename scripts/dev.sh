@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Haven's one entry point for developers and CI, on a fresh Debian machine as root.
+#
+#   bash scripts/dev.sh demo    set up, then run Haven's main job (haven demo)
+#   bash scripts/dev.sh test    set up, start the labs, run lint, types, layers and tests
+#   bash scripts/dev.sh setup   only install what is needed (idempotent)
+#   bash scripts/dev.sh down    stop every lab this script started
+#
+# Everything it installs comes from Debian's packages and PyPI; labs keep their state
+# under $HAVEN_LAB_STATE (default /var/lib/haven-lab) and are stopped by PID.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+VENV=${HAVEN_VENV:-$ROOT/.venv}
+export HAVEN_LAB_STATE=${HAVEN_LAB_STATE:-/var/lib/haven-lab}
+export DEBIAN_FRONTEND=noninteractive
+APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config)
+APT_UPDATED=0
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+need_apt() {  # install the Debian packages named, if any is missing
+  local missing=()
+  for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ ! -x /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
+  [ "$APT_UPDATED" = 1 ] || { apt-get update -qq; APT_UPDATED=1; }
+  log "apt-get install ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup_python() {
+  need_apt "${APT_PACKAGES[@]}"
+  local py=python3
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    "$py" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+  fi
+  log "installing haven-dr with its test extras"
+  "$VENV/bin/pip" install -q -e ".[$(extras)]"
+}
+
+extras() {  # every extra defined in pyproject.toml's optional-dependencies
+  "$VENV/bin/python" - <<'PY'
+import tomllib
+print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {})))
+PY
+}
+
+labs_up() {
+  for lab in postgres $(lab_list); do
+    log "lab $lab: up"
+    start=$(date +%s)
+    bash "lab/$lab/up.sh"
+    echo "lab $lab up in $(( $(date +%s) - start ))s" >&2
+    [ -f "$HAVEN_LAB_STATE/$lab/env" ] && source "$HAVEN_LAB_STATE/$lab/env"
+  done
+  return 0
+}
+
+lab_list() { [ -f lab/ci-labs ] && grep -v '^#' lab/ci-labs || true; }
+
+labs_down() {
+  for lab in $(lab_list | tac) postgres; do
+    [ -x "lab/$lab/down.sh" ] || [ -f "lab/$lab/down.sh" ] || continue
+    bash "lab/$lab/down.sh" || echo "warning: lab $lab did not stop cleanly" >&2
+  done
+}
+
+checks() {
+  log "ruff"
+  "$VENV/bin/ruff" check src tests bench
+  "$VENV/bin/ruff" format --check src tests bench
+  log "mypy (strict on haven.domain and haven.datamover)"
+  "$VENV/bin/mypy" --strict src/haven/domain src/haven/datamover
+  log "import-linter (layers)"
+  "$VENV/bin/lint-imports"
+}
+
+run_tests() {
+  log "pytest"
+  set +e
+  "$VENV/bin/pytest" "$@"
+  local rc=$?
+  set -e
+  [ $rc -eq 5 ] && { echo "pytest collected no tests: failing" >&2; return 1; }
+  return $rc
+}
+
+case "${1:-}" in
+  setup) setup_python ;;
+  test)
+    shift
+    setup_python
+    trap labs_down EXIT
+    labs_up
+    checks
+    run_tests "$@"
+    ;;
+  demo)
+    shift
+    setup_python
+    "$VENV/bin/haven" demo "$@"
+    ;;
+  down) labs_down ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
+esac
