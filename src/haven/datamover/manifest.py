@@ -4,7 +4,7 @@ Object ``manifests/<manifest_id>``, meta-sealed with AD ``b"HVNM" || version ||
 manifest_id``; plaintext is zstd of ``header_json || b"\\n" || ids`` where ``ids`` are
 the 32-byte chunk ids of the non-zero chunks in volume order and the header lists the
 zero runs ``[[first_chunk, count], ...]``. ``manifest_id`` is
-``<UTC yyyymmddThhmmssZ>-<16 hex>`` so listing sorts by time without decrypting.
+``<UTC yyyymmddThhmmss.ffffffZ>-<16 hex>`` so listing sorts by time without decrypting.
 
 The volume checksum is keyed BLAKE3 (id key) over ``b"HVNV" || u64le(size) ||
 u32le(chunk_size) || id_0 || ... || id_n-1`` where a zero chunk contributes the id of
@@ -63,7 +63,7 @@ def chunk_count(size: int, chunk_size: int) -> int:
 
 
 def new_manifest_id(now: datetime) -> str:
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(8).hex()}"
+    return f"{now.strftime('%Y%m%dT%H%M%S.%fZ')}-{os.urandom(8).hex()}"
 
 
 def manifest_key(manifest_id: str) -> str:

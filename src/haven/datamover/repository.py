@@ -228,7 +228,8 @@ class Repository:
         ids = self.list_manifest_ids()
         with ThreadPoolExecutor(max_workers=8) as pool:
             found = list(pool.map(self._load_or_none, ids))
-        return [m for m in found if m is not None and (volume is None or m.volume == volume)]
+        out = [m for m in found if m is not None and (volume is None or m.volume == volume)]
+        return sorted(out, key=lambda m: (m.created, m.manifest_id))
 
     def _load_or_none(self, manifest_id: str) -> VolumeManifest | None:
         try:

@@ -209,6 +209,7 @@ class SwiftBackend:
         max_connections: int = 32,
         verify: bool | str = True,
         create_container: bool = True,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not container or "/" in container:
             raise InvalidArgument("repo", "swift URL needs a container: swift://container/prefix")
@@ -226,6 +227,7 @@ class SwiftBackend:
             ),
             verify=verify,
             follow_redirects=False,
+            transport=transport,
         )
         self._lock = threading.Lock()
         self._token: str | None = None
