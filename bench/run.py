@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""Data-mover benchmark: Haven vs restic vs borg on the same images, in the same run.
+
+    sudo apt-get install restic borgbackup      # bench/setup.sh does this
+    python3 bench/make_image.py                 # base.img, changed.img, changed-extents.json
+    .venv/bin/python bench/run.py [--tools haven,restic,borg-zstd,borg-lz4] [--no-verify]
+
+For each tool, with a fresh repository on local disk: full backup of ``base.img``;
+incremental backup of ``changed.img`` under the same path (Haven with the changed-extent
+list; restic and borg their normal incremental, which re-reads the file and dedups);
+restore of the incremental point from the local repository. Every step runs as a child
+process and is measured the same way: wall time, user+sys CPU and peak RSS from
+``os.wait4`` of that child; MB/s = volume size (10^6 bytes) / wall time. Restored images
+are compared with ``cmp`` (outside the timing).
+
+The page cache cannot be dropped on this shared machine (other work runs on it, and
+drop_caches is not reliable in this container): instead each input image is read once
+right before every tool's backup, so all tools start warm. The machine is noisy (2
+vCPUs shared with other jobs): compare the ratios, which are measured in the same run.
+
+Writes ``bench/results/<date>-datamover.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent
+PASSWORD = "haven-bench-password"
+MB = 1_000_000
+MiB = 1 << 20
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, logf: Path) -> dict[str, Any]:
+    """Run ``cmd`` as a child; wall, user+sys CPU and peak RSS of that child alone."""
+    with logf.open("ab") as lf:
+        lf.write(("\n$ " + " ".join(cmd) + "\n").encode())
+        lf.flush()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=lf, stderr=lf)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed (exit {proc.returncode}); see {logf}")
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
+        "user_s": round(ru.ru_utime, 3),
+        "sys_s": round(ru.ru_stime, 3),
+        "peak_rss_mib": round(ru.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
+    }
+
+
+def warm(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while os.read(fd, 8 * MiB):
+            pass
+    finally:
+        os.close(fd)
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def set_volume(src_dir: Path, image: Path) -> Path:
+    """``src_dir/vol.img`` becomes a hard link to ``image``: same path for every backup."""
+    vol = src_dir / "vol.img"
+    vol.unlink(missing_ok=True)
+    os.link(image, vol)
+    return vol
+
+
+class Tool:
+    name = ""
+    repo_kind = ""
+
+    def __init__(self, work: Path, logf: Path) -> None:
+        self.work = work
+        self.repo = work / "repos" / self.name
+        self.logf = logf
+        self.env = dict(os.environ)
+
+    def reset(self) -> None:
+        shutil.rmtree(self.repo, ignore_errors=True)
+        self.repo.parent.mkdir(parents=True, exist_ok=True)
+
+    def run(self, cmd: list[str], cwd: Path | None = None) -> dict[str, Any]:
+        return measure(cmd, env=self.env, cwd=cwd or self.work, logf=self.logf)
+
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def full(self, vol: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def incremental(self, vol: Path, extents: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def restore(self, target_dir: Path, vol: Path) -> tuple[dict[str, Any], Path]:
+        raise NotImplementedError
+
+    def repo_size(self) -> int:
+        return dir_size(self.repo)
+
+
+class Haven(Tool):
+    name = "haven"
+
+    def __init__(self, work: Path, logf: Path, *, cbt: bool = True) -> None:
+        if not cbt:
+            self.name = "haven-nocbt"
+        super().__init__(work, logf)
+        self.cbt = cbt
+        self.env["HAVEN_BENCH_PASSWORD"] = PASSWORD
+        self.py = str(REPO_ROOT / ".venv" / "bin" / "python")
+        if not Path(self.py).exists():
+            self.py = sys.executable
+        self.op = str(HERE / "haven_op.py")
+        self.full_manifest = ""
+        self.last_manifest = ""
+
+    def init(self) -> None:
+        self.run([self.py, self.op, "init", str(self.repo)])
+
+    def _backup(self, vol: Path, extra: list[str]) -> dict[str, Any]:
+        out = self.work / f"{self.name}-backup.json"
+        m = self.run(
+            [self.py, self.op, "backup", str(self.repo), str(vol), "vol", str(out), *extra]
+        )
+        doc = json.loads(out.read_text())
+        self.last_manifest = doc["manifest_id"]
+        m["detail"] = doc
+        return m
+
+    def full(self, vol: Path) -> dict[str, Any]:
+        m = self._backup(vol, [])
+        self.full_manifest = self.last_manifest
+        return m
+
+    def incremental(self, vol: Path, extents: Path) -> dict[str, Any]:
+        extra = ["--parent", self.full_manifest]
+        if self.cbt:
+            extra += ["--changed", str(extents)]
+        return self._backup(vol, extra)
+
+    def restore(self, target_dir: Path, vol: Path) -> tuple[dict[str, Any], Path]:
+        target = target_dir / "vol.img"
+        out = self.work / f"{self.name}-restore.json"
+        m = self.run(
+            [self.py, self.op, "restore", str(self.repo), self.last_manifest, str(target), str(out)]
+        )
+        m["detail"] = json.loads(out.read_text())
+        return m, target
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def __init__(self, work: Path, logf: Path) -> None:
+        super().__init__(work, logf)
+        self.env.update(
+            RESTIC_PASSWORD=PASSWORD,
+            RESTIC_REPOSITORY=str(self.repo),
+            RESTIC_CACHE_DIR=str(work / "cache" / "restic"),
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        shutil.rmtree(self.work / "cache" / "restic", ignore_errors=True)
+
+    def init(self) -> None:
+        self.run(["restic", "init"])
+
+    def full(self, vol: Path) -> dict[str, Any]:
+        return self.run(["restic", "backup", "--host", "bench", str(vol)])
+
+    def incremental(self, vol: Path, extents: Path) -> dict[str, Any]:
+        return self.run(["restic", "backup", "--host", "bench", str(vol)])
+
+    def restore(self, target_dir: Path, vol: Path) -> tuple[dict[str, Any], Path]:
+        m = self.run(["restic", "restore", "latest", "--target", str(target_dir)])
+        return m, target_dir / str(vol).lstrip("/")
+
+
+class Borg(Tool):
+    def __init__(self, work: Path, logf: Path, compression: str) -> None:
+        self.name = "borg-" + compression.split(",")[0]
+        super().__init__(work, logf)
+        self.compression = compression
+        self.env.update(
+            BORG_PASSPHRASE=PASSWORD,
+            BORG_REPO=str(self.repo),
+            BORG_BASE_DIR=str(work / "cache" / self.name),
+            BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
+        )
+
+    def reset(self) -> None:
+        super().reset()
+        shutil.rmtree(self.work / "cache" / self.name, ignore_errors=True)
+
+    def init(self) -> None:
+        # repokey = AES-CTR + HMAC-SHA256 (this CPU has SHA-NI, so faster than blake2).
+        self.run(["borg", "init", "--encryption", "repokey"])
+
+    def full(self, vol: Path) -> dict[str, Any]:
+        return self.run(
+            ["borg", "create", "--compression", self.compression, "::full", vol.name],
+            cwd=vol.parent,
+        )
+
+    def incremental(self, vol: Path, extents: Path) -> dict[str, Any]:
+        return self.run(
+            ["borg", "create", "--compression", self.compression, "::incr", vol.name],
+            cwd=vol.parent,
+        )
+
+    def restore(self, target_dir: Path, vol: Path) -> tuple[dict[str, Any], Path]:
+        m = self.run(["borg", "extract", "--sparse", "::incr"], cwd=target_dir)
+        return m, target_dir / vol.name
+
+
+def make_tools(names: list[str], work: Path, logf: Path) -> list[Tool]:
+    table = {
+        "haven": lambda: Haven(work, logf),
+        "haven-nocbt": lambda: Haven(work, logf, cbt=False),
+        "restic": lambda: Restic(work, logf),
+        "borg-zstd": lambda: Borg(work, logf, "zstd,1"),
+        "borg-lz4": lambda: Borg(work, logf, "lz4"),
+    }
+    return [table[n]() for n in names]
+
+
+def bench_tool(tool: Tool, images: dict[str, Path], verify: bool) -> dict[str, Any]:
+    size = images["base"].stat().st_size
+    src = tool.work / "src"
+    src.mkdir(exist_ok=True)
+    tool.reset()
+    tool.init()
+    res: dict[str, Any] = {"tool": tool.name}
+
+    vol = set_volume(src, images["base"])
+    warm(vol)
+    log(f"{tool.name}: full backup")
+    res["full"] = tool.full(vol)
+    res["full"]["repo_bytes"] = tool.repo_size()
+
+    vol = set_volume(src, images["changed"])
+    warm(vol)
+    log(f"{tool.name}: incremental backup")
+    res["incremental"] = tool.incremental(vol, images["extents"])
+    res["incremental"]["repo_bytes"] = tool.repo_size()
+
+    target_dir = tool.work / "restore" / tool.name
+    shutil.rmtree(target_dir, ignore_errors=True)
+    target_dir.mkdir(parents=True)
+    log(f"{tool.name}: restore")
+    res["restore"], restored = tool.restore(target_dir, vol)
+    if verify:
+        same = subprocess.run(["cmp", "-s", str(restored), str(images["changed"])]).returncode == 0
+        res["restore"]["verified_identical"] = same
+        if not same:
+            log(f"{tool.name}: RESTORED IMAGE DIFFERS")
+    shutil.rmtree(target_dir, ignore_errors=True)
+    for step in ("full", "incremental", "restore"):
+        res[step]["mb_s"] = round(size / MB / res[step]["wall_s"], 1)
+    return res
+
+
+def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    h = results.get("haven")
+    out: dict[str, Any] = {}
+    if not h:
+        return out
+    for other in ("restic", "borg-zstd", "borg-lz4"):
+        o = results.get(other)
+        if not o:
+            continue
+        out[other] = {
+            step: round(o[step]["wall_s"] / h[step]["wall_s"], 2)
+            for step in ("full", "incremental", "restore")
+        }
+        out[other]["repo_size"] = round(
+            h["incremental"]["repo_bytes"] / o["incremental"]["repo_bytes"], 3
+        )
+    return out
+
+
+def targets(results: dict[str, dict[str, Any]], size: int) -> list[tuple[str, str, bool]]:
+    h, r, b = results.get("haven"), results.get("restic"), results.get("borg-zstd")
+    out: list[tuple[str, str, bool]] = []
+    if not h:
+        return out
+    if r:
+        x = r["full"]["wall_s"] / h["full"]["wall_s"]
+        out.append(("full backup >= 5x faster than restic", f"{x:.1f}x", x >= 5))
+        x = r["incremental"]["wall_s"] / h["incremental"]["wall_s"]
+        out.append(
+            ("incremental (changed extents) >= 20x faster than restic", f"{x:.1f}x", x >= 20)
+        )
+    if b:
+        x = b["full"]["wall_s"] / h["full"]["wall_s"]
+        out.append(("full backup >= 2x faster than borg (zstd,1)", f"{x:.1f}x", x >= 2))
+        d = h["full"]["repo_bytes"] / b["full"]["repo_bytes"] - 1
+        out.append(("repository size within 5% of borg zstd,1", f"{d * 100:+.1f}%", abs(d) <= 0.05))
+    gbs = size / 1e9 / h["restore"]["wall_s"]
+    out.append(("restore from a local repository >= 1 GB/s", f"{gbs:.2f} GB/s", gbs >= 1))
+    rss = max(h[s]["peak_rss_mib"] for s in ("full", "incremental", "restore"))
+    out.append(("peak RSS < 500 MB for a 2 GiB volume", f"{rss:.0f} MiB", rss * MiB < 500 * MB))
+    return out
+
+
+def render_md(doc: dict[str, Any]) -> str:
+    res = doc["results"]
+    size = doc["images"]["size"]
+    lines = [
+        f"# Data mover benchmark, {doc['date']}",
+        "",
+        f"Machine: {doc['machine']['cpus']} vCPUs ({doc['machine']['cpu']}), "
+        f"{doc['machine']['kernel']}; load average before/after: "
+        f"{doc['load_before']} / {doc['load_after']} (shared, noisy: compare ratios).",
+        f"Volume: {size / MiB:.0f} MiB ext4 image, {doc['images']['used_fraction'] * 100:.0f}% "
+        f"used; incremental: {doc['images']['changed_fraction'] * 100:.1f}% of 64 KiB blocks "
+        f"changed ({doc['images']['changed_runs']} runs).",
+        f"Tools: {doc['versions']}. Command: `{doc['command']}`.",
+        "Page cache not dropped (not possible reliably here); each image is read once before "
+        "each tool's backup, so every tool starts warm.",
+        "",
+        "| tool | step | wall s | CPU s | MB/s | repo MiB | peak RSS MiB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in res.items():
+        for step in ("full", "incremental", "restore"):
+            s = r[step]
+            repo = f"{s['repo_bytes'] / MiB:.0f}" if "repo_bytes" in s else ""
+            lines.append(
+                f"| {name} | {step} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} | {s['mb_s']:.0f} | "
+                f"{repo} | {s['peak_rss_mib']:.0f} |"
+            )
+    if doc["ratios"]:
+        lines += [
+            "",
+            "Haven's speed-up (other tool's wall time / Haven's) and repository size ratio:",
+            "",
+            "| vs | full | incremental | restore | repo size (Haven/other) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for other, x in doc["ratios"].items():
+            lines.append(
+                f"| {other} | {x['full']}x | {x['incremental']}x | {x['restore']}x | "
+                f"{x['repo_size']} |"
+            )
+    if doc["targets"]:
+        lines += ["", "| target | measured | met |", "| --- | ---: | :---: |"]
+        for t, v, ok in doc["targets"]:
+            lines.append(f"| {t} | {v} | {'yes' if ok else 'NO'} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def versions(tools: list[str]) -> str:
+    out = []
+    if any(t.startswith("restic") for t in tools):
+        out.append(
+            subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.split(
+                " compiled"
+            )[0]
+        )
+    if any(t.startswith("borg") for t in tools):
+        out.append(
+            subprocess.run(["borg", "--version"], capture_output=True, text=True).stdout.strip()
+        )
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        out.append(f"haven @ {head}")
+    except OSError:
+        pass
+    return ", ".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Haven vs restic vs borg")
+    ap.add_argument("--work", default=str(HERE / "work"))
+    ap.add_argument("--tools", default="haven,restic,borg-zstd,borg-lz4")
+    ap.add_argument("--no-verify", action="store_true")
+    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--tag", default="datamover")
+    args = ap.parse_args()
+    work = Path(args.work)
+    images = {
+        "base": work / "base.img",
+        "changed": work / "changed.img",
+        "extents": work / "changed-extents.json",
+    }
+    if not all(p.exists() for p in images.values()):
+        log("images missing: run bench/make_image.py first")
+        return 2
+    meta = json.loads((work / "images.json").read_text())
+    names = [t.strip() for t in args.tools.split(",") if t.strip()]
+    logf = work / "bench.log"
+    logf.write_text("")
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    results: dict[str, dict[str, Any]] = {}
+    for tool in make_tools(names, work, logf):
+        results[tool.name] = bench_tool(tool, images, verify=not args.no_verify)
+        log(
+            f"{tool.name}: "
+            + json.dumps(
+                {s: results[tool.name][s]["wall_s"] for s in ("full", "incremental", "restore")}
+            )
+        )
+        shutil.rmtree(tool.repo, ignore_errors=True)
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    now = dt.datetime.now(dt.timezone.utc)
+    doc = {
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python3 bench/make_image.py && .venv/bin/python bench/run.py --tools "
+        + ",".join(names),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release()},
+        "versions": versions(names),
+        "load_before": load_before,
+        "load_after": load_after,
+        "images": meta,
+        "results": results,
+        "ratios": ratios(results),
+        "targets": targets(results, meta["size"]),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{now.strftime('%Y-%m-%d')}-{args.tag}"
+    stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    md = render_md(doc)
+    stem.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
