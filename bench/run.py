@@ -24,6 +24,7 @@ Writes ``bench/results/<date>-datamover.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -80,10 +81,8 @@ def dir_size(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:
-                pass
     return total
 
 
@@ -443,7 +442,7 @@ def main() -> int:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     doc = {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python3 bench/make_image.py && .venv/bin/python bench/run.py --tools "

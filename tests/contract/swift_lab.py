@@ -13,9 +13,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.conftest import lab_unavailable
+
 from haven.datamover.backends.base import BackendError
 from haven.datamover.backends.swift import SwiftBackend, auth_from_env, read_env_file
-from tests.conftest import lab_unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENV_FILE = REPO_ROOT / "lab" / ".state" / "swift" / "swift.env"

@@ -12,13 +12,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from tests.contract.swift_lab import backend_fixture, drop_container, fresh_backend, swift_env
 
 from haven.datamover.backends import open_backend
 from haven.datamover.backends import swift as swift_mod
 from haven.datamover.backends.base import Backend, ObjectNotFound, TransientBackendError
 from haven.datamover.backends.swift import SwiftAuthError, SwiftBackend, TempAuth, auth_from_env
 from haven.datamover.errors import InvalidArgument
-from tests.contract.swift_lab import backend_fixture, drop_container, fresh_backend, swift_env
 
 pytestmark = pytest.mark.swift
 
@@ -183,7 +183,7 @@ def test_concurrent_puts_and_gets(backend: SwiftBackend) -> None:
                 blob = f"{n}-{i}".encode() * 1000
                 backend.put(key, blob)
                 assert backend.get(key) == blob
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
