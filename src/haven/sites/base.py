@@ -15,7 +15,8 @@ Life of a recovery point at the protected site::
 and at the recovery site::
 
     vol = driver.create_volume("erp-db-vda", size)
-    with driver.open_volume_writer(vol) as dst: datamover.restore(..., dst)
+    with driver.open_volume_writer(vol) as dst:             # dst: VolumeWriter
+        datamover.restore(..., dst)
     sid = driver.define_server(spec, name=..., network_map=..., volumes={"vda": vol})
     driver.start_server(sid); driver.wait_ready(sid, [AgentGate()], timeout_s=60)
 """
@@ -111,8 +112,13 @@ class PointHandle:
 
 @runtime_checkable
 class PointDiskReader(Protocol):
-    """Read access to one disk of a point. Matches the data mover's BlockSource structurally."""
+    """Read access to one disk of a point.
 
+    Structurally the data mover's ``BlockSource`` (``size`` property, ``readinto`` that fills
+    the buffer unless at the end, safe to call from several threads), plus the CBT input.
+    """
+
+    @property
     def size(self) -> int: ...
 
     def readinto(self, offset: int, buf: bytearray | memoryview) -> int: ...
@@ -121,14 +127,27 @@ class PointDiskReader(Protocol):
         """Extents written since the parent point; None for a full point (read everything)."""
         ...
 
+    @property
     def bytes_read(self) -> int: ...
 
 
 @runtime_checkable
 class VolumeWriter(Protocol):
+    """Write access to a volume at the recovery site: the data mover's ``BlockTarget``."""
+
+    @property
     def size(self) -> int: ...
 
-    def pwrite(self, offset: int, data: bytes | memoryview) -> None: ...
+    @property
+    def fresh(self) -> bool:
+        """True if the volume reads as all zeros (just created): restore may skip zeros."""
+        ...
+
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int: ...
+
+    def write(self, offset: int, data: bytes | memoryview) -> None: ...
+
+    def zero(self, offset: int, length: int) -> None: ...
 
     def flush(self) -> None: ...
 

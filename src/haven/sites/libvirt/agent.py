@@ -32,6 +32,9 @@ from haven.sites.errors import GuestAgentError, GuestExecError
 from haven.sites.libvirt.conn import libvirt_errors
 
 _sync_ids = itertools.count(int(time.time()) % 1_000_000 * 1000)
+# A guest-exec whose input-data is much above ~100 KiB wedges the libvirt agent channel
+# ("Guest agent not available for now", measured with libvirt 9.0 / qemu-ga 7.2): refuse it.
+MAX_STDIN = 64 * 1024
 _POLL_S = 0.02  # guest-exec-status polling interval; a round trip is ~100 ms under TCG
 
 
@@ -100,6 +103,8 @@ def guest_exec(
         raise GuestExecError("empty command")
     args: dict[str, Any] = {"path": argv[0], "arg": list(argv[1:]), "capture-output": True}
     if stdin is not None:
+        if len(stdin) > MAX_STDIN:
+            raise GuestExecError(f"stdin of {len(stdin)} bytes exceeds {MAX_STDIN}")
         args["input-data"] = base64.b64encode(stdin).decode()
     start = time.monotonic()
     try:

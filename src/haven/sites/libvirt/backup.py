@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -110,7 +111,10 @@ def delete_checkpoint(dom: libvirt.virDomain, point_id: str) -> None:
 
 
 class NbdPointReader:
-    """PointDiskReader over a pull-backup export. Counts the bytes it reads."""
+    """PointDiskReader (and the data mover's BlockSource) over a pull-backup export.
+
+    Counts the bytes it reads, so tests and metrics can show that an incremental read only
+    the changed extents."""
 
     def __init__(self, job: BackupJob, target: str) -> None:
         ctx = f"qemu:dirty-bitmap:backup-{target}" if job.incremental else None
@@ -118,13 +122,16 @@ class NbdPointReader:
         self._incremental = job.incremental
         self._changed: list[Extent] | None = None
         self._read = 0
+        self._count_lock = threading.Lock()
 
+    @property
     def size(self) -> int:
         return self._nbd.size
 
     def readinto(self, offset: int, buf: bytearray | memoryview) -> int:
         n = self._nbd.readinto(offset, buf)
-        self._read += n
+        with self._count_lock:
+            self._read += n
         return n
 
     def pread(self, offset: int, length: int) -> bytes:
@@ -145,6 +152,7 @@ class NbdPointReader:
             )
         return list(self._changed)
 
+    @property
     def bytes_read(self) -> int:
         return self._read
 

@@ -71,6 +71,7 @@ class LibvirtDriver:
         self._cfg = config
         self._conn = connect(config.uri)
         self._points: dict[str, _OpenPoint] = {}
+        self._fresh: set[str] = set()  # volumes created here and never opened for writing
         os.makedirs(config.scratch_dir, exist_ok=True)
         os.makedirs(config.socket_dir, exist_ok=True)
 
@@ -248,10 +249,14 @@ class LibvirtDriver:
 
     # -- volumes -------------------------------------------------------------------------------
     def create_volume(self, name: str, size_bytes: int) -> VolumeInfo:
-        return volumes.create(self._pool(), name, size_bytes)
+        vol = volumes.create(self._pool(), name, size_bytes)
+        self._fresh.add(vol.id)
+        return vol
 
     def open_volume_writer(self, volume: VolumeInfo) -> volumes.NbdVolumeWriter:
-        return volumes.NbdVolumeWriter(volume, self._cfg.socket_dir)
+        fresh = volume.id in self._fresh
+        self._fresh.discard(volume.id)
+        return volumes.NbdVolumeWriter(volume, self._cfg.socket_dir, fresh=fresh)
 
     def delete_volume(self, volume: VolumeInfo) -> None:
         with libvirt_errors(f"delete volume {volume.name}"):

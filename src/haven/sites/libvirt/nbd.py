@@ -4,7 +4,9 @@ Why our own: there is no /dev/nbd on the lab machines (so no `qemu-nbd -c`), and
 libnbd binding only serves Debian's python3. We need four things from QEMU's NBD server:
 READ, WRITE/FLUSH (restore into a volume through `qemu-nbd`), and BLOCK_STATUS for one meta
 context (a libvirt pull backup exports its dirty bitmap as ``qemu:dirty-bitmap:backup-<dev>``;
-``base:allocation`` tells holes apart). Not thread-safe: one request in flight at a time.
+``base:allocation`` tells holes apart). Thread-safe by serialising requests on a lock (the
+data mover may call ``readinto`` from several threads; under TCG the guest, not NBD, is the
+bottleneck).
 Protocol reference: https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from dataclasses import dataclass
 
 from haven.sites.errors import SiteIOError
@@ -25,7 +28,7 @@ _STRUCT_REPLY = 0x668E33EF
 
 _OPT_GO, _OPT_STRUCTURED, _OPT_SET_META = 7, 8, 10
 _REP_ACK, _REP_INFO, _REP_META = 1, 3, 4
-_CMD_READ, _CMD_WRITE, _CMD_DISC, _CMD_FLUSH, _CMD_BLOCK_STATUS = 0, 1, 2, 3, 7
+_CMD_READ, _CMD_WRITE, _CMD_DISC, _CMD_FLUSH, _CMD_ZEROES, _CMD_BLOCK_STATUS = 0, 1, 2, 3, 6, 7
 _CHUNK_NONE, _CHUNK_DATA, _CHUNK_HOLE, _CHUNK_BLOCK_STATUS = 0, 1, 2, 5
 _FLAG_DONE = 1
 _MAX_REQUEST = 32 * 1024 * 1024  # QEMU refuses requests above 32 MiB
@@ -42,6 +45,7 @@ class NbdClient:
     def __init__(self, socket_path: str, export: str, meta_context: str | None = None) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._handle = 0
+        self._lock = threading.Lock()
         self._meta_id: int | None = None
         try:
             self._sock.connect(socket_path)
@@ -142,6 +146,10 @@ class NbdClient:
 
     def readinto(self, offset: int, buf: memoryview | bytearray) -> int:
         """Fill ``buf`` from ``offset`` (short only at the end of the export)."""
+        with self._lock:
+            return self._readinto(offset, buf)
+
+    def _readinto(self, offset: int, buf: memoryview | bytearray) -> int:
         view = memoryview(buf).cast("B")
         n = max(0, min(len(view), self.size - offset))
         pos = 0
@@ -176,15 +184,29 @@ class NbdClient:
 
     def pwrite(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")
-        for pos in range(0, len(view), _MAX_REQUEST):
-            part = bytes(view[pos : pos + _MAX_REQUEST])
-            self._replies(self._request(_CMD_WRITE, offset + pos, len(part), part), _ignore)
+        with self._lock:
+            for pos in range(0, len(view), _MAX_REQUEST):
+                part = bytes(view[pos : pos + _MAX_REQUEST])
+                self._replies(self._request(_CMD_WRITE, offset + pos, len(part), part), _ignore)
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        with self._lock:
+            pos = 0
+            while pos < length:
+                step = min(length - pos, 0x7FF00000)
+                self._replies(self._request(_CMD_ZEROES, offset + pos, step), _ignore)
+                pos += step
 
     def flush(self) -> None:
-        self._replies(self._request(_CMD_FLUSH, 0, 0), _ignore)
+        with self._lock:
+            self._replies(self._request(_CMD_FLUSH, 0, 0), _ignore)
 
     def block_status(self, offset: int = 0, length: int | None = None) -> list[StatusExtent]:
         """Extents with the negotiated meta context's flags, covering [offset, offset+length)."""
+        with self._lock:
+            return self._block_status(offset, length)
+
+    def _block_status(self, offset: int, length: int | None) -> list[StatusExtent]:
         if self._meta_id is None:
             raise SiteIOError("NBD: no meta context negotiated")
         end = self.size if length is None else min(self.size, offset + length)

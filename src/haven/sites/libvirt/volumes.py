@@ -40,9 +40,13 @@ def create(pool: libvirt.virStoragePool, name: str, size_bytes: int) -> VolumeIn
 
 
 class NbdVolumeWriter:
-    """VolumeWriter over qemu-nbd. Closing flushes, disconnects and stops qemu-nbd."""
+    """VolumeWriter (the data mover's BlockTarget) over qemu-nbd.
 
-    def __init__(self, volume: VolumeInfo, socket_dir: str) -> None:
+    ``fresh`` is True for a volume created by ``create`` and not yet written (it reads as
+    zeros, so restore may skip zero chunks). Closing flushes, disconnects, stops qemu-nbd."""
+
+    def __init__(self, volume: VolumeInfo, socket_dir: str, fresh: bool = False) -> None:
+        self._fresh = fresh
         os.makedirs(socket_dir, exist_ok=True)
         self._sock = os.path.join(socket_dir, f"w{os.getpid()}-{time.monotonic_ns()}.sock")
         self._proc = subprocess.Popen(
@@ -78,11 +82,22 @@ class NbdVolumeWriter:
         self._stop()
         raise SiteIOError("qemu-nbd did not listen in 30 s")
 
+    @property
     def size(self) -> int:
         return self._nbd.size
 
-    def pwrite(self, offset: int, data: bytes | memoryview) -> None:
+    @property
+    def fresh(self) -> bool:
+        return self._fresh
+
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int:
+        return self._nbd.readinto(offset, buf)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         self._nbd.pwrite(offset, data)
+
+    def zero(self, offset: int, length: int) -> None:
+        self._nbd.write_zeroes(offset, length)
 
     def flush(self) -> None:
         self._nbd.flush()
