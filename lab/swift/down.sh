@@ -5,7 +5,8 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-STATE="${HAVEN_SWIFT_STATE:-$REPO/lab/.state/swift}"
+# State: $HAVEN_SWIFT_STATE, else $HAVEN_LAB_STATE/swift (scripts/dev.sh sets it), else lab/.state/swift
+STATE="${HAVEN_SWIFT_STATE:-${HAVEN_LAB_STATE:-$REPO/lab/.state}/swift}"
 RUN="$STATE/run"
 
 pids=()

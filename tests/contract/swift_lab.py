@@ -1,7 +1,8 @@
 """Finding the Swift lab for tests (shared by the swift contract and integration tests).
 
 Credentials come from the environment (``HAVEN_SWIFT_AUTH_URL``...), else from the env file
-``lab/swift/up.sh`` writes (``HAVEN_SWIFT_ENV_FILE``, default ``lab/.state/swift/swift.env``).
+``lab/swift/up.sh`` writes (``HAVEN_SWIFT_ENV_FILE``, default ``$HAVEN_LAB_STATE/swift/env``
+or ``lab/.state/swift/swift.env``).
 Without either, or when Swift does not answer, the test skips on a developer machine and
 FAILS in CI (tests/conftest.py: lab_unavailable).
 """
@@ -27,7 +28,9 @@ def swift_env() -> dict[str, str]:
     if os.environ.get("HAVEN_SWIFT_AUTH_URL"):
         env = {k: v for k, v in os.environ.items() if k.startswith(("HAVEN_SWIFT_", "OS_"))}
     else:
-        path = Path(os.environ.get("HAVEN_SWIFT_ENV_FILE", DEFAULT_ENV_FILE))
+        lab_state = os.environ.get("HAVEN_LAB_STATE")
+        default = Path(lab_state) / "swift" / "env" if lab_state else DEFAULT_ENV_FILE
+        path = Path(os.environ.get("HAVEN_SWIFT_ENV_FILE", default))
         if not path.exists():
             lab_unavailable(f"no Swift lab: {path} missing (run lab/swift/up.sh)")
         env = read_env_file(path)
