@@ -107,3 +107,37 @@ class GroupLockRow(Base):
     group_name: Mapped[str] = mapped_column(String(63), primary_key=True)
     operation_id: Mapped[str] = mapped_column(String(40))
     acquired_at: Mapped[datetime]
+
+
+class CreatedResourceRow(Base):
+    """Something an operation created at a site (server, volume, network).
+
+    Recorded before the engine reports the step done, so that cleanup of a drill removes
+    exactly what the drill created; ``removed_at`` is set once it is gone.
+    """
+
+    __tablename__ = "created_resources"
+    __table_args__ = (
+        UniqueConstraint("operation_id", "site", "kind", "ref", name="uq_created_resource"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    operation_id: Mapped[str] = mapped_column(String(40), index=True)
+    group_name: Mapped[str] = mapped_column(String(63))
+    site: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class GroupPlacementRow(Base):
+    """Where a group runs now: the active (protected) site, the standby (recovery) site and
+    the active site's server ids. Absent: the spec's source/target and the source's names."""
+
+    __tablename__ = "group_placement"
+    group_name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    active_site: Mapped[str] = mapped_column(String(63))
+    standby_site: Mapped[str] = mapped_column(String(63))
+    servers: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]

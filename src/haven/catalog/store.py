@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
@@ -18,13 +19,44 @@ from sqlalchemy.orm import Session, sessionmaker
 from haven.catalog import resources as res_rows
 from haven.catalog.db import open_engine, redact_url
 from haven.catalog.errors import CatalogError, GroupBusy
-from haven.catalog.models import GroupLockRow, GroupRow, OperationRow, PointRow, StepRow
+from haven.catalog.models import (
+    CreatedResourceRow,
+    GroupLockRow,
+    GroupPlacementRow,
+    GroupRow,
+    OperationRow,
+    PointRow,
+    StepRow,
+)
 from haven.domain.codec import from_data, to_data
 from haven.domain.errors import NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState
 from haven.domain.operations import Operation, OperationKind, OperationState, Step
 from haven.domain.points import RecoveryPoint
 from haven.domain.resources import KIND_TYPES, Resource, ResourceKind, Resources
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedResource:
+    """A server, volume or network an operation created at a site."""
+
+    operation_id: str
+    group: str
+    site: str
+    kind: str  # "server" | "volume" | "network"
+    ref: str  # the site's id for it
+    name: str
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a group runs now; ``servers`` maps plan server names to ids at ``active_site``."""
+
+    group: str
+    active_site: str
+    standby_site: str
+    servers: dict[str, str]
 
 
 class Catalog:
@@ -218,4 +250,107 @@ class Catalog:
                     )
                     for st in steps
                 ),
+            )
+
+    # --- engine additions: operation listing, created resources, placement -----------------
+    def operations(self, group: str | None = None, limit: int = 50) -> list[Operation]:
+        """Newest first, without steps (use ``operation(id)`` for the step log)."""
+        with self.transaction() as s:
+            q = select(OperationRow).order_by(OperationRow.created_at.desc()).limit(limit)
+            if group is not None:
+                q = q.where(OperationRow.group_name == group)
+            return [
+                Operation(
+                    id=r.id,
+                    kind=OperationKind(r.kind),
+                    group=r.group_name,
+                    state=OperationState(r.state),
+                    created_at=r.created_at,
+                    finished_at=r.finished_at,
+                    params=r.params,
+                    result=r.result,
+                    error=r.error,
+                )
+                for r in s.scalars(q).all()
+            ]
+
+    def group_lock_holder(self, group: str) -> str | None:
+        with self.transaction() as s:
+            row = s.get(GroupLockRow, group)
+            return row.operation_id if row is not None else None
+
+    def record_created(self, res: CreatedResource) -> None:
+        """Idempotent: recording the same (operation, site, kind, ref) twice is a no-op."""
+        with self.transaction() as s:
+            found = s.scalars(
+                select(CreatedResourceRow).where(
+                    CreatedResourceRow.operation_id == res.operation_id,
+                    CreatedResourceRow.site == res.site,
+                    CreatedResourceRow.kind == res.kind,
+                    CreatedResourceRow.ref == res.ref,
+                )
+            ).one_or_none()
+            if found is None:
+                s.add(
+                    CreatedResourceRow(
+                        operation_id=res.operation_id,
+                        group_name=res.group,
+                        site=res.site,
+                        kind=res.kind,
+                        ref=res.ref,
+                        name=res.name,
+                        created_at=datetime.now(UTC),
+                        removed_at=None,
+                    )
+                )
+
+    def mark_removed(self, operation_id: str, site: str, kind: str, ref: str) -> None:
+        with self.transaction() as s:
+            for row in s.scalars(
+                select(CreatedResourceRow).where(
+                    CreatedResourceRow.operation_id == operation_id,
+                    CreatedResourceRow.site == site,
+                    CreatedResourceRow.kind == kind,
+                    CreatedResourceRow.ref == ref,
+                )
+            ):
+                row.removed_at = row.removed_at or datetime.now(UTC)
+
+    def created_resources(self, operation_id: str) -> list[CreatedResource]:
+        with self.transaction() as s:
+            rows = s.scalars(
+                select(CreatedResourceRow)
+                .where(CreatedResourceRow.operation_id == operation_id)
+                .order_by(CreatedResourceRow.id)
+            ).all()
+            return [
+                CreatedResource(
+                    r.operation_id,
+                    r.group_name,
+                    r.site,
+                    r.kind,
+                    r.ref,
+                    r.name,
+                    r.removed_at is not None,
+                )
+                for r in rows
+            ]
+
+    def placement(self, group: str) -> Placement | None:
+        with self.transaction() as s:
+            row = s.get(GroupPlacementRow, group)
+            if row is None:
+                return None
+            return Placement(group, row.active_site, row.standby_site, dict(row.servers))
+
+    def set_placement(self, placement: Placement) -> None:
+        with self.transaction() as s:
+            s.merge(
+                GroupPlacementRow(
+                    group_name=placement.group,
+                    active_site=placement.active_site,
+                    standby_site=placement.standby_site,
+                    servers=dict(placement.servers),
+                    updated_at=datetime.now(UTC),
+                )
             )
