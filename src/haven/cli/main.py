@@ -12,7 +12,7 @@ import importlib
 
 import typer
 
-GROUPS: tuple[str, ...] = ("config",)
+GROUPS: tuple[str, ...] = ("config", "repo", "volume")
 TOP_LEVEL: tuple[str, ...] = ("resources",)
 
 app = typer.Typer(

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-
 from tests.conftest import lab_unavailable
 
 
@@ -24,7 +23,9 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         return
     base = os.environ.get("HAVEN_TEST_PG_URL")
     if not base:
-        lab_unavailable("HAVEN_TEST_PG_URL is not set (start lab/postgres/up.sh and source its env)")
+        lab_unavailable(
+            "HAVEN_TEST_PG_URL is not set (start lab/postgres/up.sh and source its env)"
+        )
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     name = f"haven_test_{uuid.uuid4().hex[:12]}"
     try:

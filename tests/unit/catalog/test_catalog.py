@@ -64,8 +64,16 @@ def test_rejected_apply_writes_nothing(catalog: Catalog) -> None:
 
 def test_a_spec_may_reference_resources_applied_earlier(catalog: Catalog) -> None:
     data = example()
-    apply_spec(catalog, parse_spec({"sites": data["sites"], "policies": data["policies"],
-                                    "repositories": data["repositories"]}))
+    apply_spec(
+        catalog,
+        parse_spec(
+            {
+                "sites": data["sites"],
+                "policies": data["policies"],
+                "repositories": data["repositories"],
+            }
+        ),
+    )
     result = apply_spec(catalog, parse_spec({"groups": data["groups"], "plans": data["plans"]}))
     assert [c.action for c in result.changes] == [ChangeAction.CREATE, ChangeAction.CREATE]
 

@@ -14,13 +14,19 @@ import pytest
 EXAMPLE = Path(__file__).parents[3] / "examples" / "three-tier.yaml"
 
 
-def haven(home: Path, *args: str, stdin: bytes | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def haven(
+    home: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
     full_env.update(HAVEN_HOME=str(home), **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "haven.cli", *args], input=stdin.decode() if stdin else None,
-        capture_output=True, text=True, env=full_env, timeout=60, check=False,
+        [sys.executable, "-m", "haven.cli", *args],
+        input=stdin.decode() if stdin else None,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -50,19 +56,29 @@ def test_changed_file_shows_what_changes(home: Path, tmp_path: Path) -> None:
     assert result.returncode == 0
     doc = json.loads(result.stdout)
     (update,) = [c for c in doc["changes"] if c["action"] == "update"]
-    assert update == {"kind": "policy", "name": "gold", "action": "update",
-                      "fields": [{"path": "rpo_seconds", "old": 300, "new": 900}]}
+    assert update == {
+        "kind": "policy",
+        "name": "gold",
+        "action": "update",
+        "fields": [{"path": "rpo_seconds", "old": 300, "new": 900}],
+    }
 
 
 BAD_INPUTS = {
     "invalid-yaml": (b"sites: [\n", "invalid YAML at line"),
     "list-for-mapping": (b"- a\n- b\n", "expected a mapping of kinds"),
-    "negative-rpo": (EXAMPLE.read_bytes().replace(b"rpo: 5m", b"rpo: -5m"),
-                     "policies.gold.rpo: '-5m' is negative"),
-    "parsecs": (EXAMPLE.read_bytes().replace(b"rpo: 5m", b"rpo: 5 parsecs"),
-                "policies.gold.rpo: '5 parsecs' is not a duration"),
-    "self-dependency": (EXAMPLE.read_bytes().replace(b"depends_on: [app]", b"depends_on: [web]"),
-                        "a stage cannot depend on itself"),
+    "negative-rpo": (
+        EXAMPLE.read_bytes().replace(b"rpo: 5m", b"rpo: -5m"),
+        "policies.gold.rpo: '-5m' is negative",
+    ),
+    "parsecs": (
+        EXAMPLE.read_bytes().replace(b"rpo: 5m", b"rpo: 5 parsecs"),
+        "policies.gold.rpo: '5 parsecs' is not a duration",
+    ),
+    "self-dependency": (
+        EXAMPLE.read_bytes().replace(b"depends_on: [app]", b"depends_on: [web]"),
+        "a stage cannot depend on itself",
+    ),
     "non-utf8": (b"sites:\n  - name: \xff\xfe\n", "not valid UTF-8"),
     "huge": (b"#" * (10 * 1024 * 1024), "spec file is 10.5 MB"),
 }
@@ -85,14 +101,20 @@ def test_bad_input_exits_2_and_leaves_the_catalog_unchanged(
 
 def test_two_groups_claiming_one_server_via_stdin(home: Path) -> None:
     before = dump(home)
-    spec = (b"groups:\n  - {name: other, source: site-a, target: site-b, policy: gold,\n"
-            b"     repository: offsite, members: [{server: db}]}\n")
+    spec = (
+        b"groups:\n  - {name: other, source: site-a, target: site-b, policy: gold,\n"
+        b"     repository: offsite, members: [{server: db}]}\n"
+    )
     result = haven(home, "apply", "-f", "-", "--json", stdin=spec)
     assert result.returncode == 2
     problems = json.loads(result.stdout)["error"]["problems"]
-    assert problems == [{"path": "groups.other.members[0]",
-                         "message": "server 'db' at site 'site-a' is already in group 'shop'; "
-                                    "a server belongs to one group"}]
+    assert problems == [
+        {
+            "path": "groups.other.members[0]",
+            "message": "server 'db' at site 'site-a' is already in group 'shop'; "
+            "a server belongs to one group",
+        }
+    ]
     assert dump(home) == before
 
 
@@ -111,12 +133,15 @@ def test_get_and_describe_json(home: Path) -> None:
 def test_config_show_redacts_secrets(home: Path) -> None:
     secret = "correct-horse-battery-staple"
     pg = "postgresql+psycopg://haven:pg-secret-99@127.0.0.1:1/x"
-    shown = haven(home, "config", "show", "--json",
-                  env={"HAVEN_REPO_PASSWORD": secret})
+    shown = haven(home, "config", "show", "--json", env={"HAVEN_REPO_PASSWORD": secret})
     assert shown.returncode == 0
     cfg = json.loads(shown.stdout)
     assert cfg["secrets"]["repositories.offsite"]["password"] == {
-        "source": "env", "name": "HAVEN_REPO_PASSWORD", "value": "***", "present": True}
+        "source": "env",
+        "name": "HAVEN_REPO_PASSWORD",
+        "value": "***",
+        "present": True,
+    }
     assert secret not in shown.stdout + shown.stderr
     # a catalog URL with a password is shown redacted even when it cannot be opened
     failed = haven(home, "config", "show", env={"HAVEN_CATALOG_URL": pg})

@@ -21,8 +21,12 @@ def test_every_example_resource_round_trips() -> None:
 
 def test_recovery_point_round_trips() -> None:
     point = RecoveryPoint(
-        id="rp-1", group="shop", source_site="site-a", created_at=datetime.now(UTC),
-        state=PointState.COMMITTED, consistency=Consistency.APPLICATION,
+        id="rp-1",
+        group="shop",
+        source_site="site-a",
+        created_at=datetime.now(UTC),
+        state=PointState.COMMITTED,
+        consistency=Consistency.APPLICATION,
         volumes=(VolumePoint("db", "vdb", 1 << 30, "m-1", 10, 5),),
         stats=PointStats(freeze_window_ms=12.5, bytes_read=10, bytes_sent=5),
     )

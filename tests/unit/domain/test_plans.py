@@ -36,7 +36,9 @@ def test_dags_have_no_cycle_and_waves_respect_dependencies(edges: dict[str, list
 
 
 @given(dags(), st.data())
-def test_adding_a_back_edge_creates_a_cycle(edges: dict[str, list[str]], data: st.DataObject) -> None:
+def test_adding_a_back_edge_creates_a_cycle(
+    edges: dict[str, list[str]], data: st.DataObject
+) -> None:
     nodes = list(edges)
     if len(nodes) < 2:
         return

@@ -14,8 +14,16 @@ from haven.domain.quantities import (
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("4h", 14400), ("1d", 86400), ("2 minutes", 120), (90, 90),
-     ("1.5h", 5400), ("0s", 0)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("4h", 14400),
+        ("1d", 86400),
+        ("2 minutes", 120),
+        (90, 90),
+        ("1.5h", 5400),
+        ("0s", 0),
+    ],
 )
 def test_durations(text: object, seconds: int) -> None:
     assert parse_duration(text) == seconds

@@ -64,7 +64,7 @@ def test_committed_points_are_immutable_except_for_expiry() -> None:
 
 
 def test_failed_over_group_must_reverse_protect_before_failing_back() -> None:
-    with pytest.raises(IllegalTransition, match="failed-over.*failing-back"):
+    with pytest.raises(IllegalTransition, match=r"failed-over.*failing-back"):
         GROUP_STATES.transition(GroupState.FAILED_OVER, GroupState.FAILING_BACK)
 
 

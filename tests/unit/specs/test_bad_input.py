@@ -55,11 +55,16 @@ def test_list_where_a_mapping_belongs() -> None:
 
 @pytest.mark.parametrize(
     ("rpo", "expected"),
-    [("-5m", "policies.gold.rpo: '-5m' is negative"),
-     (-300, "policies.gold.rpo: -300 is negative"),
-     ("5 parsecs", "policies.gold.rpo: '5 parsecs' is not a duration (a non-negative number "
-                   "with unit s, m, h, d or w"),
-     (0, "policies.gold.rpo: 0 must be greater than zero")],
+    [
+        ("-5m", "policies.gold.rpo: '-5m' is negative"),
+        (-300, "policies.gold.rpo: -300 is negative"),
+        (
+            "5 parsecs",
+            "policies.gold.rpo: '5 parsecs' is not a duration (a non-negative number "
+            "with unit s, m, h, d or w",
+        ),
+        (0, "policies.gold.rpo: 0 must be greater than zero"),
+    ],
 )
 def test_bad_rpo(rpo: object, expected: str) -> None:
     data = example()
@@ -128,8 +133,9 @@ def test_wrong_types_and_enum_values() -> None:
     data["policies"][0]["tier"] = "platinum"
     msgs = problems(data)
     assert "policies.gold.tier: 'platinum' is not allowed; use 'gold', 'silver' or 'bronze'" in msgs
-    assert any(m.startswith("policies.gold.warm_standby: input should be a valid boolean")
-               for m in msgs)
+    assert any(
+        m.startswith("policies.gold.warm_standby: input should be a valid boolean") for m in msgs
+    )
 
 
 def test_dangling_references() -> None:
@@ -167,8 +173,9 @@ def test_oversized_spec_file(tmp_path: Path) -> None:
 
 def test_non_utf8_bytes() -> None:
     msgs = problems(b"sites:\n  - name: caf\xe9\n")
-    assert msgs == ["<stdin>: not valid UTF-8: byte 0xe9 at offset 20 (line 2); save the file "
-                    "as UTF-8"]
+    assert msgs == [
+        "<stdin>: not valid UTF-8: byte 0xe9 at offset 20 (line 2); save the file as UTF-8"
+    ]
 
 
 def test_yaml_aliases_are_refused() -> None:
