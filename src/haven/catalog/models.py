@@ -141,3 +141,11 @@ class GroupPlacementRow(Base):
     standby_site: Mapped[str] = mapped_column(String(63))
     servers: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
+
+
+class PointServersRow(Base):
+    """The server definitions captured with a recovery point (codec form of ServerSpec)."""
+
+    __tablename__ = "point_servers"
+    point_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    data: Mapped[dict[str, Any]]

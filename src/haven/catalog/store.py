@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -26,6 +27,7 @@ from haven.catalog.models import (
     GroupRow,
     OperationRow,
     PointRow,
+    PointServersRow,
     StepRow,
 )
 from haven.domain.codec import from_data, to_data
@@ -354,3 +356,15 @@ class Catalog:
                     updated_at=datetime.now(UTC),
                 )
             )
+
+    def save_point_servers(self, point_id: str, data: dict[str, Any]) -> None:
+        """Server definitions captured with a point (``haven.domain.codec`` form)."""
+        with self.transaction() as s:
+            s.merge(PointServersRow(point_id=point_id, data=data))
+
+    def point_servers(self, point_id: str) -> dict[str, Any]:
+        with self.transaction() as s:
+            row = s.get(PointServersRow, point_id)
+            if row is None:
+                raise NotFoundError(f"no server definitions recorded for point {point_id}")
+            return dict(row.data)

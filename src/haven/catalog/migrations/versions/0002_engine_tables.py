@@ -1,4 +1,4 @@
-"""engine tables: created resources, group placement
+"""engine tables: created resources, group placement, point servers
 
 Revision ID: 0002
 Revises: 0001
@@ -45,8 +45,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("group_name"),
     )
 
+    op.create_table(
+        "point_servers",
+        sa.Column("point_id", sa.String(length=40), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("point_id"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("point_servers")
     op.drop_table("group_placement")
     with op.batch_alter_table("created_resources", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_created_resources_operation_id"))
