@@ -1,0 +1,274 @@
+"""``haven repo init|check|prune|stats``: manage a data-mover repository.
+
+The repository location is ``--repo`` (or env ``HAVEN_REPO``): a local path today,
+``swift://container/prefix`` once the Swift backend is installed. The key comes from
+``--password-file``, env ``HAVEN_REPO_PASSWORD`` or ``--key-file``; it is never printed
+or logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from haven.cli.output import JSON_OPTION, console, err_console, guarded, print_json
+from haven.datamover import Progress as DMProgress
+from haven.datamover import (
+    Repository,
+    RetentionPolicy,
+    check,
+    decode_key_file,
+    encode_key_file,
+    new_master_key,
+    open_backend,
+    prune,
+    repo_stats,
+)
+from haven.datamover.errors import InvalidArgument, KeyMissing
+from haven.domain.errors import ExitCode, NotFoundError
+
+app = typer.Typer(
+    help="Create, check, prune and inspect backup repositories.", no_args_is_help=True
+)
+
+REPO_OPTION = typer.Option(
+    ...,
+    "--repo",
+    envvar="HAVEN_REPO",
+    help="Repository location: a directory (or swift://container/prefix).",
+)
+PASSWORD_FILE_OPTION = typer.Option(
+    None,
+    "--password-file",
+    help="File holding the repository passphrase (else env HAVEN_REPO_PASSWORD).",
+)
+KEY_FILE_OPTION = typer.Option(
+    None,
+    "--key-file",
+    envvar="HAVEN_REPO_KEY_FILE",
+    help="Repository key file (instead of a passphrase).",
+)
+LIMIT_OPTION = typer.Option(None, "--limit", help="Bandwidth cap, e.g. 50MiB/s.")
+
+_SIZES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str, field: str) -> int:
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if t and t[-1] in _SIZES:
+            return int(float(t[:-1]) * _SIZES[t[-1]])
+        return int(t)
+    except ValueError:
+        raise InvalidArgument(field, f"not a size: {text!r} (e.g. 1MiB)") from None
+
+
+def read_password(password_file: Path | None) -> str | None:
+    if password_file is not None:
+        try:
+            return password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise InvalidArgument("--password-file", f"cannot read: {exc.strerror}") from None
+    return os.environ.get("HAVEN_REPO_PASSWORD")
+
+
+def read_key_file(key_file: Path) -> bytes:
+    try:
+        return decode_key_file(key_file.read_text())
+    except OSError as exc:
+        raise InvalidArgument("--key-file", f"cannot read: {exc.strerror}") from None
+
+
+def open_repo(
+    url: str, password_file: Path | None, key_file: Path | None, limit: str | None = None
+) -> Repository:
+    backend = open_backend(url, limit=limit)
+    if key_file is not None:
+        return Repository.open(backend, master_key=read_key_file(key_file))
+    return Repository.open(backend, password=read_password(password_file))
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, label: str) -> Iterator[Callable[[DMProgress], None] | None]:
+    """A Rich progress bar on stderr fed by data-mover progress callbacks."""
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    task = bar.add_task(label, total=None)
+    with bar:
+
+        def update(p: DMProgress) -> None:
+            bar.update(task, completed=p.bytes_done, total=p.bytes_total)
+
+        yield update
+
+
+@app.command("init")
+@guarded
+def init(
+    repo: str = REPO_OPTION,
+    password_file: Path | None = PASSWORD_FILE_OPTION,
+    key_file: Path | None = typer.Option(
+        None,
+        "--key-file",
+        help="Use a key file instead of a passphrase; created (0600) "
+        "if it does not exist. Keep it safe: it is the only way to open the repository.",
+    ),
+    chunk_size: str = typer.Option("1MiB", help="Chunk size, power of two 64KiB-16MiB."),
+    pack_size: str = typer.Option("32MiB", help="Target pack size."),
+    compression: int = typer.Option(1, help="zstd level (0 = off)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a new encrypted repository."""
+    backend = open_backend(repo)
+    cs, ps = parse_size(chunk_size, "--chunk-size"), parse_size(pack_size, "--pack-size")
+    if key_file is not None:
+        if key_file.exists():
+            master = read_key_file(key_file)
+        else:
+            master = new_master_key()
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(encode_key_file(master))
+        r = Repository.init(
+            backend, master_key=master, chunk_size=cs, pack_size=ps, compression_level=compression
+        )
+    else:
+        password = read_password(password_file)
+        if not password:
+            raise KeyMissing("give --password-file, HAVEN_REPO_PASSWORD or --key-file")
+        r = Repository.init(
+            backend, password=password, chunk_size=cs, pack_size=ps, compression_level=compression
+        )
+    out = {
+        "location": backend.describe(),
+        "repo_id": r.config.repo_id,
+        "chunk_size": r.config.chunk_size,
+        "pack_size": r.config.pack_size,
+        "key": "key file" if key_file else "passphrase",
+    }
+    if as_json:
+        print_json(out)
+    else:
+        console.print(f"created repository {r.config.repo_id} at {out['location']}")
+
+
+@app.command("check")
+@guarded
+def check_cmd(
+    repo: str = REPO_OPTION,
+    password_file: Path | None = PASSWORD_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    read_data: bool = typer.Option(
+        False, "--read-data", help="Read every pack and verify every chunk's tag."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Verify structure, references and (with --read-data) every object's tag.
+
+    Exits 6 and names the affected recovery points if anything is missing or corrupt."""
+    r = open_repo(repo, password_file, key_file)
+    with progress_bar(read_data and not as_json, "check") as cb:
+        report = check(r, read_data=read_data, progress=cb)
+    if as_json:
+        print_json({"ok": report.ok, **_report_dict(report)})
+        if not report.ok:
+            raise typer.Exit(int(ExitCode.INTEGRITY))
+        return
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    console.print(
+        f"{report.manifests} manifests, {report.packs} packs, {report.chunks} chunks"
+        + (f", {report.bytes_read} bytes read" if read_data else "")
+    )
+    report.raise_for_problems()
+    console.print("no problems found")
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    return {k: getattr(report, k) for k in report.__slots__}
+
+
+@app.command("prune")
+@guarded
+def prune_cmd(
+    repo: str = REPO_OPTION,
+    password_file: Path | None = PASSWORD_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    keep_last: int = typer.Option(0, help="Keep the N newest points per volume."),
+    keep_hourly: int = typer.Option(0, help="Keep the newest point of each of N hours."),
+    keep_daily: int = typer.Option(0, help="... of each of N days."),
+    keep_weekly: int = typer.Option(0, help="... of each of N ISO weeks."),
+    keep_monthly: int = typer.Option(0, help="... of each of N months."),
+    repack_threshold: float = typer.Option(0.5, help="Repack packs less than this live."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be done."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Forget points outside the retention policy and delete unreferenced data.
+
+    Without any --keep-* option no point is forgotten (only garbage is collected)."""
+    policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly)
+    r = open_repo(repo, password_file, key_file)
+    stats = prune(
+        r, None if policy.is_empty() else policy, dry_run=dry_run, repack_threshold=repack_threshold
+    )
+    if as_json:
+        print_json(stats)
+        return
+    verb = "would forget" if dry_run else "forgot"
+    console.print(
+        f"{verb} {len(stats.forgotten)} point(s), kept {stats.kept}; packs: "
+        f"{stats.packs_deleted} deleted, {stats.packs_repacked} repacked, "
+        f"{stats.orphan_packs_deleted} orphans; {stats.bytes_freed} bytes freed"
+    )
+
+
+@app.command("stats")
+@guarded
+def stats_cmd(
+    repo: str = REPO_OPTION,
+    password_file: Path | None = PASSWORD_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Sizes, counts and volumes of a repository."""
+    r = open_repo(repo, password_file, key_file)
+    s = repo_stats(r)
+    if as_json:
+        print_json(s)
+        return
+    console.print(f"repository {s.repo_id} at {s.location} (format v{s.format_version})")
+    console.print(
+        f"  {s.manifests} points, {len(s.volumes)} volumes, {s.logical_bytes} logical bytes"
+    )
+    console.print(
+        f"  {s.packs} packs, {s.pack_bytes} bytes stored, {s.unique_chunks} unique chunks"
+    )
+    for v in s.volumes:
+        console.print(f"  volume {v.volume}: {v.points} points, size {v.size}, latest {v.latest}")
+
+
+def not_found(path: Path) -> NotFoundError:
+    return NotFoundError(f"{path}: no such file or device")
