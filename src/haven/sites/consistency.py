@@ -18,6 +18,8 @@ from haven.domain.inventory import Consistency
 from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceStep
 from haven.sites.errors import QuiesceFailed, SiteError
 
+THAW_ATTEMPTS = 3
+
 
 class QuiesceOps(Protocol):
     def freeze(self, server_id: str, timeout_s: float) -> None: ...
@@ -46,9 +48,16 @@ def take_group_point(
 
     def thaw_all() -> None:
         nonlocal t_last_thaw
+        if not frozen and t_last_thaw is not None:
+            return
         while frozen:
             sid = frozen.pop()
-            _step(steps, sid, "thaw", lambda s=sid: ops.thaw(s, request.freeze_timeout_s))
+            for _attempt in range(THAW_ATTEMPTS):  # a frozen guest is an outage: insist
+                thawed = _step(
+                    steps, sid, "thaw", lambda s=sid: ops.thaw(s, request.freeze_timeout_s)
+                )
+                if thawed.ok:
+                    break
         t_last_thaw = time.monotonic()
 
     try:
@@ -75,10 +84,9 @@ def take_group_point(
                 )
                 break
         if reason is not None:
-            thaw_all()  # the healthy members first, at once
+            thaw_all()  # the healthy members first, at once; this ends the freeze window
             if suspect is not None:  # then the one that failed, in case it froze late
                 _step(steps, suspect, "thaw", lambda: ops.thaw(suspect, 1.0))
-                t_last_thaw = time.monotonic()
             if request.on_quiesce_failure is OnQuiesceFailure.FAIL:
                 raise QuiesceFailed(f"point {request.point_id}: {reason}")
         taken_at = time.time()

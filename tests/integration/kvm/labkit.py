@@ -7,10 +7,13 @@ raises LabMissing with a reason when it is not there.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,17 @@ STATE = Path(os.environ.get("HAVEN_LAB_STATE", REPO / "lab" / ".state"))
 DATA_SIZE = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 BOOT_TIMEOUT_S = 120.0  # generous: TCG boot is 3-10 s, more with several guests booting
+
+
+BOOT_TO_AGENT_S: dict[str, float] = {}  # guest name -> start..first agent answer
+
+
+def record_figure(name: str, value: object) -> None:
+    """Append a measured figure to lab/.state/figures.jsonl (and print it for the log)."""
+    line = json.dumps({"figure": name, "value": value, "at": time.time()})
+    print(f"FIGURE {line}")
+    with contextlib.suppress(OSError), (STATE / "figures.jsonl").open("a") as f:
+        f.write(line + "\n")
 
 
 class LabMissing(Exception):
@@ -119,6 +133,7 @@ def boot_guests(driver: object, specs: Sequence[ServerSpec]) -> list[str]:
     from haven.sites.base import AgentGate
 
     ids = []
+    started: dict[str, float] = {}
     for spec in specs:
         vol = driver.create_volume(f"{spec.name}-vda", DATA_SIZE)  # type: ignore[attr-defined]
         with driver.open_volume_writer(vol) as w:  # type: ignore[attr-defined]
@@ -126,6 +141,7 @@ def boot_guests(driver: object, specs: Sequence[ServerSpec]) -> list[str]:
         sid = driver.define_server(  # type: ignore[attr-defined]
             spec, name=spec.name, network_map={"app-net": "app-net"}, volumes={"vda": vol}
         )
+        started[sid] = time.monotonic()
         driver.start_server(sid)  # type: ignore[attr-defined]
         ids.append(sid)
     for sid, spec in zip(ids, specs, strict=True):
@@ -134,6 +150,7 @@ def boot_guests(driver: object, specs: Sequence[ServerSpec]) -> list[str]:
         r = driver.wait_ready(sid, [AgentGate()], BOOT_TIMEOUT_S)  # type: ignore[attr-defined]
         if not r.ready:
             raise RuntimeError(f"guest {spec.name} not ready: {r.detail}")
+        BOOT_TO_AGENT_S[spec.name] = time.monotonic() - started[sid]
     return ids
 
 

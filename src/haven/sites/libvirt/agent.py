@@ -79,17 +79,22 @@ def _set_timeout(dom: libvirt.virDomain, timeout_s: float) -> None:
         dom.agentSetResponseTimeout(max(1, math.ceil(timeout_s)), 0)
 
 
-def freeze(dom: libvirt.virDomain, timeout_s: float) -> int:
-    """Freeze all guest filesystems; returns how many were frozen."""
-    _set_timeout(dom, timeout_s)
+def freeze(dom: libvirt.virDomain, timeout_s: float, set_timeout: bool = True) -> int:
+    """Freeze all guest filesystems; returns how many were frozen.
+
+    ``set_timeout=False``: the caller has set the domain's agent response timeout already
+    (saves a round trip inside the freeze window)."""
+    if set_timeout:
+        _set_timeout(dom, timeout_s)
     try:
         return int(dom.fsFreeze(None, 0))
     except libvirt.libvirtError as exc:
         raise GuestAgentError(f"fsfreeze of {dom.name()}: {exc.get_error_message()}") from exc
 
 
-def thaw(dom: libvirt.virDomain, timeout_s: float) -> int:
-    _set_timeout(dom, timeout_s)
+def thaw(dom: libvirt.virDomain, timeout_s: float, set_timeout: bool = True) -> int:
+    if set_timeout:
+        _set_timeout(dom, timeout_s)
     try:
         return int(dom.fsThaw(None, 0))
     except libvirt.libvirtError as exc:

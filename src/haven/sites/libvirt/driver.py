@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libvirt
 
@@ -23,7 +23,6 @@ from haven.domain.inventory import (
     ServerSpec,
     VolumeInfo,
 )
-from haven.sites import consistency
 from haven.sites.base import (
     AgentGate,
     Capability,
@@ -32,12 +31,13 @@ from haven.sites.base import (
     PointDisk,
     PointHandle,
     PointRequest,
+    QuiesceMember,
     ReadinessGate,
     ReadinessResult,
     TcpGate,
 )
 from haven.sites.errors import GuestAgentError, SiteError, SiteInputError, SiteNotFound
-from haven.sites.libvirt import agent, backup, domxml, volumes
+from haven.sites.libvirt import agent, backup, domxml, points, volumes
 from haven.sites.libvirt.conn import connect, libvirt_errors
 
 _STATES = {
@@ -58,11 +58,7 @@ class LibvirtSiteConfig:
     scratch_dir: str = "/var/lib/haven-lab/scratch"  # fleecing overlays of open points
     socket_dir: str = "/tmp/haven-nbd"  # short paths: unix sockets are limited to 107 bytes
     console_dir: str | None = None  # if set, a serial console log per defined domain
-
-
-@dataclass
-class _OpenPoint:
-    jobs: dict[str, tuple[libvirt.virDomain, backup.BackupJob]] = field(default_factory=dict)
+    presync: bool = True  # guest `sync` before the freeze window (shortens fsfreeze)
 
 
 class LibvirtDriver:
@@ -70,7 +66,7 @@ class LibvirtDriver:
         self.name = config.name
         self._cfg = config
         self._conn = connect(config.uri)
-        self._points: dict[str, _OpenPoint] = {}
+        self._points: dict[str, points.OpenPoint] = {}
         self._fresh: set[str] = set()  # volumes created here and never opened for writing
         os.makedirs(config.scratch_dir, exist_ok=True)
         os.makedirs(config.socket_dir, exist_ok=True)
@@ -168,42 +164,33 @@ class LibvirtDriver:
     def create_point(self, request: PointRequest) -> PointHandle:
         if request.point_id in self._points:
             raise SiteInputError("point_id", f"point {request.point_id} is already open")
-        plan: list[tuple[libvirt.virDomain, tuple[str, ...], tuple[str, ...], dict[str, int]]] = []
+        members: dict[str, points.Member] = {}
         for m in request.members:
             dom = self._dom(m.server_id)
             spec = self.capture_server(m.server_id)
             all_t = tuple(d.target for d in spec.disks)
-            targets = m.disks if m.disks is not None else all_t
-            unknown = set(targets) - set(all_t)
-            if unknown:
-                raise SiteInputError(f"members.{m.server_id}.disks", f"unknown {sorted(unknown)}")
-            plan.append((dom, targets, all_t, {d.target: d.size_bytes for d in spec.disks}))
-        opened = _OpenPoint()
-
-        def snapshot() -> None:
-            try:
-                for dom, targets, all_t, _ in plan:
-                    job = backup.begin(
-                        dom,
-                        request.point_id,
-                        request.parent_point_id,
-                        targets,
-                        all_t,
-                        self._cfg.scratch_dir,
-                        self._cfg.socket_dir,
-                    )
-                    opened.jobs[dom.UUIDString()] = (dom, job)
-            except BaseException:
-                for dom, job in opened.jobs.values():
-                    backup.end(dom, job)
-                raise
-
-        outcome = consistency.take_group_point(self, request, snapshot)
+            targets = points.check_targets(m.server_id, m.disks, all_t)
+            sizes = {d.target: d.size_bytes for d in spec.disks}
+            members[dom.UUIDString()] = points.Member(dom, targets, all_t, sizes, m.quiesce)
+        # the request may name servers by name: the protocol runs on UUIDs
+        by_uuid = PointRequest(
+            request.point_id,
+            tuple(
+                QuiesceMember(uid, m.disks, m.quiesce)
+                for uid, m in zip(members, request.members, strict=True)
+            ),
+            request.parent_point_id,
+            request.freeze_timeout_s,
+            request.on_quiesce_failure,
+        )
+        outcome, opened = points.take(
+            members, by_uuid, self._cfg.scratch_dir, self._cfg.socket_dir, self._cfg.presync
+        )
         self._points[request.point_id] = opened
         disks = tuple(
-            PointDisk(dom.UUIDString(), t, sizes[t], request.parent_point_id is not None)
-            for dom, targets, _, sizes in plan
-            for t in targets
+            PointDisk(uid, t, m.sizes[t], request.parent_point_id is not None)
+            for uid, m in members.items()
+            for t in m.targets
         )
         return PointHandle(
             point_id=request.point_id,
@@ -233,8 +220,7 @@ class LibvirtDriver:
     def _end_jobs(self, point_id: str) -> None:
         opened = self._points.pop(point_id, None)
         if opened is not None:
-            for dom, job in opened.jobs.values():
-                backup.end(dom, job)
+            opened.end()
 
     def release_point(self, point: PointHandle) -> None:
         self._end_jobs(point.point_id)
