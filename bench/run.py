@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -290,6 +291,21 @@ def bench_tool(tool: Tool, images: dict[str, Path], verify: bool) -> dict[str, A
     return res
 
 
+def median_of(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per step, the median of each numeric measure over the rounds (rounds kept as
+    ``samples``)."""
+    out: dict[str, Any] = {"tool": rs[0]["tool"], "rounds": len(rs)}
+    for step in ("full", "incremental", "restore"):
+        merged = dict(rs[-1][step])
+        for k in ("wall_s", "cpu_s", "user_s", "sys_s", "peak_rss_mib", "mb_s"):
+            merged[k] = statistics.median(r[step][k] for r in rs)
+        merged["wall_samples"] = [r[step]["wall_s"] for r in rs]
+        if "verified_identical" in merged:
+            merged["verified_identical"] = all(r[step]["verified_identical"] for r in rs)
+        out[step] = merged
+    return out
+
+
 def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     h = results.get("haven")
     out: dict[str, Any] = {}
@@ -347,7 +363,14 @@ def render_md(doc: dict[str, Any]) -> str:
         f"changed ({doc['images']['changed_runs']} runs).",
         f"Tools: {doc['versions']}. Command: `{doc['command']}`.",
         "Page cache not dropped (not possible reliably here); each image is read once before "
-        "each tool's backup, so every tool starts warm.",
+        "each tool's backup, so every tool starts warm. Repositories and restores on the same "
+        "local disk. `haven` incremental = with the changed-extent list (CBT); `haven-nocbt` = "
+        "without it (re-reads the image, dedups against the parent); restic and borg: their "
+        "normal incremental (re-read + dedup). borg: `--encryption repokey`, `--compression "
+        "zstd,1` or `lz4`; restic: default (zstd auto). Restores verified identical with "
+        f"`cmp`: {doc['all_verified']}.",
+        "",
+        f"Medians of {doc['rounds']} interleaved round(s); wall-time samples in the .json.",
         "",
         "| tool | step | wall s | CPU s | MB/s | repo MiB | peak RSS MiB |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -407,8 +430,9 @@ def versions(tools: list[str]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description="Haven vs restic vs borg")
     ap.add_argument("--work", default=str(HERE / "work"))
-    ap.add_argument("--tools", default="haven,restic,borg-zstd,borg-lz4")
+    ap.add_argument("--tools", default="haven,haven-nocbt,restic,borg-zstd,borg-lz4")
     ap.add_argument("--no-verify", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds; medians are reported")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--tag", default="datamover")
     args = ap.parse_args()
@@ -426,16 +450,17 @@ def main() -> int:
     logf = work / "bench.log"
     logf.write_text("")
     load_before = [round(x, 2) for x in os.getloadavg()]
-    results: dict[str, dict[str, Any]] = {}
-    for tool in make_tools(names, work, logf):
-        results[tool.name] = bench_tool(tool, images, verify=not args.no_verify)
-        log(
-            f"{tool.name}: "
-            + json.dumps(
-                {s: results[tool.name][s]["wall_s"] for s in ("full", "incremental", "restore")}
-            )
-        )
-        shutil.rmtree(tool.repo, ignore_errors=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    tools = make_tools(names, work, logf)
+    for rnd in range(args.repeat):  # interleaved rounds: every tool sees the same noise
+        for tool in tools:
+            log(f"round {rnd + 1}/{args.repeat}")
+            r = bench_tool(tool, images, verify=not args.no_verify)
+            runs.setdefault(tool.name, []).append(r)
+            walls = {s: r[s]["wall_s"] for s in ("full", "incremental", "restore")}
+            log(f"{tool.name}: {json.dumps(walls)}")
+            shutil.rmtree(tool.repo, ignore_errors=True)
+    results = {name: median_of(rs) for name, rs in runs.items()}
     load_after = [round(x, 2) for x in os.getloadavg()]
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -446,12 +471,17 @@ def main() -> int:
     doc = {
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python3 bench/make_image.py && .venv/bin/python bench/run.py --tools "
-        + ",".join(names),
+        + ",".join(names)
+        + f" --repeat {args.repeat}",
         "machine": {"cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release()},
         "versions": versions(names),
         "load_before": load_before,
         "load_after": load_after,
         "images": meta,
+        "rounds": args.repeat,
+        "all_verified": all(r["restore"].get("verified_identical", False) for r in results.values())
+        if not args.no_verify
+        else "not checked",
         "results": results,
         "ratios": ratios(results),
         "targets": targets(results, meta["size"]),

@@ -28,8 +28,14 @@ def swift_env() -> dict[str, str]:
     if os.environ.get("HAVEN_SWIFT_AUTH_URL"):
         env = {k: v for k, v in os.environ.items() if k.startswith(("HAVEN_SWIFT_", "OS_"))}
     else:
-        lab_state = os.environ.get("HAVEN_LAB_STATE")
-        default = Path(lab_state) / "swift" / "env" if lab_state else DEFAULT_ENV_FILE
+        own, lab_state = os.environ.get("HAVEN_SWIFT_STATE"), os.environ.get("HAVEN_LAB_STATE")
+        default = (
+            Path(own) / "env"
+            if own
+            else Path(lab_state) / "swift" / "env"
+            if lab_state
+            else DEFAULT_ENV_FILE
+        )
         path = Path(os.environ.get("HAVEN_SWIFT_ENV_FILE", default))
         if not path.exists():
             lab_unavailable(f"no Swift lab: {path} missing (run lab/swift/up.sh)")
