@@ -1,0 +1,112 @@
+"""Building site drivers and repositories from their catalog definitions.
+
+Drivers and repositories are cached per process (a libvirt connection or an unlocked
+repository is costly). Secrets (repository passphrases) are read from their SecretRef at
+the moment the repository is opened and are never logged or kept in errors.
+
+Fake sites (``driver: fake``): ``uri`` ``file:///dir`` gives a file-backed fake whose
+state survives the process (crash tests, demos without a lab); no ``uri`` gives an
+in-memory fake. Tests may ``register_driver`` their own instance for a site name.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from haven.datamover import Repository as DataRepository
+from haven.datamover import open_backend
+from haven.domain.errors import NotFoundError, SecurityError, ValidationError
+from haven.domain.secrets import SecretRef, SecretSource
+from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
+from haven.sites.base import SiteDriver as DriverProtocol
+
+_lock = threading.Lock()
+_drivers: dict[str, Any] = {}
+_repos: dict[str, DataRepository] = {}
+
+
+def register_driver(site: str, driver: Any) -> None:
+    """Use ``driver`` for ``site`` in this process (tests)."""
+    with _lock:
+        _drivers[site] = driver
+
+
+def forget_all() -> None:
+    with _lock:
+        for drv in _drivers.values():
+            close = getattr(drv, "close", None)
+            if callable(close):
+                close()
+        _drivers.clear()
+        for repo in _repos.values():
+            repo.close()
+        _repos.clear()
+
+
+def driver_for(site: Site) -> DriverProtocol:
+    with _lock:
+        if site.name not in _drivers:
+            _drivers[site.name] = _build(site)
+        drv: DriverProtocol = _drivers[site.name]
+        return drv
+
+
+def _build(site: Site) -> Any:
+    if site.driver is SiteDriver.FAKE:
+        if site.uri and site.uri.startswith("file://"):
+            from haven.sites.fake.filebacked import FileFakeDriver
+
+            return FileFakeDriver(site.name, Path(site.uri[len("file://") :]))
+        from haven.sites.fake import FakeDriver
+
+        return FakeDriver(site.name)
+    if site.driver is SiteDriver.LIBVIRT:
+        from haven.sites.libvirt.driver import LibvirtDriver, LibvirtSiteConfig
+
+        if not site.uri:
+            raise ValidationError(f"sites.{site.name}.uri", "a libvirt site needs a uri")
+        return LibvirtDriver(LibvirtSiteConfig(name=site.name, uri=site.uri))
+    raise ValidationError(
+        f"sites.{site.name}.driver", f"driver {site.driver.value!r} is not supported yet"
+    )
+
+
+def read_secret(ref: SecretRef) -> str:
+    """The secret's value, read now. Errors name where it was looked for, never a value."""
+    if ref.source is SecretSource.ENV:
+        value = os.environ.get(ref.name)
+        if value is None:
+            raise SecurityError(f"secret {ref} is not set")
+        return value
+    try:
+        return Path(ref.name).read_text().rstrip("\n")
+    except OSError as exc:
+        raise SecurityError(f"secret {ref} cannot be read: {exc.strerror}") from None
+
+
+def repository_for(repo: Repository) -> DataRepository:
+    """Open (and on first use initialise) the repository."""
+    with _lock:
+        if repo.name in _repos:
+            return _repos[repo.name]
+        url = repo.url
+        if repo.kind is RepositoryKind.MEMORY and "://" not in url:
+            url = f"memory://{url}"
+        backend = open_backend(url)
+        password = read_secret(repo.password) if repo.password else None
+        master_key = None
+        if repo.key_file:
+            from haven.datamover import decode_key_file
+
+            master_key = decode_key_file(Path(repo.key_file).read_text())
+        try:
+            opened = DataRepository.open(backend, password=password, master_key=master_key)
+        except NotFoundError:  # no repository there yet: the first protect creates it
+            opened = DataRepository.init(
+                backend, password=password, master_key=master_key, chunk_size=repo.chunk_size
+            )
+        _repos[repo.name] = opened
+        return opened

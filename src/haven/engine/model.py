@@ -1,0 +1,98 @@
+"""Data passed between workflow steps (DBOS records them: keep them picklable and small)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from haven.domain.inventory import ServerSpec, VolumeInfo
+from haven.domain.plans import RecoveryPlan
+from haven.domain.points import Consistency, VolumePoint
+from haven.domain.policies import ConsistencyRequirement, Retention
+
+
+def volume_key(group: str, server: str, disk: str) -> str:
+    """The volume's name in the repository: stable across sites, so a point taken at the
+    recovery site (reverse protection) increments from the points taken at the source."""
+    return f"{group}.{server}.{disk}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectContext:
+    op_id: str
+    group: str
+    point_id: str
+    active_site: str
+    standby_site: str
+    repository: str
+    servers: dict[str, str]  # member server name -> id at the active site
+    parent_point: str | None  # newest committed point: manifests increment from it
+    parent_checkpoint: bool  # parent taken at the active site: changed-block tracking usable
+    stopped: bool  # servers are shut down (final point of a planned failover/failback)
+    consistency: ConsistencyRequirement
+    freeze_timeout_s: float
+    warm_standby: bool
+    retention: Retention
+    started_at: float
+    lock_owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResult:
+    point_id: str
+    handle: object  # the driver's PointHandle
+    consistency: Consistency
+    reason: str
+    freeze_window_ms: float
+    hooks: tuple[str, ...] = ()
+
+    def detail(self) -> str:
+        text = f"{self.consistency.value}-consistent, freeze window {self.freeze_window_ms:.0f} ms"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOutcome:
+    volume: VolumePoint
+    reused: bool = False
+
+    def detail(self) -> str:
+        if self.reused:
+            return f"{self.volume.manifest}: already in the repository"
+        return (
+            f"{self.volume.manifest}: read {self.volume.bytes_read} B, "
+            f"sent {self.volume.bytes_sent} B of {self.volume.size} B"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A step's result when all it has to say is one line."""
+
+    text: str = ""
+    data: dict[str, str] = field(default_factory=dict)
+
+    def detail(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverContext:
+    op_id: str
+    kind: str  # "failover" | "test-failover" | "failback"
+    group: str
+    plan: RecoveryPlan
+    point_id: str
+    point_created_at: float
+    source_site: str
+    target_site: str
+    repository: str
+    specs: dict[str, ServerSpec]  # captured server definitions, by server name
+    volumes: tuple[VolumePoint, ...]
+    network_map: dict[str, str]
+    names: dict[str, str]  # server name -> name at the target
+    started_at: float
+    existing_servers: dict[str, str] = field(default_factory=dict)  # name -> id to reuse
+    existing_volumes: dict[str, VolumeInfo] = field(default_factory=dict)  # "srv/disk" -> vol
+    reuse_replicas: bool = True  # drills never do
+    volume_suffix: str = ""
+    lock_owner: str = ""

@@ -1,0 +1,77 @@
+"""Reading what a workflow needs from the catalog and the sites (inside steps only)."""
+
+from __future__ import annotations
+
+from haven.catalog.store import Placement
+from haven.datamover import Repository as DataRepository
+from haven.domain.errors import ValidationError
+from haven.domain.groups import ProtectionGroup
+from haven.domain.plans import RecoveryPlan
+from haven.domain.points import PointState, RecoveryPoint
+from haven.domain.policies import Policy
+from haven.domain.resources import ResourceKind
+from haven.domain.sites import Repository, Site
+from haven.engine import connect, services
+from haven.sites.base import SiteDriver
+
+
+def group(name: str) -> ProtectionGroup:
+    g: ProtectionGroup = services.catalog().get(ResourceKind.GROUP, name)
+    return g
+
+
+def plan(name: str) -> RecoveryPlan:
+    p: RecoveryPlan = services.catalog().get(ResourceKind.PLAN, name)
+    return p
+
+
+def policy(name: str) -> Policy:
+    p: Policy = services.catalog().get(ResourceKind.POLICY, name)
+    return p
+
+
+def site(name: str) -> Site:
+    s: Site = services.catalog().get(ResourceKind.SITE, name)
+    return s
+
+
+def driver(site_name: str) -> SiteDriver:
+    return connect.driver_for(site(site_name))
+
+
+def repository_name(g: ProtectionGroup) -> str:
+    if g.repository:
+        return g.repository
+    repos = services.catalog().resources().repositories
+    if len(repos) == 1:
+        return repos[0].name
+    raise ValidationError(f"groups.{g.name}.repository", "no repository named for this group")
+
+
+def repository(name: str) -> DataRepository:
+    r: Repository = services.catalog().get(ResourceKind.REPOSITORY, name)
+    return connect.repository_for(r)
+
+
+def placement(g: ProtectionGroup) -> Placement:
+    """Where the group runs now; by default its source site, servers found by name."""
+    found = services.catalog().placement(g.name)
+    if found is not None:
+        return found
+    drv = driver(g.source_site)
+    servers = {name: drv.get_server(name).id for name in g.servers()}
+    return Placement(g.name, g.source_site, g.target_site, servers)
+
+
+def committed_points(group_name: str) -> list[RecoveryPoint]:
+    """Oldest first."""
+    return [p for p in services.catalog().points(group_name) if p.state is PointState.COMMITTED]
+
+
+def point(group_name: str, point_id: str) -> RecoveryPoint:
+    for p in services.catalog().points(group_name):
+        if p.id == point_id:
+            return p
+    from haven.domain.errors import NotFoundError
+
+    raise NotFoundError(f"group {group_name} has no point {point_id}")

@@ -1,0 +1,67 @@
+"""Starting, waiting for and resuming operations: the engine's API for the CLI.
+
+``run(kind, group, workflow, *args)`` records the operation, launches the engine as the
+operation's own executor, runs the workflow under the operation id (the DBOS workflow id)
+and returns the final Operation from the catalog. ``resume(op_id)`` relaunches as that
+executor: DBOS recovers the pending workflow, which skips every step already recorded and
+re-runs the one that was interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from haven.domain.errors import ConflictError, HavenError
+from haven.domain.ids import new_id
+from haven.domain.operations import Operation, OperationKind, OperationState
+from haven.engine import ops, runtime, services
+
+EXECUTOR_PARAM = "executor"
+
+
+def run(
+    kind: OperationKind,
+    group: str,
+    workflow: Callable[..., Any],
+    *args: Any,
+    params: dict[str, str] | None = None,
+    executor: str | None = None,
+) -> Operation:
+    op_id = new_id("op")
+    exe = runtime.current() or executor or runtime.executor_for(op_id)
+    holder = services.catalog().group_lock_holder(group)
+    if holder is not None:
+        raise ConflictError(
+            f"group {group!r} is busy with operation {holder}; wait for it, or if its "
+            f"process died resume it: haven operations resume {holder}"
+        )
+    ops.create_operation(op_id, kind, group, {**(params or {}), EXECUTOR_PARAM: exe})
+    runtime.launch(exe)
+    with SetWorkflowID(op_id):
+        handle = DBOS.start_workflow(workflow, op_id, *args)
+    return _wait(op_id, handle)
+
+
+def _wait(op_id: str, handle: Any) -> Operation:
+    try:
+        handle.get_result()
+    except HavenError:
+        pass  # recorded in the operation by the workflow's fail step
+    except Exception as exc:  # a bug: still reported through the operation
+        op = services.catalog().operation(op_id)
+        if op.state is OperationState.RUNNING:
+            ops.mark_failed(op_id, f"{type(exc).__name__}: {exc}", True)
+    return services.catalog().operation(op_id)
+
+
+def resume(op_id: str) -> Operation:
+    op = services.catalog().operation(op_id)
+    if op.state in (OperationState.SUCCEEDED, OperationState.CANCELLED):
+        return op
+    exe = op.params.get(EXECUTOR_PARAM) or runtime.executor_for(op_id)
+    runtime.launch(exe)  # DBOS recovers this executor's pending workflows on launch
+    handle = DBOS.retrieve_workflow(op_id)
+    return _wait(op_id, handle)

@@ -1,0 +1,175 @@
+"""Protect: take one application-consistent recovery point of a group.
+
+Steps (names as in the step log):
+  protect.start     take the group lock; resolve sites, servers, parent point, new point id
+  protect.snapshot  pre-freeze hooks, ordered freeze, snapshot, reverse thaw, post-thaw hooks;
+                    the point is recorded PENDING with its server definitions
+  protect.backup:S/D   one per disk: data into the repository (incremental from the parent)
+  protect.release   end the site's hold on the point (its checkpoint stays)
+  protect.replica:S/D  warm standby only: apply the point to the replica at the standby site
+  protect.commit    the point becomes COMMITTED (visible to recovery); group -> protected
+  protect.retention expire points the policy does not keep, collect garbage
+  finish / fail     operation outcome; the lock is released (unless a parent owns it)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from dbos import DBOS
+
+from haven.datamover import restore_volume
+from haven.domain.errors import ConflictError, HavenError
+from haven.domain.groups import GroupState
+from haven.domain.ids import new_id
+from haven.domain.operations import OperationKind
+from haven.domain.points import VolumePoint
+from haven.engine import capture, ops, resolve, services
+from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
+from haven.engine.steps import engine_step
+from haven.sites.base import PointDisk, PointHandle
+
+_ALLOWED = {
+    GroupState.UNPROTECTED,
+    GroupState.PROTECTED,
+    GroupState.FAILED_OVER,  # protecting from the recovery site = reverse protection
+    GroupState.REVERSE_PROTECTED,
+}
+_ALLOWED_AS_CHILD = {GroupState.FAILING_OVER, GroupState.FAILING_BACK, GroupState.SUSPENDED}
+
+
+@engine_step("protect.start")
+def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectContext:
+    ops.begin(op_id, OperationKind.PROTECT, group, lock_owner)
+    cat = services.catalog()
+    g = resolve.group(group)
+    state = cat.group_state(group)
+    allowed = _ALLOWED | (_ALLOWED_AS_CHILD if lock_owner != op_id else set())
+    if state not in allowed:
+        hint = "; resume it first (haven resume)" if state is GroupState.SUSPENDED else ""
+        raise ConflictError(f"group {group} is {state.value}: cannot protect it now{hint}")
+    pol = resolve.policy(g.policy)
+    where = resolve.placement(g)
+    points = resolve.committed_points(group)
+    parent = points[-1] if points else None
+    return ProtectContext(
+        op_id=op_id,
+        group=group,
+        point_id=new_id("rp"),
+        active_site=where.active_site,
+        standby_site=where.standby_site,
+        repository=resolve.repository_name(g),
+        servers=dict(where.servers),
+        parent_point=parent.id if parent else None,
+        parent_checkpoint=parent is not None and parent.source_site == where.active_site,
+        stopped=stopped,
+        consistency=pol.consistency,
+        freeze_timeout_s=float(pol.freeze_timeout_seconds),
+        warm_standby=pol.warm_standby,
+        retention=pol.retention,
+        started_at=time.time(),
+        lock_owner=lock_owner,
+    )
+
+
+@engine_step("protect.snapshot")
+def _snapshot(op_id: str, ctx: ProtectContext) -> SnapshotResult:
+    return capture.snapshot(ctx)
+
+
+@engine_step("protect.backup")
+def _backup(op_id: str, ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupOutcome:
+    return capture.backup(ctx, handle, disk)
+
+
+@engine_step("protect.release")
+def _release(op_id: str, ctx: ProtectContext, handle: PointHandle) -> Note:
+    return capture.release(ctx, handle)
+
+
+@engine_step("protect.replica")
+def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
+    """Restore the new point into the standby replica (created on first use, recorded).
+    Only the chunks that differ are written. A failure here does not fail the point."""
+    name = f"{ctx.group}-{vol.member}-{vol.volume}"
+    try:
+        drv = resolve.driver(ctx.standby_site)
+        found = [v for v in drv.list_volumes() if v.name == name]
+        replica = found[0] if found else drv.create_volume(name, vol.size)
+        if not found:
+            from haven.catalog.store import CreatedResource
+
+            services.catalog().record_created(
+                CreatedResource(op_id, ctx.group, ctx.standby_site, "volume", replica.id, name)
+            )
+        repo = resolve.repository(ctx.repository)
+        with drv.open_volume_writer(replica) as dst:
+            st = restore_volume(repo, vol.manifest, dst, into_existing=True)
+    except HavenError as exc:
+        return Note(f"replica {name} not updated: {exc}")
+    return Note(f"replica {name}: {st.chunks_written} chunks written, {st.chunks_unchanged} same")
+
+
+@engine_step("protect.commit")
+def _commit(op_id: str, ctx: ProtectContext, volumes: list[VolumePoint]) -> Note:
+    return capture.commit(ctx, volumes)
+
+
+@engine_step("protect.retention")
+def _retention(op_id: str, ctx: ProtectContext) -> Note:
+    return capture.retention(ctx)
+
+
+@engine_step("protect.abandon")
+def _abandon(op_id: str, ctx: ProtectContext) -> Note:
+    capture.fail_point(ctx)
+    with contextlib.suppress(HavenError):
+        resolve.driver(ctx.active_site).delete_point(ctx.point_id)
+    return Note(f"point {ctx.point_id} marked failed")
+
+
+@DBOS.workflow(name="haven.protect")
+def protect_workflow(
+    op_id: str, group: str, lock_owner: str = "", stopped: bool = False
+) -> dict[str, Any]:
+    owner = lock_owner or op_id
+    ctx: ProtectContext | None = None
+    try:
+        ctx = _start(op_id, group, owner, stopped)
+        snap = _snapshot(op_id, ctx)
+        handle: PointHandle = snap.handle  # type: ignore[assignment]
+        vols = [
+            _backup(op_id, ctx, handle, d, label=capture.disk_label(ctx, d)).volume
+            for d in handle.disks
+        ]
+        _release(op_id, ctx, handle)
+        if ctx.warm_standby:
+            for v in vols:
+                _replica(op_id, ctx, v, label=f"{v.member}/{v.volume}")
+        _commit(op_id, ctx, vols)
+        _retention(op_id, ctx)
+        result: dict[str, Any] = {
+            "point": ctx.point_id,
+            "site": ctx.active_site,
+            "consistency": snap.consistency.value,
+            "reason": snap.reason,
+            "freeze_window_ms": round(snap.freeze_window_ms, 1),
+            "bytes_read": sum(v.bytes_read for v in vols),
+            "bytes_sent": sum(v.bytes_sent for v in vols),
+            "bytes_total": sum(v.size for v in vols),
+            "incremental": ctx.parent_point is not None,
+            "duration_s": round(time.time() - ctx.started_at, 3),
+        }
+        ops.finish(op_id, {k: str(v) for k, v in result.items()}, release_lock=not lock_owner)
+        return result
+    except Exception as exc:
+        if ctx is not None:
+            _abandon(op_id, ctx)
+        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=not lock_owner)
+        raise
+
+
+def volume_name(group: str, server: str, disk: str) -> str:
+    return volume_key(group, server, disk)

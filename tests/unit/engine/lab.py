@@ -1,0 +1,110 @@
+"""A two-site fake lab for engine tests: file-backed fake sites, a local repository.
+
+``make_lab(tmp)`` writes a spec (sites a/b, repository, policy, group ``shop`` with db, app,
+web, plan ``shop``), creates the three servers with small data disks at site a and
+returns the paths. The engine reads the spec from the catalog under ``$HAVEN_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from haven.domain.inventory import DiskRole, DiskSpec, NicSpec, ServerSpec
+from haven.sites.fake.filebacked import FileFakeDriver
+
+MiB = 1024 * 1024
+DISK = 2 * MiB
+SERVERS = ("db", "app", "web")
+
+SPEC = """\
+apiVersion: haven/v1
+sites:
+  - {{name: site-a, driver: fake, uri: "file://{root}/site-a"}}
+  - {{name: site-b, driver: fake, uri: "file://{root}/site-b"}}
+repositories:
+  - name: offsite
+    url: {root}/repo
+    site: site-b
+    password: {{env: HAVEN_TEST_REPO_PASSWORD}}
+policies:
+  - name: gold
+    rpo: 5m
+    interval: 1m
+    retention: {{keep_last: {keep_last}}}
+    consistency: application-or-crash
+    freeze_timeout: 5s
+    warm_standby: {warm}
+groups:
+  - name: shop
+    source: site-a
+    target: site-b
+    policy: gold
+    repository: offsite
+    members:
+      - server: db
+        hooks:
+          pre_freeze: [{{command: "true", timeout: 5s, on_error: fail}}]
+          post_thaw: [{{command: "true", timeout: 5s, on_error: continue}}]
+      - server: app
+      - server: web
+plans:
+  - name: shop
+    group: shop
+    stages:
+      - servers: [db]
+        gates: [{{type: agent, timeout: 10s}}]
+      - servers: [app]
+        depends_on: [db]
+        gates: [{{type: agent, timeout: 10s}}]
+      - servers: [web]
+        depends_on: [db]
+        gates: [{{type: agent, timeout: 10s}}]
+    mappings:
+      networks: {{app-net: app-net}}
+    test_bubble: {{network: shop-drill, cidr: 192.168.250.0/24}}
+    checks:
+      - {{type: command, server: web, command: ["true"]}}
+"""
+
+
+@dataclass(frozen=True)
+class Lab:
+    root: Path
+    spec: Path
+
+    def site(self, name: str) -> FileFakeDriver:
+        return FileFakeDriver(name, self.root / name)
+
+
+def server_spec(name: str) -> ServerSpec:
+    return ServerSpec(
+        name=name,
+        vcpus=1,
+        memory_mib=128,
+        disks=(DiskSpec("vda", DISK, DiskRole.DATA, "raw"),),
+        nics=(NicSpec("app-net"),),
+    )
+
+
+def make_lab(root: Path, *, keep_last: int = 3, warm: bool = False) -> Lab:
+    os.environ.setdefault("HAVEN_TEST_REPO_PASSWORD", "test-passphrase-not-secret")
+    root.mkdir(parents=True, exist_ok=True)
+    spec = root / "spec.yaml"
+    spec.write_text(SPEC.format(root=root, keep_last=keep_last, warm="true" if warm else "false"))
+    lab = Lab(root, spec)
+    a = lab.site("site-a")
+    lab.site("site-b")
+    for name in SERVERS:
+        sid = a.add_server(server_spec(name))
+        a.write_disk(sid, "vda", 0, f"{name} initial data".encode())
+    return lab
+
+
+def disk_bytes(drv: FileFakeDriver, server: str) -> bytes:
+    """The data disk of ``server`` (by name) as it is now."""
+    info = drv.get_server(server)
+    src = info.spec.disk("vda").source
+    assert src is not None
+    return bytes(drv.volumes[src][1]) if src in drv.volumes else b""
