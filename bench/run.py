@@ -178,6 +178,61 @@ class Haven(Tool):
         return m, target
 
 
+class HavenSwift(Haven):
+    """Haven with its repository in the Swift lab (lab/swift/up.sh), through the real HTTP
+    path: shows what the remote store costs. Needs the lab's env file."""
+
+    name = "haven-swift"
+
+    def __init__(self, work: Path, logf: Path) -> None:
+        super().__init__(work, logf)
+        env_file = Path(
+            os.environ.get("HAVEN_SWIFT_ENV_FILE", REPO_ROOT / "lab" / ".state" / "swift" / "env")
+        )
+        from haven.datamover.backends.swift import read_env_file
+
+        self.env.update(read_env_file(env_file))
+        self.url = "swift://haven-bench/repo"
+
+    def _backend(self) -> Any:
+        from haven.datamover.backends.swift import from_url
+
+        return from_url(self.url, self.env)
+
+    def reset(self) -> None:
+        b = self._backend()
+        for info in list(b.list()):
+            b.delete(info.key)
+        b.close()
+
+    def init(self) -> None:
+        self.run([self.py, self.op, "init", self.url])
+
+    def _backup(self, vol: Path, extra: list[str]) -> dict[str, Any]:
+        out = self.work / f"{self.name}-backup.json"
+        m = self.run([self.py, self.op, "backup", self.url, str(vol), "vol", str(out), *extra])
+        doc = json.loads(out.read_text())
+        self.last_manifest = doc["manifest_id"]
+        m["detail"] = doc
+        return m
+
+    def restore(self, target_dir: Path, vol: Path) -> tuple[dict[str, Any], Path]:
+        target = target_dir / "vol.img"
+        out = self.work / f"{self.name}-restore.json"
+        m = self.run(
+            [self.py, self.op, "restore", self.url, self.last_manifest, str(target), str(out)]
+        )
+        m["detail"] = json.loads(out.read_text())
+        return m, target
+
+    def repo_size(self) -> int:
+        b = self._backend()
+        try:
+            return sum(i.size for i in b.list())
+        finally:
+            b.close()
+
+
 class Restic(Tool):
     name = "restic"
 
@@ -248,6 +303,7 @@ def make_tools(names: list[str], work: Path, logf: Path) -> list[Tool]:
     table = {
         "haven": lambda: Haven(work, logf),
         "haven-nocbt": lambda: Haven(work, logf, cbt=False),
+        "haven-swift": lambda: HavenSwift(work, logf),
         "restic": lambda: Restic(work, logf),
         "borg-zstd": lambda: Borg(work, logf, "zstd,1"),
         "borg-lz4": lambda: Borg(work, logf, "lz4"),
@@ -459,7 +515,7 @@ def main() -> int:
             runs.setdefault(tool.name, []).append(r)
             walls = {s: r[s]["wall_s"] for s in ("full", "incremental", "restore")}
             log(f"{tool.name}: {json.dumps(walls)}")
-            shutil.rmtree(tool.repo, ignore_errors=True)
+            tool.reset()
     results = {name: median_of(rs) for name, rs in runs.items()}
     load_after = [round(x, 2) for x in os.getloadavg()]
     cpu = "?"
