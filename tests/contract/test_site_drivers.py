@@ -53,8 +53,8 @@ class FakeHarness:
                           BootSpec(kernel="/boot/vmlinux"))  # fmt: skip
 
     def fill_volume(self, writer: object) -> None:
-        writer.write(1024, b"superblock")  # type: ignore[attr-defined]
-        writer.flush()  # type: ignore[attr-defined]
+        writer.write(1024, b"superblock")
+        writer.flush()
 
     def guest_write(self, payload: bytes) -> None:
         self.fake.write_disk(self.server_id, "vda", 8 * 1024 * 1024, payload)
@@ -135,8 +135,8 @@ def test_agent_ping_and_exec(site: Harness) -> None:
 
 
 def _read_all(reader: object) -> bytes:
-    buf = bytearray(reader.size)  # type: ignore[attr-defined]
-    assert reader.readinto(0, memoryview(buf)) == len(buf)  # type: ignore[attr-defined]
+    buf = bytearray(reader.size)
+    assert reader.readinto(0, memoryview(buf)) == len(buf)
     return bytes(buf)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from haven.domain.inventory import Consistency
@@ -53,9 +54,7 @@ def take_group_point(
         while frozen:
             sid = frozen.pop()
             for _attempt in range(THAW_ATTEMPTS):  # a frozen guest is an outage: insist
-                thawed = _step(
-                    steps, sid, "thaw", lambda s=sid: ops.thaw(s, request.freeze_timeout_s)
-                )
+                thawed = _step(steps, sid, "thaw", partial(ops.thaw, sid, request.freeze_timeout_s))
                 if thawed.ok:
                     break
         t_last_thaw = time.monotonic()
@@ -70,7 +69,7 @@ def take_group_point(
                 steps,
                 member.server_id,
                 "freeze",
-                lambda s=member.server_id: ops.freeze(s, request.freeze_timeout_s),
+                partial(ops.freeze, member.server_id, request.freeze_timeout_s),
             )
             if not step.ok:
                 reason = f"freeze of {member.server_id} failed: {step.detail}"
@@ -86,7 +85,7 @@ def take_group_point(
         if reason is not None:
             thaw_all()  # the healthy members first, at once; this ends the freeze window
             if suspect is not None:  # then the one that failed, in case it froze late
-                _step(steps, suspect, "thaw", lambda: ops.thaw(suspect, 1.0))
+                _step(steps, suspect, "thaw", partial(ops.thaw, suspect, 1.0))
             if request.on_quiesce_failure is OnQuiesceFailure.FAIL:
                 raise QuiesceFailed(f"point {request.point_id}: {reason}")
         taken_at = time.time()

@@ -17,8 +17,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from haven.domain.inventory import BootSpec, DiskSpec, NicSpec, ServerSpec
+from haven.sites.base import VolumeWriter
+
+if TYPE_CHECKING:  # libvirt-python is an optional extra: import it only when used
+    from haven.sites.libvirt import LibvirtDriver
 
 REPO = Path(__file__).resolve().parents[3]
 STATE = Path(os.environ.get("HAVEN_LAB_STATE", REPO / "lab" / ".state"))
@@ -44,8 +49,8 @@ class LabMissing(Exception):
 
 @dataclass
 class Lab:
-    a: object  # LibvirtDriver (typed loosely: libvirt is an optional extra)
-    b: object
+    a: LibvirtDriver  # site a: protected site in the tests
+    b: LibvirtDriver  # site b: recovery site
     guest_dir: Path
 
 
@@ -117,17 +122,17 @@ def template() -> bytes:
     return _template
 
 
-def write_nonzero(writer: object, data: bytes) -> None:
+def write_nonzero(writer: VolumeWriter, data: bytes) -> None:
     """Write ``data`` skipping all-zero chunks (the volume is fresh: reads as zeros)."""
     zero = bytes(CHUNK)
     for off in range(0, len(data), CHUNK):
         piece = data[off : off + CHUNK]
         if piece != zero[: len(piece)]:
-            writer.write(off, piece)  # type: ignore[attr-defined]
-    writer.flush()  # type: ignore[attr-defined]
+            writer.write(off, piece)
+    writer.flush()
 
 
-def boot_guests(driver: object, specs: Sequence[ServerSpec]) -> list[str]:
+def boot_guests(driver: LibvirtDriver, specs: Sequence[ServerSpec]) -> list[str]:
     """Create a volume per guest from the template, define, start all, then wait for each
     guest agent (readiness is the agent answering, never a timer)."""
     from haven.sites.base import AgentGate
@@ -135,44 +140,44 @@ def boot_guests(driver: object, specs: Sequence[ServerSpec]) -> list[str]:
     ids = []
     started: dict[str, float] = {}
     for spec in specs:
-        vol = driver.create_volume(f"{spec.name}-vda", DATA_SIZE)  # type: ignore[attr-defined]
-        with driver.open_volume_writer(vol) as w:  # type: ignore[attr-defined]
+        vol = driver.create_volume(f"{spec.name}-vda", DATA_SIZE)
+        with driver.open_volume_writer(vol) as w:
             write_nonzero(w, template())
-        sid = driver.define_server(  # type: ignore[attr-defined]
+        sid = driver.define_server(
             spec, name=spec.name, network_map={"app-net": "app-net"}, volumes={"vda": vol}
         )
         started[sid] = time.monotonic()
-        driver.start_server(sid)  # type: ignore[attr-defined]
+        driver.start_server(sid)
         ids.append(sid)
     for sid, spec in zip(ids, specs, strict=True):
         if "haven.noagent" in (spec.boot.cmdline or ""):
             continue
-        r = driver.wait_ready(sid, [AgentGate()], BOOT_TIMEOUT_S)  # type: ignore[attr-defined]
+        r = driver.wait_ready(sid, [AgentGate()], BOOT_TIMEOUT_S)
         if not r.ready:
             raise RuntimeError(f"guest {spec.name} not ready: {r.detail}")
         BOOT_TO_AGENT_S[spec.name] = time.monotonic() - started[sid]
     return ids
 
 
-def remove_guests(driver: object, ids: Sequence[str]) -> None:
+def remove_guests(driver: LibvirtDriver, ids: Sequence[str]) -> None:
     """Destroy, undefine and delete the volumes of guests (best effort, for teardown)."""
     for sid in ids:
         try:
-            spec = driver.capture_server(sid)  # type: ignore[attr-defined]
-            driver.destroy_server(sid)  # type: ignore[attr-defined]
-            driver.undefine_server(sid)  # type: ignore[attr-defined]
+            spec = driver.capture_server(sid)
+            driver.destroy_server(sid)
+            driver.undefine_server(sid)
         except Exception:
             continue
         for d in spec.disks:
-            for v in driver.list_volumes():  # type: ignore[attr-defined]
+            for v in driver.list_volumes():
                 if v.id == d.source:
-                    driver.delete_volume(v)  # type: ignore[attr-defined]
+                    driver.delete_volume(v)
 
 
-def remove_leftovers(driver: object, prefix: str) -> None:
+def remove_leftovers(driver: LibvirtDriver, prefix: str) -> None:
     """Remove guests and volumes named ``prefix*`` left by an interrupted earlier run."""
-    ids = [s.id for s in driver.list_servers() if s.name.startswith(prefix)]  # type: ignore[attr-defined]
+    ids = [s.id for s in driver.list_servers() if s.name.startswith(prefix)]
     remove_guests(driver, ids)
-    for v in driver.list_volumes():  # type: ignore[attr-defined]
+    for v in driver.list_volumes():
         if v.name.startswith(prefix):
-            driver.delete_volume(v)  # type: ignore[attr-defined]
+            driver.delete_volume(v)

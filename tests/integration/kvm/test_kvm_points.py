@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kvm
 WRITER = (
     "touch /tmp/run; (i=0; while [ -f /tmp/run ]; do "
     "dd if=/dev/urandom of=/data/w.bin bs=4k count=8 seek=$((i%256*8)) conv=notrunc "
-    "2>/dev/null; echo $i >> /data/seq; i=$((i+1)); done) >/dev/null 2>&1 </dev/null &"
+    "2>/dev/null; echo $i >> /data/seq; i=$((i+1)); usleep 20000; done) >/dev/null 2>&1 </dev/null &"
 )
 EXT4_RECOVER = 0x4  # s_feature_incompat bit: the journal must be replayed before mounting
 
@@ -55,19 +55,19 @@ def guests(lab: labkit.Lab) -> Iterator[list[str]]:
 
 def _superblock_incompat(reader: object) -> int:
     sb = bytearray(1024)
-    reader.readinto(1024, sb)  # type: ignore[attr-defined]
+    reader.readinto(1024, sb)
     assert sb[56:58] == b"\x53\xef", "not an ext4 superblock"
     return int(struct.unpack_from("<I", sb, 0x60)[0])
 
 
 def _read_all(reader: object) -> bytearray:
-    buf = bytearray(reader.size)  # type: ignore[attr-defined]
-    assert reader.readinto(0, memoryview(buf)) == len(buf)  # type: ignore[attr-defined]
+    buf = bytearray(reader.size)
+    assert reader.readinto(0, memoryview(buf)) == len(buf)
     return buf
 
 
 def _sh(lab: labkit.Lab, sid: str, script: str, timeout: float = 30) -> bytes:
-    r = lab.a.guest_exec(sid, ["sh", "-c", script], timeout)  # type: ignore[attr-defined]
+    r = lab.a.guest_exec(sid, ["sh", "-c", script], timeout)
     assert r.exit_code == 0, (script, r.stderr)
     return bytes(r.stdout)
 
@@ -79,7 +79,7 @@ def test_ordered_freeze_of_three_writing_guests(lab: labkit.Lab, guests: list[st
         # writers are running: each guest's seq file grows
         before = [int(_sh(lab, s, "wc -l < /data/seq").strip() or 0) for s in guests]
         req = PointRequest(f"it-o-{uuid.uuid4().hex[:6]}", tuple(QuiesceMember(s) for s in guests))
-        point = lab.a.create_point(req)  # type: ignore[attr-defined]
+        point = lab.a.create_point(req)
         labkit.record_figure("freeze_window_3_guests_s", round(point.freeze_window_s, 3))
         labkit.record_figure(
             "quiesce_steps_ms",
@@ -98,11 +98,11 @@ def test_ordered_freeze_of_three_writing_guests(lab: labkit.Lab, guests: list[st
             assert 0 < point.freeze_window_s < 1.0, "freeze window target: under 1 s end to end"
             # application consistency, seen in the data: a frozen ext4 has a clean journal
             for disk in point.disks:
-                with lab.a.open_point_disk(point, disk) as r:  # type: ignore[attr-defined]
+                with lab.a.open_point_disk(point, disk) as r:
                     assert not _superblock_incompat(r) & EXT4_RECOVER
         finally:
-            lab.a.release_point(point)  # type: ignore[attr-defined]
-            lab.a.delete_point(point.point_id)  # type: ignore[attr-defined]
+            lab.a.release_point(point)
+            lab.a.delete_point(point.point_id)
         after = [int(_sh(lab, s, "wc -l < /data/seq").strip()) for s in guests]
         assert all(a > b for a, b in zip(after, before, strict=True)), "writers resumed after thaw"
     finally:
@@ -113,22 +113,22 @@ def test_ordered_freeze_of_three_writing_guests(lab: labkit.Lab, guests: list[st
 def test_incremental_reads_only_changed_extents(lab: labkit.Lab, guests: list[str]) -> None:
     sid = guests[0]
     tag = uuid.uuid4().hex[:6]
-    full = lab.a.create_point(PointRequest(f"it-f-{tag}", (QuiesceMember(sid),)))  # type: ignore[attr-defined]
+    full = lab.a.create_point(PointRequest(f"it-f-{tag}", (QuiesceMember(sid),)))
     try:
-        with lab.a.open_point_disk(full, full.disks[0]) as r:  # type: ignore[attr-defined]
+        with lab.a.open_point_disk(full, full.disks[0]) as r:
             disk = _read_all(r)
     finally:
-        lab.a.release_point(full)  # type: ignore[attr-defined]
+        lab.a.release_point(full)
     _sh(lab, sid, "dd if=/dev/urandom of=/data/inc.bin bs=64k count=8 2>/dev/null; sync")
     # crash-consistent on purpose (no writer runs, all synced): a thaw rewrites the ext4
     # superblock, and we compare with the live disk afterwards
-    inc = lab.a.create_point(  # type: ignore[attr-defined]
+    inc = lab.a.create_point(
         PointRequest(
             f"it-i-{tag}", (QuiesceMember(sid, quiesce=False),), parent_point_id=full.point_id
         )
     )
     try:
-        with lab.a.open_point_disk(inc, inc.disks[0]) as r:  # type: ignore[attr-defined]
+        with lab.a.open_point_disk(inc, inc.disks[0]) as r:
             changed = r.changed_extents()
             assert changed
             for e in changed:
@@ -137,7 +137,7 @@ def test_incremental_reads_only_changed_extents(lab: labkit.Lab, guests: list[st
                 disk[e.offset : e.end] = buf
             read, size = r.bytes_read, r.size
     finally:
-        lab.a.release_point(inc)  # type: ignore[attr-defined]
+        lab.a.release_point(inc)
     labkit.record_figure(
         "incremental_bytes_read", {"read": read, "volume": size, "written": 512 * 1024}
     )
@@ -146,38 +146,38 @@ def test_incremental_reads_only_changed_extents(lab: labkit.Lab, guests: list[st
     guest_sha = _sh(lab, sid, "sha256sum /dev/vda", 60).split()[0].decode()
     assert hashlib.sha256(disk).hexdigest() == guest_sha
     for p in (inc.point_id, full.point_id):
-        lab.a.delete_point(p)  # type: ignore[attr-defined]
+        lab.a.delete_point(p)
 
 
 def test_recovered_domain_boots_at_other_site(lab: labkit.Lab, guests: list[str]) -> None:
     sid = guests[2]
     marker = os.urandom(16).hex()
     _sh(lab, sid, f"echo {marker} > /data/marker; sync")
-    point = lab.a.create_point(PointRequest(f"it-r-{uuid.uuid4().hex[:6]}", (QuiesceMember(sid),)))  # type: ignore[attr-defined]
+    point = lab.a.create_point(PointRequest(f"it-r-{uuid.uuid4().hex[:6]}", (QuiesceMember(sid),)))
     _sh(lab, sid, "echo after-the-point > /data/marker; sync")  # must not reach the copy
-    spec = lab.a.capture_server(sid)  # type: ignore[attr-defined]
-    vol = lab.b.create_volume("it-rec-vda", spec.disk("vda").size_bytes)  # type: ignore[attr-defined]
+    spec = lab.a.capture_server(sid)
+    vol = lab.b.create_volume("it-rec-vda", spec.disk("vda").size_bytes)
     try:
         with (
             lab.a.open_point_disk(point, point.disks[0]) as src,
             lab.b.open_volume_writer(vol) as dst,
-        ):  # type: ignore[attr-defined]
+        ):
             labkit.write_nonzero(dst, bytes(_read_all(src)))
     finally:
-        lab.a.release_point(point)  # type: ignore[attr-defined]
-        lab.a.delete_point(point.point_id)  # type: ignore[attr-defined]
+        lab.a.release_point(point)
+        lab.a.delete_point(point.point_id)
     rec = lab.b.define_server(
         spec, name="it-rec", network_map={"app-net": "app-net"}, volumes={"vda": vol}
-    )  # type: ignore[attr-defined]
-    lab.b.start_server(rec)  # type: ignore[attr-defined]
-    ready = lab.b.wait_ready(rec, [AgentGate()], labkit.BOOT_TIMEOUT_S)  # type: ignore[attr-defined]
+    )
+    lab.b.start_server(rec)
+    ready = lab.b.wait_ready(rec, [AgentGate()], labkit.BOOT_TIMEOUT_S)
     labkit.record_figure("recovered_boot_to_agent_s", round(ready.waited_s, 2))
     assert ready.ready, ready.detail
-    got = lab.b.guest_exec(rec, ["cat", "/data/marker"], 20)  # type: ignore[attr-defined]
+    got = lab.b.guest_exec(rec, ["cat", "/data/marker"], 20)
     assert got.stdout.decode().strip() == marker
-    assert lab.b.get_server(rec).state is PowerState.RUNNING  # type: ignore[attr-defined]
-    lab.b.stop_server(rec, timeout_s=20)  # type: ignore[attr-defined]
-    assert lab.b.get_server(rec).state is PowerState.SHUTOFF  # type: ignore[attr-defined]
+    assert lab.b.get_server(rec).state is PowerState.RUNNING
+    lab.b.stop_server(rec, timeout_s=20)
+    assert lab.b.get_server(rec).state is PowerState.SHUTOFF
 
 
 def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: list[str]) -> None:
@@ -185,7 +185,7 @@ def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: li
     # stop qemu-ga inside g2 shortly after this guest-exec has returned
     _sh(lab, g2, "(sleep 0.3; kill -STOP $(cat /run/qemu-ga.pid)) >/dev/null 2>&1 </dev/null &")
     deadline = time.monotonic() + 20
-    while lab.a.agent_ping(g2, timeout_s=1.0):  # type: ignore[attr-defined]
+    while lab.a.agent_ping(g2, timeout_s=1.0):
         assert time.monotonic() < deadline, "qemu-ga in g2 did not stop"
     for sid in (g1, g3):
         _sh(lab, sid, WRITER)
@@ -193,7 +193,7 @@ def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: li
     tag = uuid.uuid4().hex[:6]
     try:
         with pytest.raises(QuiesceFailed):
-            lab.a.create_point(  # type: ignore[attr-defined]
+            lab.a.create_point(
                 PointRequest(
                     f"it-x-{tag}",
                     members,
@@ -201,7 +201,7 @@ def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: li
                     on_quiesce_failure=OnQuiesceFailure.FAIL,
                 )
             )
-        point = lab.a.create_point(PointRequest(f"it-u-{tag}", members, freeze_timeout_s=1.0))  # type: ignore[attr-defined]
+        point = lab.a.create_point(PointRequest(f"it-u-{tag}", members, freeze_timeout_s=1.0))
         try:
             assert point.consistency is Consistency.CRASH
             assert point.reason and g2 in point.reason
@@ -212,10 +212,10 @@ def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: li
             labkit.record_figure("freeze_window_failed_agent_s", round(point.freeze_window_s, 3))
             assert point.freeze_window_s < 4.0
             assert len(point.disks) == 3  # the point exists, crash-consistent
-            with lab.a.open_point_disk(point, point.disks[1]) as r:  # type: ignore[attr-defined]
+            with lab.a.open_point_disk(point, point.disks[1]) as r:
                 assert _superblock_incompat(r) & EXT4_RECOVER, "crash copy of a mounted fs"
         finally:
-            lab.a.release_point(point)  # type: ignore[attr-defined]
+            lab.a.release_point(point)
         for sid in (g1, g3):  # never left frozen: they still write
             _sh(lab, sid, "echo alive > /data/alive; sync", timeout=10)
     finally:

@@ -328,7 +328,7 @@ class FakeDriver:
     def wait_ready(self, server_id: str, gates: Sequence[ReadinessGate],
                    timeout_s: float) -> ReadinessResult:  # fmt: skip
         start = time.monotonic()
-        passed = []
+        passed: list[str] = []
         for gate in gates:
             ok, why = self._check(server_id, gate, timeout_s)
             if not ok:

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import pickle
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -29,14 +30,15 @@ from haven.sites.base import Capability
 from haven.sites.errors import SiteConflict, SiteNotFound, SiteUnavailable
 from haven.sites.fake.driver import FakeDriver, FakeReader, FakeWriter
 
-_TRANSIENT = ("_dir", "_depth", "_lockfd")
+_TRANSIENT = ("_dir", "_depth", "_lockfd", "_rlock")
 
 
 class FileFakeDriver(FakeDriver):
     def __init__(self, name: str, directory: Path, networks: Sequence[str] = ("app-net",)) -> None:
         self._dir = Path(directory)
-        self._depth = 0
+        self._depth = 0  # nesting depth of the thread holding _rlock
         self._lockfd: int | None = None
+        self._rlock = threading.RLock()  # threads of one process (boot waves) take turns
         self._dir.mkdir(parents=True, exist_ok=True)
         super().__init__(name, networks)
         self.down = False
@@ -48,13 +50,19 @@ class FileFakeDriver(FakeDriver):
     def _locked(self) -> Iterator[None]:
         """Outermost call: lock, load, yield, save. Nested calls (a method calling another)
         only count depth, so the state is loaded and saved once per public call."""
-        if self._depth:
-            self._depth += 1
-            try:
+        with self._rlock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self._flocked():
                 yield
-            finally:
-                self._depth -= 1
-            return
+
+    @contextlib.contextmanager
+    def _flocked(self) -> Iterator[None]:
         fd = os.open(self._dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._depth = 1

@@ -28,6 +28,7 @@ from haven.sites.libvirt.conn import libvirt_errors
 from haven.sites.libvirt.nbd import NbdClient
 
 _DIRTY = 1  # NBD_STATE_DIRTY in a qemu:dirty-bitmap context
+_HOLE, _ZERO = 1, 2  # NBD_STATE_HOLE, NBD_STATE_ZERO in base:allocation
 
 
 def checkpoint_name(point_id: str) -> str:
@@ -121,6 +122,8 @@ class NbdPointReader:
         self._nbd = NbdClient(job.socket, target, ctx)
         self._incremental = job.incremental
         self._changed: list[Extent] | None = None
+        self._allocated: list[Extent] | None = None
+        self._job, self._target = job, target
         self._read = 0
         self._count_lock = threading.Lock()
 
@@ -151,6 +154,17 @@ class NbdPointReader:
                 Extent(e.offset, e.length) for e in status if e.flags & _DIRTY
             )
         return list(self._changed)
+
+    def allocated(self) -> list[Extent]:
+        """Extents that may hold non-zero data (the data mover's AllocationMap): from the
+        export's ``base:allocation`` context, holes and known-zero ranges left out."""
+        if self._allocated is None:
+            with NbdClient(self._job.socket, self._target, "base:allocation") as probe:
+                status = probe.block_status()
+            self._allocated = merge_extents(
+                Extent(e.offset, e.length) for e in status if not e.flags & (_HOLE | _ZERO)
+            )
+        return list(self._allocated)
 
     @property
     def bytes_read(self) -> int:

@@ -28,6 +28,11 @@ def _text(root: ET.Element, path: str) -> str | None:
     return el.text if el is not None and el.text else None
 
 
+def _attr(root: ET.Element, path: str, name: str) -> str | None:
+    el = root.find(path)
+    return el.get(name) if el is not None else None
+
+
 def spec_from_xml(xml: str, disk_size: Callable[[str], int]) -> ServerSpec:
     """Capture a domain. ``disk_size(target)`` returns a disk's virtual size in bytes."""
     root = ET.fromstring(xml)
@@ -35,14 +40,11 @@ def spec_from_xml(xml: str, disk_size: Callable[[str], int]) -> ServerSpec:
     if mem is None or mem.text is None:
         raise SiteInputError("domain.memory", "missing")
     memory_mib = int(int(mem.text) * _MEM_UNITS[mem.get("unit", "KiB").lower()])
-    os_el = root.find("os")
     boot = BootSpec(
         kernel=_text(root, "os/kernel"),
         initrd=_text(root, "os/initrd"),
         cmdline=_text(root, "os/cmdline"),
-        machine=os_el.find("type").get("machine")
-        if os_el is not None and os_el.find("type") is not None
-        else None,  # type: ignore[union-attr]
+        machine=_attr(root, "os/type", "machine"),
     )
     disks: list[DiskSpec] = []
     for d in root.findall("devices/disk"):
@@ -67,21 +69,14 @@ def spec_from_xml(xml: str, disk_size: Callable[[str], int]) -> ServerSpec:
         )
     nics = tuple(
         NicSpec(
-            network=(i.find("source").get("network") or i.find("source").get("bridge") or "")
-            if i.find("source") is not None
-            else "",  # type: ignore[union-attr]
-            mac=(i.find("mac").get("address") or "").lower() or None
-            if i.find("mac") is not None
-            else None,  # type: ignore[union-attr]
-            model=i.find("model").get("type", "virtio")
-            if i.find("model") is not None
-            else "virtio",  # type: ignore[union-attr]
+            network=_attr(i, "source", "network") or _attr(i, "source", "bridge") or "",
+            mac=(_attr(i, "mac", "address") or "").lower() or None,
+            model=_attr(i, "model", "type") or "virtio",
         )
         for i in root.findall("devices/interface")
     )
     agent = any(
-        c.find("target") is not None and c.find("target").get("name") == AGENT_CHANNEL  # type: ignore[union-attr]
-        for c in root.findall("devices/channel")
+        _attr(c, "target", "name") == AGENT_CHANNEL for c in root.findall("devices/channel")
     )
     return ServerSpec(
         name=_text(root, "name") or "",
