@@ -1,0 +1,189 @@
+"""Bringing a group's servers up at a site from a recovery point (failover, drill, failback).
+
+Steps are idempotent by name: a volume or server whose target name already exists is
+reused, never created twice; everything created is recorded in the catalog (against the
+operation) before the step returns, so that cleanup removes exactly that.
+
+Stages boot in waves (``boot_waves``): every server of a wave is defined, started and
+gated in parallel; a wave starts when the previous one is green.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from haven.catalog.store import CreatedResource
+from haven.datamover import restore_volume
+from haven.domain.errors import ExternalError
+from haven.domain.inventory import PowerState, VolumeInfo
+from haven.domain.plans import Probe, ProbeKind, Stage
+from haven.domain.points import VolumePoint
+from haven.engine import resolve, services
+from haven.engine.hooks import run_hooks
+from haven.engine.model import Note, RecoverContext
+from haven.sites.base import AgentGate, CommandGate, ReadinessGate, SiteDriver, TcpGate
+
+
+class GateFailed(ExternalError):
+    retryable = True
+
+
+def volume_name(ctx: RecoverContext, server: str, disk: str) -> str:
+    return f"{ctx.group}-{server}-{disk}{ctx.volume_suffix}"
+
+
+def _record(ctx: RecoverContext, kind: str, ref: str, name: str) -> None:
+    services.catalog().record_created(
+        CreatedResource(ctx.op_id, ctx.group, ctx.target_site, kind, ref, name)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    server: str
+    disk: str
+    volume: VolumeInfo
+    chunks_written: int
+    bytes_written: int
+    reused: bool
+
+    def detail(self) -> str:
+        how = "into the existing volume" if self.reused else "into a new volume"
+        return f"{self.volume.name}: {self.bytes_written} B written {how}"
+
+
+def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
+    drv = resolve.driver(ctx.target_site)
+    key = f"{vol.member}/{vol.volume}"
+    name = volume_name(ctx, vol.member, vol.volume)
+    target = ctx.existing_volumes.get(key)
+    reused = target is not None
+    if target is None:
+        found = [v for v in drv.list_volumes() if v.name == name]
+        if found and (ctx.reuse_replicas or ctx.volume_suffix):
+            target, reused = found[0], True
+        elif found:
+            raise ExternalError(f"volume {name} exists at {ctx.target_site} and may not be reused")
+        else:
+            target = drv.create_volume(name, vol.size)
+            _record(ctx, "volume", target.id, name)
+    repo = resolve.repository(ctx.repository)
+    with drv.open_volume_writer(target) as dst:
+        st = restore_volume(repo, vol.manifest, dst, into_existing=True)
+    return Restored(vol.member, vol.volume, target, st.chunks_written, st.bytes_written, reused)
+
+
+def gates_of(probes: tuple[Probe, ...], host: str) -> list[tuple[ReadinessGate, float]]:
+    out: list[tuple[ReadinessGate, float]] = []
+    for p in probes:
+        gate: ReadinessGate
+        if p.kind is ProbeKind.AGENT:
+            gate = AgentGate()
+        elif p.kind is ProbeKind.TCP:
+            gate = TcpGate(host, p.port or 0)
+        else:
+            gate = CommandGate(tuple(p.command))
+        out.append((gate, float(p.timeout_seconds)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WaveResult:
+    servers: dict[str, str]  # server name -> id at the target
+    green_at: float  # time.time() when the last gate of the wave passed
+
+    def detail(self) -> str:
+        return "up and gated: " + ", ".join(sorted(self.servers))
+
+
+def _ensure_server(
+    ctx: RecoverContext, drv: SiteDriver, server: str, volumes: dict[str, VolumeInfo]
+) -> str:
+    if server in ctx.existing_servers:
+        return ctx.existing_servers[server]
+    name = ctx.names[server]
+    for info in drv.list_servers():
+        if info.name == name:
+            return info.id
+    spec = ctx.specs[server]
+    sid = drv.define_server(spec, name=name, network_map=_net_map(ctx, spec), volumes=volumes)
+    _record(ctx, "server", sid, name)
+    return sid
+
+
+def _net_map(ctx: RecoverContext, spec: object) -> dict[str, str]:
+    nics = getattr(spec, "nics", ())
+    return {n.network: ctx.network_map.get(n.network, n.network) for n in nics}
+
+
+def _bring_up(
+    ctx: RecoverContext, stage: Stage, server: str, volumes: dict[str, VolumeInfo]
+) -> str:
+    drv = resolve.driver(ctx.target_site)
+    sid = _ensure_server(ctx, drv, server, volumes)
+    if drv.get_server(sid).state is not PowerState.RUNNING:
+        drv.start_server(sid)
+    for gate, timeout in gates_of(stage.gates, ctx.names[server]):
+        res = drv.wait_ready(sid, [gate], timeout_s=timeout)
+        if not res.ready:
+            raise GateFailed(
+                f"{ctx.names[server]}: gate {type(gate).__name__} failed: {res.detail}"
+            )
+    for h in stage.post_boot:
+        run_hooks(drv, server, sid, (h,), "post-boot")
+    return sid
+
+
+def boot_wave(
+    ctx: RecoverContext, wave: list[Stage], restored: dict[str, dict[str, VolumeInfo]]
+) -> WaveResult:
+    jobs = [(stage, server) for stage in wave for server in stage.servers]
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        futures = {
+            server: pool.submit(_bring_up, ctx, stage, server, restored.get(server, {}))
+            for stage, server in jobs
+        }
+        ids = {server: f.result() for server, f in futures.items()}
+    return WaveResult(ids, time.time())
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    passed: tuple[str, ...]
+    failed: tuple[str, ...]
+
+    def detail(self) -> str:
+        return f"{len(self.passed)} checks passed, {len(self.failed)} failed" + (
+            f": {', '.join(self.failed)}" if self.failed else ""
+        )
+
+
+def run_checks(ctx: RecoverContext, servers: dict[str, str]) -> CheckReport:
+    drv = resolve.driver(ctx.target_site)
+    passed: list[str] = []
+    failed: list[str] = []
+    for i, probe in enumerate(ctx.plan.checks):
+        targets = [probe.server] if probe.server else sorted(servers)
+        for server in targets:
+            label = f"check[{i}] {probe.kind.value} on {server}"
+            ok = server in servers
+            for gate, timeout in gates_of((probe,), ctx.names.get(server, server)):
+                ok = ok and drv.wait_ready(servers[server], [gate], timeout_s=timeout).ready
+            (passed if ok else failed).append(label)
+    return CheckReport(tuple(passed), tuple(failed))
+
+
+def stop_servers(site: str, server_ids: dict[str, str], order: list[str]) -> Note:
+    """Stop (never delete) servers, in ``order``; already stopped ones are skipped."""
+    drv = resolve.driver(site)
+    stopped = []
+    for name in order:
+        sid = server_ids.get(name)
+        if sid is None:
+            continue
+        if drv.get_server(sid).state is PowerState.RUNNING:
+            drv.stop_server(sid)
+            stopped.append(name)
+    return Note(f"stopped at {site}: {', '.join(stopped) or 'nothing (already stopped)'}")

@@ -1,0 +1,146 @@
+"""Failover: bring a protected group up at its recovery site.
+
+Unplanned (default): from the newest committed point (or ``point_id``); the source site is
+not touched at all (it may be gone). Planned: the source servers are stopped first and a
+final point is taken with them down (a child protect workflow under this operation's
+lock): zero data loss. Failover never deletes anything at the source.
+
+Steps: failover.start (lock, group -> failing-over) [failover.stop-source, child protect]
+failover.prepare (point, server definitions, mappings) recover.restore:S/D per volume,
+recover.boot:wave-N per boot wave (servers of a wave in parallel, gates), recover.checks,
+failover.commit (group -> failed-over, placement swapped), finish.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from haven.catalog.store import Placement
+from haven.domain.errors import ConflictError
+from haven.domain.groups import GROUP_STATES, GroupState
+from haven.domain.operations import OperationKind
+from haven.domain.plans import RecoveryPlan, boot_waves
+from haven.engine import ops, recover, resolve, services
+from haven.engine.model import Note, RecoverContext
+from haven.engine.steps import engine_step
+from haven.engine.workflows import _recovery
+from haven.engine.workflows.protect import protect_workflow
+
+_FROM = {GroupState.PROTECTED, GroupState.SUSPENDED}
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    group: str
+    plan: RecoveryPlan
+    placement: Placement
+    target_site: str
+    repository: str
+    started_at: float
+
+
+@engine_step("failover.start")
+def _start(op_id: str, plan_name: str) -> Start:
+    plan = resolve.plan(plan_name)
+    ops.begin(op_id, OperationKind.FAILOVER, plan.group, op_id)
+    cat = services.catalog()
+    g = resolve.group(plan.group)
+    state = cat.group_state(g.name)
+    if state is not GroupState.FAILING_OVER:  # (a resumed start has moved it already)
+        if state not in _FROM:
+            raise ConflictError(f"group {g.name} is {state.value}: it cannot fail over now")
+        cat.set_group_state(g.name, GROUP_STATES.transition(state, GroupState.FAILING_OVER))
+    where = cat.placement(g.name) or Placement(g.name, g.source_site, g.target_site, {})
+    target = plan.target_site or where.standby_site
+    return Start(g.name, plan, where, target, resolve.repository_name(g), time.time())
+
+
+@engine_step("failover.stop-source")
+def _stop_source(op_id: str, st: Start) -> Note:
+    # the final point's operation is recorded now, so that its step log has a parent row
+    ops.create_operation(f"{op_id}-final", OperationKind.PROTECT, st.group, {"parent": op_id})
+    where = resolve.placement(resolve.group(st.group))
+    order = [s for wave in reversed(boot_waves(st.plan)) for stg in wave for s in stg.servers]
+    return recover.stop_servers(where.active_site, where.servers, order)
+
+
+@engine_step("failover.prepare")
+def _prepare(op_id: str, st: Start, point_id: str | None) -> RecoverContext:
+    pid, created, volumes = _recovery.choose_point(st.group, point_id)
+    maps = st.plan.mappings
+    specs = _recovery.specs_of(pid)
+    return RecoverContext(
+        op_id=op_id,
+        kind="failover",
+        group=st.group,
+        plan=st.plan,
+        point_id=pid,
+        point_created_at=created,
+        source_site=st.placement.active_site,
+        target_site=st.target_site,
+        repository=st.repository,
+        specs=specs,
+        volumes=volumes,
+        network_map=dict(maps.networks),
+        names={s: f"{s}{maps.name_suffix}" for s in specs},
+        started_at=st.started_at,
+        lock_owner=op_id,
+    )
+
+
+@engine_step("failover.commit")
+def _commit(op_id: str, ctx: RecoverContext, servers: dict[str, str]) -> Note:
+    cat = services.catalog()
+    state = cat.group_state(ctx.group)
+    if state is GroupState.FAILING_OVER:
+        cat.set_group_state(ctx.group, GROUP_STATES.transition(state, GroupState.FAILED_OVER))
+    cat.set_placement(Placement(ctx.group, ctx.target_site, ctx.source_site, servers))
+    return Note(f"{ctx.group} now runs at {ctx.target_site}; {ctx.source_site} is the standby")
+
+
+@engine_step("failover.rollback")
+def _rollback(op_id: str, group: str) -> Note:
+    cat = services.catalog()
+    if cat.group_state(group) is GroupState.FAILING_OVER:
+        cat.set_group_state(group, GroupState.PROTECTED)
+    return Note("group back to protected (servers that came up stay for inspection)")
+
+
+@DBOS.workflow(name="haven.failover")
+def failover_workflow(
+    op_id: str, plan_name: str, planned: bool = False, point_id: str | None = None
+) -> dict[str, Any]:
+    st: Start | None = None
+    try:
+        st = _start(op_id, plan_name)
+        final: dict[str, Any] = {}
+        if planned:
+            _stop_source(op_id, st)
+            with SetWorkflowID(f"{op_id}-final"):
+                final = protect_workflow(f"{op_id}-final", st.group, op_id, True)
+            point_id = str(final["point"])
+        ctx = _prepare(op_id, st, point_id)
+        rec = _recovery.recover_group(ctx, planned=planned)
+        if rec.checks.failed:
+            raise recover.GateFailed("verification failed: " + ", ".join(rec.checks.failed))
+        _commit(op_id, ctx, rec.servers)
+        result = {
+            "plan": plan_name,
+            "point": ctx.point_id,
+            "planned": planned,
+            "target_site": ctx.target_site,
+            **rec.result(),
+        }
+        if final:
+            result["final_point_bytes_sent"] = final.get("bytes_sent", 0)
+        ops.finish(op_id, {k: str(v) for k, v in result.items()}, release_lock=True)
+        return result
+    except Exception as exc:
+        if st is not None:
+            _rollback(op_id, st.group)
+        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=True)
+        raise
