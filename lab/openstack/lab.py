@@ -64,6 +64,7 @@ BACKUP_STORE = DATA / "backup-store"  # the recovery site's Cinder backup store
 PUBLIC_CIDR = {"r1": "203.0.113.0/25", "r2": "203.0.113.128/25"}
 
 PY = "/usr/bin/python3"
+PY_CHANGED: set[str] = set()  # lab modules whose code changed during this run
 
 
 def log(msg: str) -> None:
@@ -120,8 +121,12 @@ def pid_of(name: str) -> int | None:
         return None
 
 
-def spawn(name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> bool:
-    """Start a daemon unless it runs. Returns True if started now."""
+def spawn(name: str, cmd: list[str], extra_env: dict[str, str] | None = None,
+          restart: bool = False) -> bool:
+    """Start a daemon unless it runs (restart: stop it first). True if started now."""
+    if restart and pid_of(name):
+        log(f"configuration of {name} changed: restarting")
+        stop(name)
     if pid_of(name):
         return False
     e = env()
@@ -188,7 +193,8 @@ def http_answers(url: str) -> bool:
 
 # --------------------------------------------------------------------------- config files
 
-def ini(path: Path, sections: dict[str, dict[str, object]]) -> None:
+def ini(path: Path, sections: dict[str, dict[str, object]]) -> bool:
+    """Write an ini file; True if its content changed (its daemons must restart)."""
     lines = []
     for sec, kv in sections.items():
         lines.append(f"[{sec}]")
@@ -197,7 +203,10 @@ def ini(path: Path, sections: dict[str, dict[str, object]]) -> None:
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
+        existed = path.exists()
         path.write_text(text)
+        return existed
+    return False
 
 
 def db(name: str) -> str:
@@ -248,7 +257,12 @@ def prepare() -> None:
     for f in ("sudo", "mount.nfs"):
         (BIN / f).chmod(0o755)
     # The ML2 mechanism driver, registered through an entry point (a dist-info on PYTHONPATH).
-    shutil.copy(HERE / "py" / "haven_lab_mech.py", PYDIR / "haven_lab_mech.py")
+    for mod in ("haven_lab_mech.py", "haven_lab_compute.py", "sitecustomize.py"):
+        new = (HERE / "py" / mod).read_text()
+        dst = PYDIR / mod
+        if dst.exists() and dst.read_text() != new:
+            PY_CHANGED.add(mod)
+        dst.write_text(new)
     di = PYDIR / "haven_lab_mech-1.0.dist-info"
     di.mkdir(exist_ok=True)
     (di / "METADATA").write_text("Metadata-Version: 2.1\nName: haven-lab-mech\nVersion: 1.0\n")
@@ -335,21 +349,21 @@ def once(marker: str, cmds: list[list[str]]) -> None:
     log(f"{marker} done ({time.time() - t:.1f}s)")
 
 
-def uwsgi(name: str, port: int, wsgi_file: str, extra_env: dict[str, str]) -> None:
+def uwsgi(name: str, port: int, wsgi_file: str, extra_env: dict[str, str], restart: bool) -> None:
     cmd = ["/usr/bin/uwsgi", "--plugin", "python3", "--http-socket", f"{HOST}:{port}",
            "--wsgi-file", wsgi_file, "--master", "--processes", "1", "--threads", "4",
            "--die-on-term", "--lazy-apps", "--add-header", "Connection: close",
            "--buffer-size", "65535", "--hook-master-start", "unix_signal:15 gracefully_kill_them_all"]
     for k, v in extra_env.items():
         cmd += ["--env", f"{k}={v}"]
-    spawn(name, cmd, extra_env)
+    spawn(name, cmd, extra_env, restart)
 
 
 # --------------------------------------------------------------------------- keystone
 
 def keystone() -> None:
     conf = ETC / "keystone" / "keystone.conf"
-    ini(conf, {
+    changed = ini(conf, {
         "DEFAULT": {"log_file": LOG / "keystone.log", "max_token_size": 255},
         "database": {"connection": db("keystone")},
         "token": {"provider": "fernet", "expiration": 14400},
@@ -369,7 +383,7 @@ def keystone() -> None:
               "--bootstrap-region-id", "RegionOne"],
     ])
     uwsgi("keystone", KEYSTONE_PORT, sbin("keystone-wsgi-public"),
-          {"OS_KEYSTONE_CONFIG_FILES": str(conf)})
+          {"OS_KEYSTONE_CONFIG_FILES": str(conf)}, changed)
     wait_for("keystone", lambda: http_answers(f"{KEYSTONE}/v3"), name="keystone")
 
 
@@ -414,11 +428,12 @@ def keystone_catalog() -> None:
     service_project = ks.ensure("projects", "project", {"name": "service", "domain_id": "default"},
                                 name="service")
     admin_role = ks.find("roles", name="admin")
-    for role in ("member", "reader", "service"):
-        ks.ensure("roles", "role", {"name": role}, name=role)
+    roles = {r: ks.ensure("roles", "role", {"name": r}, name=r) for r in ("member", "reader", "service")}
     for u in SERVICE_USERS:
         user = ks.ensure("users", "user", {"name": u, "password": PW, "domain_id": "default"}, name=u)
-        ks.call("PUT", f"/projects/{service_project['id']}/users/{user['id']}/roles/{admin_role['id']}")
+        # admin to act for users, service so that other services accept its service tokens
+        for role in (admin_role, roles["service"]):
+            ks.call("PUT", f"/projects/{service_project['id']}/users/{user['id']}/roles/{role['id']}")
     services = {
         "identity": ("keystone", lambda r: f"{KEYSTONE}/v3"),
         "placement": ("placement", lambda r: f"http://{HOST}:{REGIONS[r]['placement']}"),
@@ -447,14 +462,15 @@ def keystone_catalog() -> None:
 def placement(r: str) -> None:
     reg = REGIONS[r]
     d = ETC / r / "placement"
-    ini(d / "placement.conf", {
+    changed = ini(d / "placement.conf", {
         "DEFAULT": {"log_file": LOG / f"{r}-placement.log"},
         "api": {"auth_strategy": "keystone"},
         "keystone_authtoken": authtoken("placement", reg["name"]),
         "placement_database": {"connection": db(f"placement_{r}")},
     })
     once(f"{r}-placement-db", [[sbin("placement-manage"), "--config-file", str(d / "placement.conf"), "db", "sync"]])
-    uwsgi(f"{r}-placement", reg["placement"], sbin("placement-api"), {"OS_PLACEMENT_CONFIG_DIR": str(d)})
+    uwsgi(f"{r}-placement", reg["placement"], sbin("placement-api"), {"OS_PLACEMENT_CONFIG_DIR": str(d)},
+          changed)
 
 
 def glance(r: str) -> None:
@@ -464,7 +480,7 @@ def glance(r: str) -> None:
     for sub in ("images", "staging", "tasks"):
         (store / sub).mkdir(parents=True, exist_ok=True)
     copy_template("usr/share/glance-common/glance-api-paste.ini", d / "glance-api-paste.ini")
-    ini(d / "glance-api.conf", {
+    changed = ini(d / "glance-api.conf", {
         "DEFAULT": {"bind_host": HOST, "bind_port": reg["glance"], "workers": 1,
                     "enabled_backends": "fs:file", "log_file": LOG / f"{r}-glance-api.log",
                     "image_cache_dir": store / "cache", "show_image_direct_url": "false",
@@ -480,7 +496,8 @@ def glance(r: str) -> None:
         "oslo_messaging_notifications": {"driver": "noop"},
     })
     once(f"{r}-glance-db", [[sbin("glance-manage"), "--config-file", str(d / "glance-api.conf"), "db_sync"]])
-    spawn(f"{r}-glance-api", [sbin("glance-api"), "--config-file", str(d / "glance-api.conf")])
+    spawn(f"{r}-glance-api", [sbin("glance-api"), "--config-file", str(d / "glance-api.conf")],
+          restart=changed)
 
 
 def nfs_share(r: str) -> tuple[str, Path]:
@@ -518,7 +535,7 @@ def cinder(r: str) -> None:
     cinder_share(r)
     copy_template("usr/share/cinder-common/api-paste.ini", d / "api-paste.ini")
     state = DATA / r / "cinder"
-    ini(d / "cinder.conf", {
+    changed = ini(d / "cinder.conf", {
         "DEFAULT": {
             "host": f"{r}-cinder", "my_ip": HOST, "osapi_volume_listen": HOST,
             "osapi_volume_listen_port": reg["cinder"], "osapi_volume_workers": 1,
@@ -548,14 +565,15 @@ def cinder(r: str) -> None:
     cfg = ["--config-file", str(d / "cinder.conf")]
     once(f"{r}-cinder-db", [[sbin("cinder-manage")] + cfg + ["db", "sync"]])
     for svc in ("api", "scheduler", "volume", "backup"):
-        spawn(f"{r}-cinder-{svc}", [sbin(f"cinder-{svc}")] + cfg + ["--log-file", str(LOG / f"{r}-cinder-{svc}.log")])
+        spawn(f"{r}-cinder-{svc}", [sbin(f"cinder-{svc}")] + cfg +
+              ["--log-file", str(LOG / f"{r}-cinder-{svc}.log")], restart=changed)
 
 
 def neutron(r: str) -> None:
     reg = REGIONS[r]
     d = ETC / r / "neutron"
     copy_template("usr/share/neutron-common/api-paste.ini", d / "api-paste.ini")
-    ini(d / "neutron.conf", {
+    changed = ini(d / "neutron.conf", {
         "DEFAULT": {
             "bind_host": HOST, "bind_port": reg["neutron"], "core_plugin": "ml2",
             "service_plugins": "router", "auth_strategy": "keystone", "transport_url": amqp(r),
@@ -572,7 +590,7 @@ def neutron(r: str) -> None:
         "oslo_messaging_notifications": {"driver": "noop"},
         "agent": {"root_helper": "sudo"},
     })
-    ini(d / "ml2_conf.ini", {
+    changed |= ini(d / "ml2_conf.ini", {
         "ml2": {"type_drivers": "flat,vxlan", "tenant_network_types": "vxlan",
                 "mechanism_drivers": "haven_lab", "extension_drivers": "port_security"},
         "ml2_type_flat": {"flat_networks": "physnet1"},
@@ -580,7 +598,8 @@ def neutron(r: str) -> None:
     })
     cfg = ["--config-file", str(d / "neutron.conf"), "--config-file", str(d / "ml2_conf.ini")]
     once(f"{r}-neutron-db", [[sbin("neutron-db-manage")] + cfg + ["upgrade", "heads"]])
-    spawn(f"{r}-neutron-server", [sbin("neutron-server")] + cfg)
+    spawn(f"{r}-neutron-server", [sbin("neutron-server")] + cfg,
+          restart=changed or "haven_lab_mech.py" in PY_CHANGED)
 
 
 def nova(r: str) -> None:
@@ -589,9 +608,10 @@ def nova(r: str) -> None:
     copy_template("usr/share/nova-common/api-paste.ini", d / "api-paste.ini")
     state = DATA / r / "nova"
     (state / "instances").mkdir(parents=True, exist_ok=True)
-    ini(d / "nova.conf", {
+    (LOG / r).mkdir(parents=True, exist_ok=True)
+    changed = ini(d / "nova.conf", {
         "DEFAULT": {
-            "host": f"{r}-compute", "my_ip": HOST, "compute_driver": "fake.FakeDriver",
+            "host": f"{r}-compute", "my_ip": HOST, "compute_driver": "haven_lab_compute.HavenLabDriver",
             "transport_url": amqp(r), "osapi_compute_listen": HOST,
             "osapi_compute_listen_port": reg["nova"], "osapi_compute_workers": 1,
             "enabled_apis": "osapi_compute", "state_path": state,
@@ -624,7 +644,8 @@ def nova(r: str) -> None:
     ])
     cfg = ["--config-file", str(d / "nova.conf")]
     for svc in ("api", "conductor", "scheduler", "compute"):
-        spawn(f"{r}-nova-{svc}", [sbin(f"nova-{svc}")] + cfg)
+        spawn(f"{r}-nova-{svc}", [sbin(f"nova-{svc}")] + cfg, {"HAVEN_LAB_NFS_DIR": str(nfs_share(r)[1])},
+              restart=changed or (svc == "compute" and "haven_lab_compute.py" in PY_CHANGED))
 
 
 # --------------------------------------------------------------------------- readiness
