@@ -14,7 +14,8 @@ for svc in proxy-server object-server container-server account-server memcached;
   pidf="$RUN/$svc.pid"
   [[ -f "$pidf" ]] || continue
   pid="$(cat "$pidf")"
-  if kill -0 "$pid" 2>/dev/null; then
+  # Only a process that is still ours (command line names $STATE), never a reused PID.
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STATE"; then
     kill -TERM "$pid" 2>/dev/null || true
     pids+=("$pid")
   fi

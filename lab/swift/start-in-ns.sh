@@ -24,7 +24,9 @@ start() {  # $1 name, rest = command
   setsid "$@" >>"$LOG/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
-start memcached memcached -u root -l 127.0.0.1 -p "$MEMCACHED_PORT" -U 0 -m 64
+# argv[0] names the state dir, so that up.sh/down.sh recognise their own memcached.
+start memcached bash -c 'exec -a "memcached[haven-lab $1]" memcached -u root -l 127.0.0.1 -p "$2" -U 0 -m 64' \
+  _ "$STATE" "$MEMCACHED_PORT"
 for svc in account-server container-server object-server proxy-server; do
   start "$svc" "$PY" "$ETC/launch.py" "$ETC" "$svc" "$ETC/$svc.conf"
 done

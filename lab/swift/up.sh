@@ -36,7 +36,12 @@ T0=$(date +%s.%N)
 log() { printf '[swift-lab] %s\n' "$*" >&2; }
 elapsed() { "$PY" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$T0" "$(date +%s.%N)"; }
 
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A PID file counts only if that process is still ours: its command line names $STATE.
+pid_alive() {
+  [[ -f "$1" ]] || return 1
+  local pid; pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STATE"
+}
 
 # ---------------------------------------------------------------- readiness probe
 probe() {   # exit 0 when healthcheck + authenticated PUT/GET/DELETE of an object work
@@ -257,6 +262,12 @@ fi
 # Anything half-running from an earlier attempt is stopped first (by its PID files only).
 for svc in memcached account-server container-server object-server proxy-server; do
   if pid_alive "$RUN/$svc.pid"; then "$HERE/down.sh"; break; fi
+done
+for port in "$PROXY_PORT" "$ACCOUNT_PORT" "$CONTAINER_PORT" "$OBJECT_PORT" "$MEMCACHED_PORT"; do
+  if ss -Htln "sport = :$port" | grep -q .; then
+    log "port $port is taken by another process (another Swift lab state?); set HAVEN_SWIFT_*_PORT"
+    exit 1
+  fi
 done
 unshare --mount --propagation private \
   "$HERE/start-in-ns.sh" "$STATE" "$PY" "$MEMCACHED_PORT" "$DISK_SIZE"
