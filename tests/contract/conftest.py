@@ -43,9 +43,7 @@ def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
 
 def _wrapped(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     inner = LocalBackend(tmp_path / "store", fsync=False)
-    yield ConcurrencyLimitedBackend(
-        ThrottledBackend(RetryingBackend(inner), TokenBucket(1e9)), 4
-    )
+    yield ConcurrencyLimitedBackend(ThrottledBackend(RetryingBackend(inner), TokenBucket(1e9)), 4)
 
 
 BACKENDS: dict[str, BackendFactory] = {

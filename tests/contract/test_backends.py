@@ -97,8 +97,9 @@ def test_concurrent_puts_are_atomic(backend: Backend) -> None:
 
 
 def test_repository_roundtrip_on_backend(backend: Backend, tmp_path: Path) -> None:
-    repo = Repository.init(backend, master_key=new_master_key(), chunk_size=65536,
-                           pack_size=200_000)
+    repo = Repository.init(
+        backend, master_key=new_master_key(), chunk_size=65536, pack_size=200_000
+    )
     data = os.urandom(300_000) + bytes(200_000) + b"text " * 50_000
 
     class Src:

@@ -57,15 +57,17 @@ def chunk_ad(codec: int, chunk_id: bytes) -> bytes:
     return b"HVNC" + bytes((FORMAT_VERSION, codec)) + chunk_id
 
 
-def encode_chunk(keys: KeyRing, chunk_id: bytes, data: memoryview, level: int) -> bytes:
-    """Compress-if-it-pays and encrypt ``data`` (the plaintext chunk)."""
+def encode_chunk(keys: KeyRing, chunk_id: bytes, data: memoryview, level: int) -> list[bytes]:
+    """Compress-if-it-pays and encrypt ``data`` (the plaintext chunk). Returns the blob
+    as parts (``codec || nonce`` and ``ciphertext || tag``) to spare a copy."""
     codec = Codec.RAW
     payload: bytes | memoryview = data
     if level > 0:
         packed = _compressor(level).compress(data)
         if len(packed) <= len(data) - (len(data) >> _MIN_SAVING_SHIFT):
             codec, payload = Codec.ZSTD, packed
-    return bytes((codec,)) + keys.seal_data(payload, chunk_ad(codec, chunk_id))
+    nonce, sealed = keys.seal_data_parts(payload, chunk_ad(codec, chunk_id))
+    return [bytes((codec,)) + nonce, sealed]
 
 
 def decode_chunk(keys: KeyRing, chunk_id: bytes, blob: bytes | memoryview, where: str) -> bytes:

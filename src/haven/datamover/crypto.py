@@ -74,6 +74,13 @@ class KeyRing:
         nonce = os.urandom(NONCE_LEN)
         return nonce + self._data.encrypt(nonce, data, ad)
 
+    def seal_data_parts(
+        self, data: bytes | bytearray | memoryview, ad: bytes
+    ) -> tuple[bytes, bytes]:
+        """(nonce, ciphertext || tag): :meth:`seal_data` without concatenating."""
+        nonce = os.urandom(NONCE_LEN)
+        return nonce, self._data.encrypt(nonce, data, ad)
+
     def open_data(self, blob: bytes | memoryview, ad: bytes, where: str) -> bytes:
         return _open(self._data, blob, ad, where)
 

@@ -16,6 +16,7 @@ are from the start of the pack object and ``length`` covers the whole chunk blob
 from __future__ import annotations
 
 import os
+import queue
 import struct
 import threading
 from collections.abc import Iterable
@@ -101,31 +102,68 @@ def open_trailer(keys: KeyRing, pack_id: str, pack: bytes) -> list[PackEntry]:
 
 @dataclass(slots=True)
 class SealedPack:
+    """A finished pack. ``data`` may be a view of a reused buffer: call :meth:`release`
+    once it has been uploaded (and not before)."""
+
     pack_id: str
-    data: bytes
+    data: bytes | memoryview
     entries: list[PackEntry]
     index_blob: bytes
+    _buffer: bytearray | None = None
+    _pool: queue.SimpleQueue[bytearray] | None = None
+
+    def release(self) -> None:
+        if self._buffer is not None and self._pool is not None:
+            self.data = b""
+            self._pool.put(self._buffer)
+            self._buffer = None
 
 
 class PackBuilder:
-    """Accumulates chunk blobs; thread-safe. ``add`` returns a sealed pack when the
-    target size is reached; the caller uploads it (pack first, then index)."""
+    """Accumulates chunk blobs into a pack; thread-safe. ``add`` returns a sealed pack
+    when the target size is reached; the caller uploads it (pack first, then index) and
+    releases it. Pack buffers are preallocated and reused (fresh multi-MiB allocations
+    page-fault on every pack); at most ``buffers`` packs are sealed but not released
+    at a time, further ``add`` calls wait for a release."""
 
-    def __init__(self, keys: KeyRing, target_size: int) -> None:
+    def __init__(self, keys: KeyRing, target_size: int, *, buffers: int = 3) -> None:
         self._keys = keys
         self._target = target_size
         self._lock = threading.Lock()
+        self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._capacity = target_size + (target_size >> 3) + 4096
+        for _ in range(buffers):
+            self._pool.put(bytearray(self._capacity))
+        self._buf: bytearray | None = None
         self._reset()
 
     def _reset(self) -> None:
-        self._buf = bytearray(PACK_MAGIC)
+        self._buf = None
+        self._size = 0
         self._entries: list[PackEntry] = []
 
-    def add(self, chunk_id: bytes, blob: bytes) -> SealedPack | None:
+    def _append(self, part: bytes) -> None:
+        if self._buf is None:
+            self._buf = self._pool.get()
+            self._buf[: len(PACK_MAGIC)] = PACK_MAGIC
+            self._size = len(PACK_MAGIC)
+        end = self._size + len(part)
+        if end > len(self._buf):  # rare: many tiny entries or a huge last blob
+            self._buf.extend(bytes(end - len(self._buf)))
+        self._buf[self._size : end] = part
+        self._size = end
+
+    def add(self, chunk_id: bytes, blob: bytes | list[bytes]) -> SealedPack | None:
+        """Append one chunk blob (bytes, or its parts in order)."""
+        parts = [blob] if isinstance(blob, bytes) else blob
         with self._lock:
-            self._entries.append(PackEntry(chunk_id, len(self._buf), len(blob)))
-            self._buf += blob
-            if len(self._buf) >= self._target:
+            if self._buf is None:
+                self._append(b"")
+            start = self._size
+            for part in parts:
+                self._append(part)
+            self._entries.append(PackEntry(chunk_id, start, self._size - start))
+            if self._size >= self._target:
                 return self._seal()
             return None
 
@@ -136,10 +174,17 @@ class PackBuilder:
     def _seal(self) -> SealedPack:
         pack_id = new_pack_id()
         trailer = self._keys.seal_meta(encode_entries(self._entries), _ad(b"HVNT", pack_id))
-        self._buf += trailer
-        self._buf += _U32.pack(len(trailer))
+        self._append(trailer)
+        self._append(_U32.pack(len(trailer)))
+        buf = self._buf
+        assert buf is not None
         sealed = SealedPack(
-            pack_id, bytes(self._buf), self._entries, seal_index(self._keys, pack_id, self._entries)
+            pack_id,
+            memoryview(buf)[: self._size],
+            self._entries,
+            seal_index(self._keys, pack_id, self._entries),
+            buf,
+            self._pool,
         )
         self._reset()
         return sealed

@@ -198,10 +198,14 @@ class Repository:
     def upload_pack(self, sealed: SealedPack) -> int:
         """Store a pack, then its index object; returns bytes uploaded. Only after both
         are stored may a manifest reference the pack's chunks."""
-        self.backend.put(pack_key(sealed.pack_id), sealed.data)
+        try:
+            size = len(sealed.data)
+            self.backend.put(pack_key(sealed.pack_id), sealed.data)
+        finally:
+            sealed.release()
         self.backend.put(index_key(sealed.pack_id), sealed.index_blob)
         self.index.add_pack(sealed.pack_id, sealed.entries)
-        return len(sealed.data) + len(sealed.index_blob)
+        return size + len(sealed.index_blob)
 
     def read_chunk(self, chunk_id: bytes, location: Location | None = None) -> bytes:
         """Plaintext of a chunk, authenticated and hash-checked."""

@@ -16,13 +16,19 @@ KiB = 1024
 CHUNK = 64 * KiB
 PACK = 256 * KiB
 
-FAST_LOCKS = LockPolicy(wait=20.0, stale_after=30.0, refresh_every=1.0, retry_min=0.01,
-                        retry_max=0.1)
+FAST_LOCKS = LockPolicy(
+    wait=20.0, stale_after=30.0, refresh_every=1.0, retry_min=0.01, retry_max=0.1
+)
 
 
 def make_repo(backend: MemoryBackend | LocalBackend, **kw: object) -> Repository:
-    repo = Repository.init(backend, master_key=kw.pop("master_key", new_master_key()),
-                           chunk_size=CHUNK, pack_size=PACK, **kw)  # type: ignore[arg-type]
+    repo = Repository.init(
+        backend,
+        master_key=kw.pop("master_key", new_master_key()),
+        chunk_size=CHUNK,
+        pack_size=PACK,
+        **kw,
+    )  # type: ignore[arg-type]
     repo.lock_policy = FAST_LOCKS
     return repo
 

@@ -1,7 +1,7 @@
 """Subprocess body for test_dm_crash.py: runs one backup or prune and can be SIGKILLed.
 
-    python crash_worker.py backup <repo_dir> <key_hex> <image> <volume> <limit_bytes_per_s>
-    python crash_worker.py prune  <repo_dir> <key_hex> <keep_last> <limit_bytes_per_s>
+python crash_worker.py backup <repo_dir> <key_hex> <image> <volume> <limit_bytes_per_s>
+python crash_worker.py prune  <repo_dir> <key_hex> <keep_last> <limit_bytes_per_s>
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ def _backup(repo: Repository, path: Path, **kw: object):  # type: ignore[no-unty
 
 
 @pytest.mark.parametrize("fixture", ["mem_repo", "local_repo"])
-def test_full_backup_restore_bit_for_bit(fixture: str, request: pytest.FixtureRequest,
-                                         image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_full_backup_restore_bit_for_bit(
+    fixture: str, request: pytest.FixtureRequest, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     repo: Repository = request.getfixturevalue(fixture)
     img = image(size=2 * 1024 * KiB + 1234)  # partial last chunk
     res = _backup(repo, img, point_id="p1")
@@ -61,8 +62,9 @@ def test_second_backup_dedups(mem_repo: Repository, image) -> None:  # type: ign
     assert second.manifest.parent == first.manifest.manifest_id
 
 
-def test_cbt_incremental_reads_only_changed_chunks(mem_repo: Repository, image,
-                                                   tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cbt_incremental_reads_only_changed_chunks(
+    mem_repo: Repository, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     img = image(size=4096 * KiB, regions=[(0, os.urandom(4096 * KiB))])
     first = _backup(mem_repo, img)
     with open(img, "r+b") as f:
@@ -100,8 +102,9 @@ def test_changed_without_parent_is_bad_input(mem_repo: Repository, image) -> Non
         _backup(mem_repo, image(), changed=[Extent(0, 1)])
 
 
-def test_restore_into_existing_writes_only_differing_chunks(mem_repo: Repository, image,
-                                                             tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_restore_into_existing_writes_only_differing_chunks(
+    mem_repo: Repository, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     img = image(size=2048 * KiB, regions=[(0, os.urandom(2048 * KiB))])
     point = _backup(mem_repo, img)
     replica = tmp_path / "replica"

@@ -11,8 +11,8 @@ from haven.datamover import (
     ScryptParams,
     backup_volume,
     check,
-    encode_key_file,
     decode_key_file,
+    encode_key_file,
     new_master_key,
     restore_volume,
 )
@@ -55,8 +55,9 @@ def test_missing_pack_names_affected_points(mem_repo: Repository, image) -> None
     assert "a@p1" in str(info.value)
 
 
-def test_tampered_pack_detected_and_never_restored(mem_repo: Repository, image,
-                                                   tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_pack_detected_and_never_restored(
+    mem_repo: Repository, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     res = _backup(mem_repo, image(size=256 * KiB, regions=[(0, os.urandom(256 * KiB))]))
     backend = mem_repo.backend
     assert isinstance(backend, MemoryBackend)
@@ -86,8 +87,13 @@ def test_tampered_manifest_detected(mem_repo: Repository, image) -> None:  # typ
 
 def test_no_plaintext_marker_in_repository(tmp_path: Path, image) -> None:  # type: ignore[no-untyped-def]
     backend = LocalBackend(tmp_path / "repo")
-    repo = Repository.init(backend, password="pw", chunk_size=64 * KiB, pack_size=256 * KiB,
-                           scrypt=ScryptParams(log_n=10))
+    repo = Repository.init(
+        backend,
+        password="pw",
+        chunk_size=64 * KiB,
+        pack_size=256 * KiB,
+        scrypt=ScryptParams(log_n=10),
+    )
     text = (b"lorem ipsum " * 500 + MARKER + b"\n") * 40  # compressible and not
     img = image(regions=[(0, text), (700 * KiB, os.urandom(1000) + MARKER), (1500 * KiB, MARKER)])
     _backup(repo, img, volume="marker-volume", point_id="marker-point")

@@ -33,13 +33,15 @@ def setup(tmp_path: Path) -> dict[str, str]:
 
 def test_cli_full_cycle(setup: dict[str, str]) -> None:
     r, pw = ["--repo", setup["repo"]], ["--password-file", setup["pw"]]
-    code, out = _run("repo", "init", *r, *pw, "--chunk-size", "64KiB", "--pack-size", "512KiB",
-                     "--json")
+    code, out = _run(
+        "repo", "init", *r, *pw, "--chunk-size", "64KiB", "--pack-size", "512KiB", "--json"
+    )
     assert code == 0, out
     assert json.loads(out)["chunk_size"] == 64 * KiB
     assert "s3cret" not in out
-    code, out = _run("volume", "backup", setup["img"], "--volume", "disk", "--point", "p1",
-                     *r, *pw, "--json")
+    code, out = _run(
+        "volume", "backup", setup["img"], "--volume", "disk", "--point", "p1", *r, *pw, "--json"
+    )
     assert code == 0, out
     first = json.loads(out)
     assert first["stats"]["chunks_new"] > 0
@@ -49,8 +51,22 @@ def test_cli_full_cycle(setup: dict[str, str]) -> None:
         f.write(b"CHANGED")
     changed = Path(setup["tmp"]) / "changed.json"
     changed.write_text(json.dumps([[100, 7]]))
-    code, out = _run("volume", "backup", setup["img"], "--volume", "disk", "--point", "p2",
-                     "--parent", "disk@p1", "--changed", str(changed), *r, *pw, "--json")
+    code, out = _run(
+        "volume",
+        "backup",
+        setup["img"],
+        "--volume",
+        "disk",
+        "--point",
+        "p2",
+        "--parent",
+        "disk@p1",
+        "--changed",
+        str(changed),
+        *r,
+        *pw,
+        "--json",
+    )
     assert code == 0, out
     assert json.loads(out)["stats"]["chunks_read"] == 1
     code, out = _run("volume", "list", *r, *pw, "--json")
@@ -59,8 +75,9 @@ def test_cli_full_cycle(setup: dict[str, str]) -> None:
     code, out = _run("volume", "restore", "disk", str(target), *r, *pw, "--json")
     assert code == 0, out
     assert target.read_bytes() == Path(setup["img"]).read_bytes()
-    code, out = _run("volume", "restore", "disk@p1", str(target), "--into-existing", *r, *pw,
-                     "--json")
+    code, out = _run(
+        "volume", "restore", "disk@p1", str(target), "--into-existing", *r, *pw, "--json"
+    )
     assert code == 0 and json.loads(out)["stats"]["chunks_written"] == 1
     code, out = _run("repo", "check", "--read-data", *r, *pw, "--json")
     assert code == 0 and json.loads(out)["ok"] is True
@@ -115,5 +132,4 @@ def test_cli_errors(setup: dict[str, str]) -> None:
     assert _run("repo", "init", *r, *pw)[0] == 4  # exists
     assert _run("volume", "backup", "/nonexistent", "--volume", "v", *r, *pw)[0] == 3
     assert _run("volume", "restore", "nosuchvolume", "/tmp/x", *r, *pw)[0] == 3
-    assert _run("repo", "init", "--repo", setup["tmp"] + "/r2", "--chunk-size", "3MiB",
-                *pw)[0] == 2
+    assert _run("repo", "init", "--repo", setup["tmp"] + "/r2", "--chunk-size", "3MiB", *pw)[0] == 2

@@ -113,10 +113,16 @@ def test_stale_lock_of_dead_process_is_removed(mem_repo: Repository) -> None:
     from haven.datamover.locks import _ad
 
     dead = 2**22 + 12345
-    doc = {"kind": "exclusive", "host": os.uname().nodename, "pid": dead, "created": time.time(),
-           "refreshed": time.time()}
-    mem_repo.backend.put(lock.key, mem_repo.keys.seal_meta(json.dumps(doc).encode(),
-                                                           _ad(lock.lock_id)))
+    doc = {
+        "kind": "exclusive",
+        "host": os.uname().nodename,
+        "pid": dead,
+        "created": time.time(),
+        "refreshed": time.time(),
+    }
+    mem_repo.backend.put(
+        lock.key, mem_repo.keys.seal_meta(json.dumps(doc).encode(), _ad(lock.lock_id))
+    )
     with mem_repo.lock(LockKind.SHARED):
         pass
     assert not list(mem_repo.backend.list(LOCK_PREFIX))
@@ -131,8 +137,9 @@ def test_lost_lock_refuses_commit(mem_repo: Repository) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_backup_and_prune_then_restore_everything(tmp_path: Path, repo_factory,
-                                                             image) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_backup_and_prune_then_restore_everything(
+    tmp_path: Path, repo_factory, image
+) -> None:  # type: ignore[no-untyped-def]
     """Backups of rotating contents (re-using chunks of points prune is forgetting) run
     against a prune loop; every surviving point must restore bit-for-bit."""
     base = repo_factory(LocalBackend(tmp_path / "repo", fsync=False))

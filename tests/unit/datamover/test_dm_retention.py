@@ -32,8 +32,9 @@ def test_keep_daily_takes_newest_of_each_day() -> None:
 
 def test_rules_combine() -> None:
     p = pts([h * 6 for h in range(40)])  # every 6 hours for 10 days
-    keep = select_keep(p, RetentionPolicy(keep_last=1, keep_hourly=2, keep_weekly=2,
-                                          keep_monthly=1))
+    keep = select_keep(
+        p, RetentionPolicy(keep_last=1, keep_hourly=2, keep_weekly=2, keep_monthly=1)
+    )
     assert "p39" in keep and "p38" in keep
     assert len(keep) <= 1 + 2 + 2 + 1
 
@@ -67,8 +68,13 @@ def test_properties(h: list[float], policy: RetentionPolicy) -> None:
     if p and not policy.is_empty():
         newest = max(p, key=lambda x: (x.time, x.point_id))
         assert newest.point_id in keep  # every rule keeps the newest point
-        bound = (policy.keep_last + policy.keep_hourly + policy.keep_daily
-                 + policy.keep_weekly + policy.keep_monthly)
+        bound = (
+            policy.keep_last
+            + policy.keep_hourly
+            + policy.keep_daily
+            + policy.keep_weekly
+            + policy.keep_monthly
+        )
         assert len(keep) <= bound
     if policy.keep_last:
         newest_n = sorted(p, key=lambda x: (x.time, x.point_id), reverse=True)[: policy.keep_last]
@@ -80,6 +86,7 @@ def test_properties(h: list[float], policy: RetentionPolicy) -> None:
 def test_monotone_in_counts(h: list[float], policy: RetentionPolicy, field: str) -> None:
     if policy.is_empty():
         return
-    bigger = RetentionPolicy(**{**{f: getattr(policy, f) for f in policy.__slots__},
-                                field: getattr(policy, field) + 1})
+    bigger = RetentionPolicy(
+        **{**{f: getattr(policy, f) for f in policy.__slots__}, field: getattr(policy, field) + 1}
+    )
     assert select_keep(pts(h), policy) <= select_keep(pts(h), bigger)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,15 +113,20 @@ class LocalBackend:
         except OSError as exc:
             raise BackendError(f"cannot delete {key}: {exc.strerror}") from None
 
-    def cleanup_temp(self) -> int:
-        """Remove temporary files of crashed writers; returns how many."""
+    def cleanup_temp(self, older_than: float = 3600.0) -> int:
+        """Remove temporary files of crashed writers; returns how many. Only files not
+        modified for ``older_than`` seconds: a live writer's file must never vanish
+        (lock objects are written even while prune holds the exclusive lock)."""
         removed = 0
+        cutoff = time.time() - older_than
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
                 if name.startswith(_TMP):
+                    path = os.path.join(dirpath, name)
                     try:
-                        os.unlink(os.path.join(dirpath, name))
-                        removed += 1
+                        if os.stat(path).st_mtime < cutoff:
+                            os.unlink(path)
+                            removed += 1
                     except FileNotFoundError:
                         pass
         return removed
