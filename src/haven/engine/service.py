@@ -9,6 +9,7 @@ re-runs the one that was interrupted.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from haven.domain.operations import Operation, OperationKind, OperationState
 from haven.engine import ops, runtime, services
 
 EXECUTOR_PARAM = "executor"
+Progress = Callable[[Operation], None]  # called with the operation (and its steps so far)
 
 
 def run(
@@ -29,6 +31,7 @@ def run(
     *args: Any,
     params: dict[str, str] | None = None,
     executor: str | None = None,
+    progress: Progress | None = None,
 ) -> Operation:
     op_id = new_id("op")
     exe = runtime.current() or executor or runtime.executor_for(op_id)
@@ -42,10 +45,17 @@ def run(
     runtime.launch(exe)
     with SetWorkflowID(op_id):
         handle = DBOS.start_workflow(workflow, op_id, *args)
-    return _wait(op_id, handle)
+    return _wait(op_id, handle, progress)
 
 
-def _wait(op_id: str, handle: Any) -> Operation:
+def _wait(op_id: str, handle: Any, progress: Progress | None = None) -> Operation:
+    if progress is not None:
+        done = threading.Event()
+        waiter = threading.Thread(target=_result, args=(handle, done), daemon=True)
+        waiter.start()
+        while not done.wait(0.25):  # a display refresh interval, not a readiness wait
+            progress(services.catalog().operation(op_id))
+        waiter.join()
     try:
         handle.get_result()
     except HavenError:
@@ -57,11 +67,20 @@ def _wait(op_id: str, handle: Any) -> Operation:
     return services.catalog().operation(op_id)
 
 
-def resume(op_id: str) -> Operation:
+def _result(handle: Any, done: threading.Event) -> None:
+    try:
+        handle.get_result()
+    except Exception:
+        pass  # read again (and reported) by _wait
+    finally:
+        done.set()
+
+
+def resume(op_id: str, progress: Progress | None = None) -> Operation:
     op = services.catalog().operation(op_id)
     if op.state in (OperationState.SUCCEEDED, OperationState.CANCELLED):
         return op
     exe = op.params.get(EXECUTOR_PARAM) or runtime.executor_for(op_id)
     runtime.launch(exe)  # DBOS recovers this executor's pending workflows on launch
     handle = DBOS.retrieve_workflow(op_id)
-    return _wait(op_id, handle)
+    return _wait(op_id, handle, progress)
