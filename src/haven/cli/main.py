@@ -12,8 +12,8 @@ import importlib
 
 import typer
 
-GROUPS: tuple[str, ...] = ("config", "repo", "volume")
-TOP_LEVEL: tuple[str, ...] = ("resources",)
+GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations")
+TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status")
 
 app = typer.Typer(
     name="haven",
