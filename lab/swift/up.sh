@@ -264,7 +264,7 @@ for svc in memcached account-server container-server object-server proxy-server;
   if pid_alive "$RUN/$svc.pid"; then "$HERE/down.sh"; break; fi
 done
 for port in "$PROXY_PORT" "$ACCOUNT_PORT" "$CONTAINER_PORT" "$OBJECT_PORT" "$MEMCACHED_PORT"; do
-  if ! "$PY" -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+  if ! "$PY" -c 'import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
     log "port $port is taken by another process (another Swift lab state?); set HAVEN_SWIFT_*_PORT"
     exit 1
   fi
