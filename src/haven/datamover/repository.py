@@ -93,6 +93,7 @@ class Repository:
         self.keys = keys
         self.config = config
         self.index = ChunkIndex()
+        self.index_problems: list[str] = []  # unreadable index objects seen by reload_index
         self.lock_policy = LockPolicy()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -177,6 +178,7 @@ class Repository:
         fresh = ChunkIndex()
         wanted = [i.key[len(INDEX_PREFIX) :] for i in self.backend.list(INDEX_PREFIX)]
         missing = [p for p in wanted if p not in old.packs]
+        problems: list[str] = []
 
         def load(pack_id: str) -> tuple[str, bytes | None]:
             try:
@@ -191,9 +193,16 @@ class Repository:
                 fresh.add_pack(pack_id, old.packs[pack_id])
             else:
                 blob = loaded.get(pack_id)
-                if blob is not None:
+                if blob is None:
+                    continue
+                try:
                     fresh.add_pack(pack_id, open_index(self.keys, pack_id, blob))
+                except CorruptObject as exc:
+                    # Unusable index: its chunks count as absent (a backup stores them
+                    # again, check reports the damage); opening must still work.
+                    problems.append(str(exc))
         self.index = fresh
+        self.index_problems = problems
 
     def upload_pack(self, sealed: SealedPack) -> int:
         """Store a pack, then its index object; returns bytes uploaded. Only after both
@@ -213,7 +222,12 @@ class Repository:
         if loc is None:
             raise CorruptObject(f"chunk {chunk_id.hex()}", "not in any pack index")
         key = pack_key(loc.pack_id)
-        blob = self.backend.get_range(key, loc.offset, loc.length)
+        try:
+            blob = self.backend.get_range(key, loc.offset, loc.length)
+        except ObjectNotFound:
+            raise CorruptObject(key, "pack is missing") from None
+        if len(blob) != loc.length:
+            raise CorruptObject(key, "pack is truncated")
         return decode_chunk(self.keys, chunk_id, blob, key)
 
     # -- manifests ---------------------------------------------------------------------

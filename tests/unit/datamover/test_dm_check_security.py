@@ -131,3 +131,29 @@ def test_key_file_repository(tmp_path: Path) -> None:
         Repository.open(backend, master_key=new_master_key())
     with pytest.raises(KeyMissing):
         Repository.open(backend, password="x")
+
+
+def test_corrupt_index_still_opens_and_check_names_points(mem_repo: Repository, image) -> None:  # type: ignore[no-untyped-def]
+    res = _backup(mem_repo, image(), volume="v", point_id="p")
+    backend = mem_repo.backend
+    assert isinstance(backend, MemoryBackend)
+    for key in [k for k in backend.objects if k.startswith("index/")]:
+        backend.objects[key] = b"garbage" * 10
+    again = Repository(backend, mem_repo.keys, mem_repo.config)
+    again.reload_index()
+    assert again.index_problems and len(again.index) == 0
+    report = check(again)
+    assert not report.ok
+    assert any(res.manifest.manifest_id in p and "v@p" in p for p in report.affected_points)
+
+
+def test_missing_pack_on_restore_is_integrity_error(
+    mem_repo: Repository, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    res = _backup(mem_repo, image())
+    backend = mem_repo.backend
+    assert isinstance(backend, MemoryBackend)
+    for key in [k for k in backend.objects if k.startswith(PACK_PREFIX)]:
+        del backend.objects[key]
+    with pytest.raises(IntegrityError):
+        restore_volume(mem_repo, res.manifest, tmp_path / "o")
