@@ -1,0 +1,142 @@
+"""Helpers for tests against the OpenStack lab (lab/openstack/up.sh).
+
+The lab's compute driver is fake: no guest writes to volumes. Tests put known bytes into
+a volume by writing its file on the region's NFS share (through qemu-io once the volume
+has qcow2 snapshot layers, as a guest's writes would land in the active layer) and read
+volumes back the same way (qemu-img convert of the active chain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import openstack.config
+import openstack.connection
+
+from tests.conftest import lab_unavailable
+
+REPO = Path(__file__).resolve().parents[3]
+DEFAULT_CLOUDS = REPO / "lab" / ".state" / "openstack" / "clouds.yaml"
+CLOUD = "haven-lab"
+R1, R2 = "RegionOne", "RegionTwo"
+MiB = 1024 * 1024
+
+
+@dataclass
+class Lab:
+    clouds_yaml: str
+    shares: dict[str, str]  # region -> share directory
+    backup_store: str
+
+    def conn(self, region: str) -> openstack.connection.Connection:
+        cfg = openstack.config.OpenStackConfig(config_files=[self.clouds_yaml])
+        return openstack.connection.Connection(config=cfg.get_one(cloud=CLOUD, region_name=region))
+
+
+def open_lab() -> Lab:
+    path = os.environ.get("HAVEN_OS_CLOUDS", str(DEFAULT_CLOUDS))
+    if not os.path.exists(path):
+        lab_unavailable(f"OpenStack lab not up: {path} missing (run lab/openstack/up.sh)")
+    data = json.loads(Path(path).read_text())
+    meta = data["haven_lab"]
+    lab = Lab(path, meta["nfs_shares"], meta["backup_store"])
+    try:
+        lab.conn(R1).identity.get_token()
+    except Exception as exc:  # noqa: BLE001 - any failure means the lab is not usable
+        lab_unavailable(f"OpenStack lab not answering: {exc}")
+    return lab
+
+
+def active_file(lab: Lab, region: str, volume_id: str) -> Path:
+    share = Path(lab.shares[region])
+    info = share / f"volume-{volume_id}.info"
+    if info.exists():
+        return share / json.loads(info.read_text())["active"]
+    return share / f"volume-{volume_id}"
+
+
+def _fmt(path: Path) -> str:
+    out = subprocess.run(["qemu-img", "info", "-U", "--output", "json", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return str(json.loads(out)["format"])
+
+
+def write_volume(lab: Lab, region: str, volume_id: str, offset: int, data: bytes) -> None:
+    """Write as a guest would: into the volume's active layer."""
+    path = active_file(lab, region, volume_id)
+    if _fmt(path) == "raw":
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(data)
+            os.fsync(f.fileno())
+        return
+    with tempfile.NamedTemporaryFile() as tmp:
+        tmp.write(data)
+        tmp.flush()
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c",
+                        f"write -q -s {tmp.name} {offset} {len(data)}", str(path)],
+                       check=True, capture_output=True)
+
+
+def volume_digest(lab: Lab, region: str, volume_id: str) -> str:
+    """SHA-256 of the volume's whole virtual content."""
+    path = active_file(lab, region, volume_id)
+    with tempfile.TemporaryDirectory() as d:
+        if _fmt(path) != "raw":
+            raw = Path(d) / "raw"
+            subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), str(raw)],
+                           check=True, capture_output=True)
+            path = raw
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(4 * MiB):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+class Image:
+    """The expected content of a volume: zeros plus the writes the test made."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.writes: dict[int, bytes] = {}
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.writes[offset] = data
+
+    def digest(self) -> str:
+        buf = bytearray(self.size)
+        for off, data in self.writes.items():
+            buf[off:off + len(data)] = data
+        return hashlib.sha256(buf).hexdigest()
+
+
+def dir_bytes(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+def counts(conn: openstack.connection.Connection) -> dict[str, int]:
+    """Resource counts of the project, for "cleanup leaves things as they were"."""
+    pid = conn.current_project_id
+    return {
+        "servers": len(list(conn.compute.servers())),
+        "volumes": len(list(conn.block_storage.volumes())),
+        "networks": len(list(conn.network.networks())),
+        "subnets": len(list(conn.network.subnets())),
+        "routers": len(list(conn.network.routers())),
+        "ports": len(list(conn.network.ports())),
+        "security_groups": len(list(conn.network.security_groups(project_id=pid))),
+        "keypairs": len(list(conn.compute.keypairs())),
+        "flavors": len(list(conn.compute.flavors())),
+        "floating_ips": len(list(conn.network.ips())),
+    }
