@@ -3,7 +3,8 @@
 #   $OUT/vmlinux      ELF kernel extracted from Debian's vmlinuz (QEMU boots it via PVH)
 #   $OUT/initrd.gz    busybox + qemu-ga + virtio/ext4 modules, byte-identical across runs
 #   $OUT/data.qcow2   a template ext4 data disk (copy it per guest; never boot it directly)
-# OUT defaults to lab/.state/guest (gitignored). Skips work already done unless FORCE=1.
+# OUT defaults to ${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm/guest. Skips work already done
+# unless FORCE=1.
 #
 # Guest contract (what tests and the driver rely on):
 #   - /dev/vda (ext4) is mounted on /data, /dev/vdb on /data2 when present;
@@ -12,7 +13,7 @@
 #   - kernel argument `haven.noagent` boots the guest without qemu-ga (an unresponsive agent).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT=${OUT:-$HERE/../.state/guest}
+OUT=${OUT:-${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm/guest}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 EPOCH=1700000000 # fixed mtime for every file in the initrd
@@ -31,8 +32,9 @@ trap 'rm -rf "$WORK"' EXIT
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 [[ -n $KPKG ]] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
 KVER=${KPKG#linux-image-}
-(cd "$WORK" && apt-get download -qq "$KPKG")
-dpkg-deb -x "$WORK"/"$KPKG"_*.deb "$WORK/k"
+mkdir -m 0777 "$WORK/deb" # apt drops privileges to _apt for downloads
+(cd "$WORK/deb" && apt-get download -qq "$KPKG")
+dpkg-deb -x "$WORK"/deb/"$KPKG"_*.deb "$WORK/k"
 python3 - "$WORK/k/boot/vmlinuz-$KVER" "$OUT/vmlinux" <<'PY'
 # vmlinuz = setup code + an xz stream holding the ELF vmlinux; QEMU's PVH entry boots the
 # ELF directly (~2x faster to an agent answer than the bzImage path under TCG).

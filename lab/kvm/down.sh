@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Stop what up.sh started, by PID only: each site's QEMU processes (their pid files under the
 # site's run dir), then its libvirtd, then the namespaces and the veth link. Keeps images and
-# the built guest; `down.sh --purge` also removes lab/.state/sites.
+# the built guest; `down.sh --purge` also removes $STATE/sites.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-STATE=${HAVEN_LAB_STATE:-$HERE/../.state}
+STATE=${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm
 
 stop_pid() { # pidfile
   local f=$1 p i

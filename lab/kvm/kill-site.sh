@@ -5,7 +5,7 @@
 # Usage: kill-site.sh a|b
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-STATE=${HAVEN_LAB_STATE:-$HERE/../.state}
+STATE=${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm
 s=${1:-}
 [[ $s == a || $s == b ]] || { echo "usage: $0 a|b" >&2; exit 2; }
 d=$STATE/sites/$s

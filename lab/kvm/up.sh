@@ -6,19 +6,20 @@
 #     (10.231.0.1 <-> 10.231.0.2) that tests can cut (partition.sh) ;
 #   - each site runs its own libvirtd inside its netns and a private mount namespace where
 #     /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt are
-#     bind-mounted from lab/.state/sites/<site>/, so the two daemons share nothing ;
+#     bind-mounted from $STATE/sites/<site>/, so the two daemons share nothing ;
 #   - the control plane (Haven, the tests) reaches them at
-#       qemu+unix:///system?socket=<state>/sites/<site>/sock/libvirt-sock
+#       qemu+unix:///system?socket=$STATE/sites/<site>/sock/libvirt-sock
 #     and, from the other site's namespace, at qemu+tcp://<ip>/system over the veth link ;
 #   - each site has a storage pool "haven" (a directory) and an isolated network "app-net".
-# Prints shell assignments HAVEN_LAB_SITE_A_URI=... / HAVEN_LAB_SITE_B_URI=... on success and
-# writes them to lab/.state/lab.env as well.
+# STATE is ${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm (the convention of scripts/dev.sh).
+# Writes $STATE/env (`export HAVEN_LAB_SITE_A_URI=... HAVEN_LAB_SITE_B_URI=...
+# HAVEN_LAB_GUEST_DIR=...`), which dev.sh sources before the tests, and prints it.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-STATE=${HAVEN_LAB_STATE:-$HERE/../.state}
+STATE=${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm
 mkdir -p "$STATE"; STATE=$(cd "$STATE" && pwd)
 [[ ${HAVEN_LAB_SKIP_INSTALL:-} ]] || bash "$HERE/ci-setup.sh" >/dev/null
-bash "$HERE/build-guest.sh" >/dev/null
+OUT=$STATE/guest bash "$HERE/build-guest.sh" >/dev/null
 
 declare -A IP=([a]=10.231.0.1 [b]=10.231.0.2)
 
@@ -121,7 +122,9 @@ ensure_link
 for s in a b; do start_site "$s"; done
 for s in a b; do wait_site "$s"; provision_site "$s"; done
 {
-  echo "HAVEN_LAB_SITE_A_URI='$(uri a)'"
-  echo "HAVEN_LAB_SITE_B_URI='$(uri b)'"
-  echo "HAVEN_LAB_GUEST_DIR='$STATE/guest'"
-} | tee "$STATE/lab.env"
+  echo "export HAVEN_LAB_SITE_A_URI='$(uri a)'"
+  echo "export HAVEN_LAB_SITE_B_URI='$(uri b)'"
+  echo "export HAVEN_LAB_GUEST_DIR='$STATE/guest'"
+} >"$STATE/env.tmp"
+mv "$STATE/env.tmp" "$STATE/env"
+cat "$STATE/env"

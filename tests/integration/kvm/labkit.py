@@ -1,8 +1,9 @@
 """Helpers shared by the KVM-lab tests (contract suite and integration tests).
 
-The lab is started by ``lab/kvm/up.sh`` (CI runs it before pytest); tests never start it
-themselves. ``open_lab`` finds it through HAVEN_LAB_SITE_{A,B}_URI or lab/.state/lab.env and
-raises LabMissing with a reason when it is not there.
+The lab is started by ``lab/kvm/up.sh`` (scripts/dev.sh runs it before pytest); tests never
+start it themselves. ``open_lab`` finds it through HAVEN_LAB_SITE_{A,B}_URI or, failing
+that, ``$HAVEN_LAB_STATE/kvm/env`` (default /var/lib/haven-lab/kvm/env), and raises
+LabMissing with a reason when it is not there.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # libvirt-python is an optional extra: import it only when us
     from haven.sites.libvirt import LibvirtDriver
 
 REPO = Path(__file__).resolve().parents[3]
-STATE = Path(os.environ.get("HAVEN_LAB_STATE", REPO / "lab" / ".state"))
+STATE = Path(os.environ.get("HAVEN_LAB_STATE", "/var/lib/haven-lab")) / "kvm"
 DATA_SIZE = 64 * 1024 * 1024
 CHUNK = 1024 * 1024
 BOOT_TIMEOUT_S = 120.0  # generous: TCG boot is 3-10 s, more with several guests booting
@@ -36,7 +37,7 @@ BOOT_TO_AGENT_S: dict[str, float] = {}  # guest name -> start..first agent answe
 
 
 def record_figure(name: str, value: object) -> None:
-    """Append a measured figure to lab/.state/figures.jsonl (and print it for the log)."""
+    """Append a measured figure to $HAVEN_LAB_STATE/kvm/figures.jsonl (and print it for the log)."""
     line = json.dumps({"figure": name, "value": value, "at": time.time()})
     print(f"FIGURE {line}")
     with contextlib.suppress(OSError), (STATE / "figures.jsonl").open("a") as f:
@@ -56,10 +57,10 @@ class Lab:
 
 def _lab_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith("HAVEN_LAB_")}
-    f = STATE / "lab.env"
+    f = STATE / "env"
     if "HAVEN_LAB_SITE_A_URI" not in env and f.exists():
         for line in f.read_text().splitlines():
-            k, _, v = line.partition("=")
+            k, _, v = line.removeprefix("export ").partition("=")
             env[k] = shlex.split(v)[0] if v else ""
     return env
 

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.kvm
 WRITER = (
     "touch /tmp/run; (i=0; while [ -f /tmp/run ]; do "
     "dd if=/dev/urandom of=/data/w.bin bs=4k count=8 seek=$((i%256*8)) conv=notrunc "
-    "2>/dev/null; echo $i >> /data/seq; i=$((i+1)); usleep 20000; done) >/dev/null 2>&1 </dev/null &"
+    "2>/dev/null; echo $i >> /data/seq; i=$((i+1)); usleep 20000; done) "
+    ">/dev/null 2>&1 </dev/null &"
 )
 EXT4_RECOVER = 0x4  # s_feature_incompat bit: the journal must be replayed before mounting
 
