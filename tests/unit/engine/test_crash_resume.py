@@ -1,0 +1,145 @@
+"""kill -9 at every step of protect, failover and failback, then ``operations resume``.
+
+The CLI runs as a subprocess with HAVEN_FAULT_KILL_AT=<step>: it SIGKILLs itself when that
+step starts. Resuming in a new process must finish the operation with the same outcome
+as an uninterrupted run, and without duplicate points, volumes or servers. The sites are
+file-backed fakes (their state survives the process), the repository a local directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.unit.engine.lab import SERVERS, Lab, disk_bytes, make_lab
+
+from haven.catalog.store import Catalog
+from haven.domain.groups import GroupState
+from haven.domain.points import PointState
+from haven.engine.apply import apply_spec
+from haven.specs import load_spec
+
+HAVEN = str(Path(sys.executable).parent / "haven")
+
+PROTECT_STEPS = [
+    "protect.start", "protect.snapshot", "protect.backup:db/vda", "protect.backup:web/vda",
+    "protect.release", "protect.commit", "protect.retention", "finish",
+]  # fmt: skip
+FAILOVER_STEPS = [
+    "failover.start", "failover.stop-source", "protect.snapshot", "protect.backup:app/vda",
+    "protect.commit", "failover.prepare", "recover.restore:db/vda", "recover.restore:web/vda",
+    "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
+    "failover.commit",
+]  # fmt: skip
+FAILBACK_STEPS = [
+    "failback.start", "protect.backup:db/vda", "failback.switch", "failback.stop-recovered",
+    "protect.snapshot", "failback.prepare", "recover.restore:app/vda",
+    "recover.boot:wave-1:db", "failback.commit",
+]  # fmt: skip
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
+    lab = make_lab(tmp_path / "lab")
+    environ = {
+        **os.environ,
+        "HAVEN_HOME": str(tmp_path / "home"),
+        "HAVEN_TEST_REPO_PASSWORD": os.environ["HAVEN_TEST_REPO_PASSWORD"],
+        "COLUMNS": "200",
+    }
+    environ.pop("HAVEN_CATALOG_URL", None)
+    environ.pop("HAVEN_ENGINE_URL", None)
+    cat = Catalog.open(f"sqlite:///{tmp_path / 'home' / 'catalog.db'}")
+    apply_spec(cat, load_spec(lab.spec))
+    cat.close()
+    yield lab, environ
+
+
+def haven(
+    env: dict[str, str], *args: str, kill_at: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    e = dict(env)
+    if kill_at:
+        e["HAVEN_FAULT_KILL_AT"] = kill_at
+    return subprocess.run([HAVEN, *args], env=e, capture_output=True, text=True, timeout=120)
+
+
+def ok(env: dict[str, str], *args: str) -> dict[str, object]:
+    proc = haven(env, *args, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data: dict[str, object] = json.loads(proc.stdout)
+    return data
+
+
+def crash_and_resume(env: dict[str, str], step: str, *args: str) -> dict[str, object]:
+    proc = haven(env, *args, "--json", kill_at=step)
+    assert proc.returncode == -signal.SIGKILL, f"never reached {step}: {proc.stdout}{proc.stderr}"
+    ops = ok(env, "operations", "list")
+    assert isinstance(ops, list)
+    top = [o for o in ops if "-" not in o["id"][3:]]  # the parent, not a child protect
+    assert top[0]["state"] in ("pending", "running")  # killed at the first step: pending
+    resumed = ok(env, "operations", "resume", top[0]["id"])
+    assert resumed["state"] == "succeeded", resumed
+    return resumed
+
+
+def catalog(env: dict[str, str]) -> Catalog:
+    return Catalog.open(f"sqlite:///{env['HAVEN_HOME']}/catalog.db")
+
+
+@pytest.mark.parametrize("step", PROTECT_STEPS)
+def test_protect_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = env
+    result = crash_and_resume(e, step, "protect", "shop")
+    assert result["result"]["consistency"] == "application"
+    cat = catalog(e)
+    points = cat.points("shop")
+    committed = [p for p in points if p.state is PointState.COMMITTED]
+    assert len(committed) == 1 and len(committed[0].volumes) == len(SERVERS)
+    assert cat.group_state("shop") is GroupState.PROTECTED
+    assert cat.group_lock_holder("shop") is None
+    assert not lab.site("site-a").frozen  # no guest left frozen
+    cat.close()
+
+
+@pytest.mark.parametrize("step", FAILOVER_STEPS)
+def test_planned_failover_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = env
+    ok(e, "protect", "shop")
+    lab.site("site-a").write_disk("db", "vda", 0, b"last write before failover")
+    result = crash_and_resume(e, step, "failover", "shop", "--planned")
+    assert result["result"]["rpo_s"] == "0.0"
+    b = lab.site("site-b")
+    names = [s.name for s in b.list_servers()]
+    assert sorted(names) == sorted(SERVERS)  # no duplicates
+    assert len(b.list_volumes()) == len(SERVERS)
+    assert disk_bytes(b, "db").startswith(b"last write before failover")
+    cat = catalog(e)
+    assert cat.group_state("shop") is GroupState.FAILED_OVER
+    assert len([p for p in cat.points("shop") if p.state is PointState.COMMITTED]) == 2
+    cat.close()
+
+
+@pytest.mark.parametrize("step", FAILBACK_STEPS)
+def test_failback_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = env
+    ok(e, "protect", "shop")
+    ok(e, "failover", "shop")
+    lab.site("site-b").write_disk("db", "vda", 0, b"written at site b")
+    crash_and_resume(e, step, "failback", "shop")
+    a, b = lab.site("site-a"), lab.site("site-b")
+    assert sorted(s.name for s in a.list_servers()) == sorted(SERVERS)
+    assert sorted(s.name for s in b.list_servers()) == sorted(SERVERS)
+    assert len(b.list_volumes()) == len(SERVERS)
+    assert disk_bytes(a, "db").startswith(b"written at site b")
+    cat = catalog(e)
+    assert cat.group_state("shop") is GroupState.PROTECTED
+    placement = cat.placement("shop")
+    assert placement is not None and placement.active_site == "site-a"
+    cat.close()
