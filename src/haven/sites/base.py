@@ -95,8 +95,10 @@ class QuiesceStep:
 class PointHandle:
     """A point in time taken at a site, valid until ``release_point``.
 
-    ``freeze_window_s`` runs from the first freeze call to the end of the last thaw (0 when
-    nothing was frozen); ``reason`` says why a point is only crash-consistent.
+    ``freeze_window_s`` runs from the first freeze call to the end of the last thaw of a
+    member that was frozen (0 when nothing was frozen; a best-effort thaw of a member whose
+    freeze failed is not counted); ``reason`` says why a point is only crash-consistent.
+    ``steps`` lists every freeze/thaw call in order, with its duration and outcome.
     """
 
     point_id: str
