@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,7 +32,7 @@ from haven.datamover.manifest import (
     new_manifest_id,
     volume_checksum,
 )
-from haven.datamover.packs import PackBuilder
+from haven.datamover.packs import PackBuilder, SealedPack
 from haven.datamover.parallel import default_workers, run_chunked
 from haven.datamover.progress import ProgressCallback, ProgressMeter
 from haven.datamover.repository import Repository
@@ -133,10 +134,14 @@ def backup_volume(
         run = _BackupRun(repo, source, plan.chunks, cs, size)
         meter = ProgressMeter("backup", sum(min(cs, size - i * cs) for i in plan.to_read), progress)
         run.meter = meter
-        run_chunked(plan.to_read, run.process, workers=workers, buffer_size=cs)
-        tail = run.packs.flush()
-        if tail is not None:
-            run.uploaded += repo.upload_pack(tail)
+        try:
+            run_chunked(plan.to_read, run.process, workers=workers, buffer_size=cs)
+            tail = run.packs.flush()
+            if tail is not None:
+                run.upload(tail)
+        finally:
+            run.uploads.shutdown(wait=True)
+        run.raise_upload_error()
         now = datetime.now(UTC)
         manifest = VolumeManifest(
             manifest_id=new_manifest_id(now),
@@ -192,6 +197,26 @@ class _BackupRun:
         self._pending: set[bytes] = set()
         self.meter: ProgressMeter | None = None
         self.bytes_read = self.bytes_new = self.uploaded = self.new = self.dedup = 0
+        # Uploads run beside the hashing/compressing workers; the pack builder's buffer
+        # pool bounds how many packs can wait for upload.
+        self.uploads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="haven-up")
+        self._upload_error: BaseException | None = None
+
+    def upload(self, sealed: SealedPack) -> None:
+        def job() -> None:
+            try:
+                n = self.repo.upload_pack(sealed)
+            except BaseException as exc:
+                self._upload_error = self._upload_error or exc
+                raise
+            with self._lock:
+                self.uploaded += n
+
+        self.uploads.submit(job)
+
+    def raise_upload_error(self) -> None:
+        if self._upload_error is not None:
+            raise self._upload_error
 
     def process(self, index: int, buf: bytearray) -> None:
         off = index * self.cs
@@ -208,15 +233,14 @@ class _BackupRun:
                 new = cid not in self._pending and cid not in self.repo.index
                 if new:
                     self._pending.add(cid)
-        sealed = None
         if new and cid is not None:
-            blob = encode_chunk(self.repo.keys, cid, view, self.level)
-            sealed = self.packs.add(cid, blob)
-        uploaded = self.repo.upload_pack(sealed) if sealed is not None else 0
+            self.raise_upload_error()
+            sealed = self.packs.add(cid, encode_chunk(self.repo.keys, cid, view, self.level))
+            if sealed is not None:
+                self.upload(sealed)
         self.chunks[index] = cid
         with self._lock:
             self.bytes_read += length
-            self.uploaded += uploaded
             if new:
                 self.new += 1
                 self.bytes_new += length

@@ -13,6 +13,7 @@ files (sparse) and block devices.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -82,6 +83,8 @@ class FileSource:
         self.fd = os.open(self.path, os.O_RDONLY)
         self._size = _device_size(self.fd)
         self.is_regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
     @property
     def size(self) -> int:

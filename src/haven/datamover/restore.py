@@ -71,7 +71,8 @@ def restore_volume(
             run_chunked(
                 range(m.chunk_count),
                 run.process,
-                workers=workers or default_workers(),
+                # fetching is I/O-bound on remote stores: more threads than cores
+                workers=workers or 2 * default_workers(),
                 buffer_size=m.chunk_size,
             )
             tgt.flush()
