@@ -29,8 +29,13 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 # --- kernel: the exact image linux-image-amd64 depends on; downloaded, never installed.
-KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[[ -n $KPKG ]] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+KPKG=$(kernel_pkg)
+if [[ -z $KPKG ]]; then # package lists absent (a trimmed image): fetch them once
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  KPKG=$(kernel_pkg)
+fi
+[[ -n $KPKG ]] || { echo "cannot resolve linux-image-amd64" >&2; exit 1; }
 KVER=${KPKG#linux-image-}
 mkdir -m 0777 "$WORK/deb" # apt drops privileges to _apt for downloads
 (cd "$WORK/deb" && apt-get download -qq "$KPKG")
