@@ -223,6 +223,9 @@ def prune_cmd(
     keep_weekly: int = typer.Option(0, help="... of each of N ISO weeks."),
     keep_monthly: int = typer.Option(0, help="... of each of N months."),
     repack_threshold: float = typer.Option(0.5, help="Repack packs less than this live."),
+    forget: list[str] = typer.Option(
+        [], "--forget", help="Also forget this manifest id (repeatable)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be done."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -232,7 +235,11 @@ def prune_cmd(
     policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly)
     r = open_repo(repo, password_file, key_file)
     stats = prune(
-        r, None if policy.is_empty() else policy, dry_run=dry_run, repack_threshold=repack_threshold
+        r,
+        None if policy.is_empty() else policy,
+        dry_run=dry_run,
+        repack_threshold=repack_threshold,
+        forget_ids=forget,
     )
     if as_json:
         print_json(stats)

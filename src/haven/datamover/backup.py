@@ -96,7 +96,9 @@ def _plan(
             raise InvalidArgument("changed", "changed extents need a parent manifest")
         if parent.chunk_size != cs:
             raise InvalidArgument("parent", "parent was written with another chunk size")
-        reusable = parent.size // cs  # whole chunks the parent has at the same offsets
+        # Chunks identical in extent in both volumes: whole chunks below the smaller size
+        # (a resized volume's partial last chunk is always re-read).
+        reusable = min(parent.size, size) // cs
         if parent.size == size:
             reusable = n
         wanted = _chunks_overlapping(changed, cs, n) | set(range(reusable, n))

@@ -18,8 +18,10 @@ Safety argument (see docs/repository-format.md, "Garbage collection"):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from haven.datamover.errors import ManifestNotFound
 from haven.datamover.locks import LockKind
 from haven.datamover.manifest import VolumeManifest
 from haven.datamover.packs import (
@@ -65,15 +67,23 @@ def prune(
     *,
     dry_run: bool = False,
     repack_threshold: float = 0.5,
+    forget_ids: Sequence[str] = (),
 ) -> PruneStats:
-    """Forget manifests ``policy`` does not keep (none if ``policy`` is None), delete
-    packs with no live chunk, and repack packs whose live fraction is below
-    ``repack_threshold``. With ``dry_run`` only the statistics are computed."""
+    """Forget manifests ``policy`` does not keep (none if ``policy`` is None) and those
+    named in ``forget_ids``, delete packs with no live chunk, and repack packs whose
+    live fraction is below ``repack_threshold``. With ``dry_run`` only the statistics
+    are computed. Unknown ids in ``forget_ids`` raise :class:`ManifestNotFound`."""
     stats = PruneStats(dry_run=dry_run)
     with repo.lock(LockKind.EXCLUSIVE):
         repo.reload_index()
         manifests = repo.manifests()
         forget = select_forget(manifests, policy) if policy else []
+        known = {m.manifest_id: m for m in manifests}
+        for mid in forget_ids:
+            if mid not in known:
+                raise ManifestNotFound(f"no manifest {mid}")
+            if known[mid] not in forget:
+                forget.append(known[mid])
         stats.forgotten = [m.manifest_id for m in forget]
         gone = set(stats.forgotten)
         kept = [m for m in manifests if m.manifest_id not in gone]

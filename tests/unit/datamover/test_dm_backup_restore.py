@@ -180,3 +180,15 @@ def test_structural_block_source(mem_repo: Repository, tmp_path: Path) -> None:
     assert res.stats.chunks_zero >= 1
     restore_volume(mem_repo, res.manifest, tmp_path / "o")
     assert (tmp_path / "o").read_bytes() == data
+
+
+def test_cbt_shrunk_volume_rereads_partial_tail(
+    mem_repo: Repository, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(256 * KiB)
+    big = _backup(mem_repo, image(size=len(data), regions=[(0, data)]))
+    small = image(size=200 * KiB, regions=[(0, data[: 200 * KiB])])
+    inc = _backup(mem_repo, small, parent=big.manifest, changed=[])
+    out = tmp_path / "o"
+    restore_volume(mem_repo, inc.manifest, out)
+    assert out.read_bytes() == data[: 200 * KiB]

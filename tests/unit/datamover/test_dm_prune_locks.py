@@ -20,7 +20,7 @@ from haven.datamover import (
     restore_volume,
 )
 from haven.datamover.backends import LocalBackend, MemoryBackend
-from haven.datamover.errors import RepositoryLocked
+from haven.datamover.errors import ManifestNotFound, RepositoryLocked
 from haven.datamover.locks import LOCK_PREFIX, LockPolicy, RepoLock
 from haven.datamover.packs import INDEX_PREFIX, PACK_PREFIX
 
@@ -195,3 +195,14 @@ def test_concurrent_backup_and_prune_then_restore_everything(
         out = tmp_path / f"restore-{m.manifest_id}"
         restore_volume(repo, m, out)
         assert hashlib.sha256(out.read_bytes()).hexdigest() == expected[m.manifest_id]
+
+
+def test_prune_forgets_named_points(mem_repo: Repository, image) -> None:  # type: ignore[no-untyped-def]
+    img = image()
+    a = _backup(mem_repo, img)
+    b = _backup(mem_repo, img)
+    stats = prune(mem_repo, forget_ids=[a.manifest.manifest_id])
+    assert stats.forgotten == [a.manifest.manifest_id]
+    assert [m.manifest_id for m in mem_repo.manifests()] == [b.manifest.manifest_id]
+    with pytest.raises(ManifestNotFound):
+        prune(mem_repo, forget_ids=["nope"])
