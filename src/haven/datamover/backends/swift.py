@@ -17,6 +17,9 @@ Credentials never appear in the URL. They come from the environment, or from a f
   (default ``public``). The usual ``OS_AUTH_URL``, ``OS_USERNAME``, ``OS_PASSWORD``,
   ``OS_PROJECT_NAME``, ``OS_USER_DOMAIN_NAME``, ``OS_PROJECT_DOMAIN_NAME`` and
   ``OS_REGION_NAME`` are used when the ``HAVEN_SWIFT_*`` ones are absent.
+- TLS and timeouts: ``HAVEN_SWIFT_CACERT`` (or ``OS_CACERT``) names a CA bundle;
+  ``HAVEN_SWIFT_INSECURE=1`` turns certificate checks off (labs only);
+  ``HAVEN_SWIFT_TIMEOUT`` (seconds, default 60) bounds each request.
 
 Error mapping: connection errors, timeouts, 5xx, 408 and 429 raise
 :class:`TransientBackendError` (the retrying wrapper retries those); 404 on an object
@@ -430,8 +433,8 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     return out
 
 
-def auth_from_env(env: Mapping[str, str] | None = None) -> SwiftAuth:
-    """Build the auth method from ``HAVEN_SWIFT_*`` / ``OS_*`` variables (see module doc)."""
+def settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment (or ``env``) over the file named by ``HAVEN_SWIFT_ENV_FILE``."""
     source: dict[str, str] = {}
     base = dict(os.environ if env is None else env)
     env_file = base.get("HAVEN_SWIFT_ENV_FILE")
@@ -443,6 +446,12 @@ def auth_from_env(env: Mapping[str, str] | None = None) -> SwiftAuth:
                 "HAVEN_SWIFT_ENV_FILE", f"cannot read {env_file}: {exc.strerror}"
             ) from None
     source.update(base)
+    return source
+
+
+def auth_from_env(env: Mapping[str, str] | None = None) -> SwiftAuth:
+    """Build the auth method from ``HAVEN_SWIFT_*`` / ``OS_*`` variables (see module doc)."""
+    source = settings_from_env(env)
 
     def get(*names: str, default: str | None = None) -> str | None:
         for n in names:
@@ -499,4 +508,14 @@ def from_url(url: str, env: Mapping[str, str] | None = None) -> SwiftBackend:
             "repo", "swift URLs carry no credentials or options: swift://container/prefix"
         )
     container, _, prefix = rest.partition("/")
-    return SwiftBackend(container, prefix, auth_from_env(env))
+    settings = settings_from_env(env)
+    verify: bool | str = True
+    if settings.get("HAVEN_SWIFT_CACERT") or settings.get("OS_CACERT"):
+        verify = settings.get("HAVEN_SWIFT_CACERT") or settings["OS_CACERT"]
+    elif settings.get("HAVEN_SWIFT_INSECURE", "").lower() in {"1", "true", "yes"}:
+        verify = False
+    try:
+        timeout = float(settings.get("HAVEN_SWIFT_TIMEOUT") or 60)
+    except ValueError:
+        raise InvalidArgument("HAVEN_SWIFT_TIMEOUT", "must be a number of seconds") from None
+    return SwiftBackend(container, prefix, auth_from_env(settings), timeout=timeout, verify=verify)
