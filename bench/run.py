@@ -445,6 +445,19 @@ def render_md(doc: dict[str, Any]) -> str:
                 f"| {name} | {step} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} | {s['mb_s']:.0f} | "
                 f"{repo} | {s['peak_rss_mib']:.0f} |"
             )
+    inproc = [
+        f"{name} {step} {r[step]['detail']['elapsed']:.2f} s"
+        for name, r in res.items()
+        if name.startswith("haven")
+        for step in ("full", "incremental", "restore")
+        if "elapsed" in r[step].get("detail", {})
+    ]
+    if inproc:
+        lines += [
+            "",
+            "Haven's own timer inside the process (without interpreter start, imports, "
+            "repository open and key derivation; last round): " + ", ".join(inproc) + ".",
+        ]
     if doc["ratios"]:
         lines += [
             "",
