@@ -118,6 +118,8 @@ class PointDiskReader(Protocol):
 
     Structurally the data mover's ``BlockSource`` (``size`` property, ``readinto`` that fills
     the buffer unless at the end, safe to call from several threads), plus the CBT input.
+    A reader may also offer ``allocated() -> list[Extent]`` (the data mover's AllocationMap:
+    ranges that may hold non-zero data); the libvirt reader does, from NBD base:allocation.
     """
 
     @property
