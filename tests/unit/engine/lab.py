@@ -7,10 +7,10 @@ returns the paths. The engine reads the spec from the catalog under ``$HAVEN_HOM
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from haven.datamover import encode_key_file, new_master_key
 from haven.domain.inventory import DiskRole, DiskSpec, NicSpec, ServerSpec
 from haven.sites.fake.filebacked import FileFakeDriver
 
@@ -27,7 +27,7 @@ repositories:
   - name: offsite
     url: {root}/repo
     site: site-b
-    password: {{env: HAVEN_TEST_REPO_PASSWORD}}
+    key_file: {root}/repo.key
 policies:
   - name: gold
     rpo: 5m
@@ -89,8 +89,9 @@ def server_spec(name: str) -> ServerSpec:
 
 
 def make_lab(root: Path, *, keep_last: int = 3, warm: bool = False) -> Lab:
-    os.environ.setdefault("HAVEN_TEST_REPO_PASSWORD", "test-passphrase-not-secret")
     root.mkdir(parents=True, exist_ok=True)
+    # a key file, not a passphrase: no KDF on every process start (crash tests start many)
+    (root / "repo.key").write_text(encode_key_file(new_master_key()))
     spec = root / "spec.yaml"
     spec.write_text(SPEC.format(root=root, keep_last=keep_last, warm="true" if warm else "false"))
     lab = Lab(root, spec)

@@ -13,16 +13,21 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.unit.engine.lab import SERVERS, Lab, disk_bytes, make_lab
 
 from haven.catalog.store import Catalog
 from haven.domain.groups import GroupState
+from haven.domain.operations import OperationKind, OperationState
 from haven.domain.points import PointState
+from haven.engine import connect, runtime, service, services
 from haven.engine.apply import apply_spec
+from haven.engine.workflows.failover import failover_workflow
+from haven.engine.workflows.protect import protect_workflow
 from haven.specs import load_spec
 
 HAVEN = str(Path(sys.executable).parent / "haven")
@@ -45,20 +50,31 @@ FAILBACK_STEPS = [
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[Lab, dict[str, str]]]:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lab, dict[str, str]]]:
     lab = make_lab(tmp_path / "lab")
-    environ = {
-        **os.environ,
-        "HAVEN_HOME": str(tmp_path / "home"),
-        "HAVEN_TEST_REPO_PASSWORD": os.environ["HAVEN_TEST_REPO_PASSWORD"],
-        "COLUMNS": "200",
-    }
-    environ.pop("HAVEN_CATALOG_URL", None)
-    environ.pop("HAVEN_ENGINE_URL", None)
-    cat = Catalog.open(f"sqlite:///{tmp_path / 'home' / 'catalog.db'}")
+    monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HAVEN_CATALOG_URL", raising=False)
+    monkeypatch.delenv("HAVEN_ENGINE_URL", raising=False)
+    environ = {**os.environ, "COLUMNS": "200"}
+    cat = Catalog.open()
     apply_spec(cat, load_spec(lab.spec))
-    cat.close()
-    yield lab, environ
+    services.use_catalog(cat)
+    try:
+        yield lab, environ
+    finally:
+        runtime.shutdown()
+        connect.forget_all()
+        services.use_catalog(None)
+
+
+def setup_ops(*runs: tuple[OperationKind, Callable[..., Any], tuple[Any, ...]]) -> None:
+    """Run the preparation in this process (faster than a CLI), then stop the engine so
+    that only the CLI under test runs workflows."""
+    for kind, wf, args in runs:
+        op = service.run(kind, "shop", wf, *args)
+        assert op.state is OperationState.SUCCEEDED, op.error
+    runtime.shutdown()
+    connect.forget_all()
 
 
 def haven(
@@ -80,17 +96,15 @@ def ok(env: dict[str, str], *args: str) -> dict[str, object]:
 def crash_and_resume(env: dict[str, str], step: str, *args: str) -> dict[str, object]:
     proc = haven(env, *args, "--json", kill_at=step)
     assert proc.returncode == -signal.SIGKILL, f"never reached {step}: {proc.stdout}{proc.stderr}"
-    ops = ok(env, "operations", "list")
-    assert isinstance(ops, list)
-    top = [o for o in ops if "-" not in o["id"][3:]]  # the parent, not a child protect
-    assert top[0]["state"] in ("pending", "running")  # killed at the first step: pending
-    resumed = ok(env, "operations", "resume", top[0]["id"])
+    top = [o for o in services.catalog().operations() if "-" not in o.id[3:]]  # not a child
+    assert top[0].state in (OperationState.PENDING, OperationState.RUNNING)
+    resumed = ok(env, "operations", "resume", top[0].id)
     assert resumed["state"] == "succeeded", resumed
     return resumed
 
 
 def catalog(env: dict[str, str]) -> Catalog:
-    return Catalog.open(f"sqlite:///{env['HAVEN_HOME']}/catalog.db")
+    return services.catalog()
 
 
 @pytest.mark.parametrize("step", PROTECT_STEPS)
@@ -105,13 +119,12 @@ def test_protect_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> No
     assert cat.group_state("shop") is GroupState.PROTECTED
     assert cat.group_lock_holder("shop") is None
     assert not lab.site("site-a").frozen  # no guest left frozen
-    cat.close()
 
 
 @pytest.mark.parametrize("step", FAILOVER_STEPS)
 def test_planned_failover_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
     lab, e = env
-    ok(e, "protect", "shop")
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
     lab.site("site-a").write_disk("db", "vda", 0, b"last write before failover")
     result = crash_and_resume(e, step, "failover", "shop", "--planned")
     assert result["result"]["rpo_s"] == "0.0"
@@ -123,14 +136,15 @@ def test_planned_failover_survives_kill(env: tuple[Lab, dict[str, str]], step: s
     cat = catalog(e)
     assert cat.group_state("shop") is GroupState.FAILED_OVER
     assert len([p for p in cat.points("shop") if p.state is PointState.COMMITTED]) == 2
-    cat.close()
 
 
 @pytest.mark.parametrize("step", FAILBACK_STEPS)
 def test_failback_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
     lab, e = env
-    ok(e, "protect", "shop")
-    ok(e, "failover", "shop")
+    setup_ops(
+        (OperationKind.PROTECT, protect_workflow, ("shop",)),
+        (OperationKind.FAILOVER, failover_workflow, ("shop",)),
+    )
     lab.site("site-b").write_disk("db", "vda", 0, b"written at site b")
     crash_and_resume(e, step, "failback", "shop")
     a, b = lab.site("site-a"), lab.site("site-b")
@@ -142,4 +156,3 @@ def test_failback_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> N
     assert cat.group_state("shop") is GroupState.PROTECTED
     placement = cat.placement("shop")
     assert placement is not None and placement.active_site == "site-a"
-    cat.close()

@@ -89,9 +89,9 @@ class FileFakeDriver(FakeDriver):
         state.pop("_admin", None)
         tmp = self._dir / f"state.pickle.{os.getpid()}"
         with tmp.open("wb") as fh:
+            # no fsync: this state must survive the death of a process (the page cache
+            # keeps it), not of the machine; it is a test double, and fsync costs seconds
             pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, self._dir / "state.pickle")
 
     # -- extras ------------------------------------------------------------------------------
