@@ -14,7 +14,7 @@ cd "$ROOT"
 VENV=${HAVEN_VENV:-$ROOT/.venv}
 export HAVEN_LAB_STATE=${HAVEN_LAB_STATE:-/var/lib/haven-lab}
 export DEBIAN_FRONTEND=noninteractive
-APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config)
+APT_PACKAGES=(python3 python3-venv python3-dev gcc pkg-config libvirt-dev)
 APT_UPDATED=0
 
 log() { printf '\n==> %s\n' "$*" >&2; }
@@ -101,6 +101,9 @@ case "${1:-}" in
   demo)
     shift
     setup_python
+    log "lab kvm: up (two libvirt sites)"
+    bash lab/kvm/up.sh
+    source "$HAVEN_LAB_STATE/kvm/env"
     "$VENV/bin/haven" demo "$@"
     ;;
   down) labs_down ;;
