@@ -32,7 +32,7 @@ from haven.datamover.manifest import (
     new_manifest_id,
     volume_checksum,
 )
-from haven.datamover.packs import PackBuilder, SealedPack
+from haven.datamover.packs import ChunkIndex, PackBuilder, SealedPack
 from haven.datamover.parallel import default_workers, run_chunked
 from haven.datamover.progress import ProgressCallback, ProgressMeter
 from haven.datamover.repository import Repository
@@ -86,6 +86,7 @@ def _plan(
     source: BlockSource,
     parent: VolumeManifest | None,
     changed: Sequence[Extent] | None,
+    index: ChunkIndex,
 ) -> _Plan:
     n = chunk_count(size, cs)
     chunks: list[bytes | None] = [None] * n
@@ -103,9 +104,16 @@ def _plan(
             reusable = n
         wanted = _chunks_overlapping(changed, cs, n) | set(range(reusable, n))
         for i in range(min(reusable, n)):
-            if i not in wanted:
-                chunks[i] = parent.chunks[i]
+            if i in wanted:
+                continue
+            cid = parent.chunks[i]
+            # The parent may have been loaded before our lock and forgotten and pruned
+            # since: reuse only ids the (freshly loaded) index still holds, re-read the rest.
+            if cid is None or cid in index:
+                chunks[i] = cid
                 from_parent += 1
+            else:
+                wanted.add(i)
     if isinstance(source, AllocationMap):
         allocated = _chunks_overlapping(source.allocated(), cs, n)
         wanted &= allocated
@@ -132,7 +140,7 @@ def backup_volume(
     with repo.lock(LockKind.SHARED) as lock:
         repo.reload_index()
         parent_m = repo.load_manifest(parent) if isinstance(parent, str) else parent
-        plan = _plan(size, cs, source, parent_m, changed)
+        plan = _plan(size, cs, source, parent_m, changed, repo.index)
         run = _BackupRun(repo, source, plan.chunks, cs, size)
         meter = ProgressMeter("backup", sum(min(cs, size - i * cs) for i in plan.to_read), progress)
         run.meter = meter

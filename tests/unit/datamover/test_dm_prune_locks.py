@@ -206,3 +206,17 @@ def test_prune_forgets_named_points(mem_repo: Repository, image) -> None:  # typ
     assert [m.manifest_id for m in mem_repo.manifests()] == [b.manifest.manifest_id]
     with pytest.raises(ManifestNotFound):
         prune(mem_repo, forget_ids=["nope"])
+
+
+def test_cbt_parent_pruned_before_backup_locks(mem_repo: Repository, image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The engine loads the parent manifest before backup_volume takes its lock; if the
+    parent is forgotten and pruned in between, its chunks must be re-read, not reused."""
+    data = os.urandom(512 * KiB)
+    img = image(size=len(data), regions=[(0, data)])
+    parent = _backup(mem_repo, img).manifest
+    prune(mem_repo, forget_ids=[parent.manifest_id])
+    assert len(mem_repo.index) == 0
+    res = _backup(mem_repo, img, parent=parent, changed=[])
+    assert res.stats.chunks_from_parent == 0 and res.stats.chunks_read == 8
+    restore_volume(mem_repo, res.manifest, tmp_path / "o")
+    assert (tmp_path / "o").read_bytes() == data
