@@ -17,6 +17,7 @@ from haven.domain.codec import to_data
 from haven.domain.errors import HavenError, NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState, QuiesceMethod
 from haven.domain.inventory import Consistency as SiteConsistency
+from haven.domain.inventory import VolumeInfo
 from haven.domain.points import (
     POINT_STATES,
     Consistency,
@@ -29,7 +30,14 @@ from haven.domain.policies import ConsistencyRequirement
 from haven.engine import resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
-from haven.sites.base import OnQuiesceFailure, PointDisk, PointHandle, PointRequest, QuiesceMember
+from haven.sites.base import (
+    OnQuiesceFailure,
+    PointDisk,
+    PointHandle,
+    PointRequest,
+    QuiesceMember,
+    SiteDriver,
+)
 from haven.sites.errors import SiteError, SiteNotFound
 
 _CONSISTENCY = {
@@ -71,12 +79,15 @@ def snapshot(ctx: ProtectContext) -> SnapshotResult:
     with contextlib.suppress(SiteError):  # a crashed earlier attempt may have left it open
         drv.delete_point(ctx.point_id)
     parent = ctx.parent_point if ctx.parent_checkpoint else None
-    try:
-        handle = drv.create_point(_request(ctx, parent))
-    except SiteNotFound:
-        if parent is None:
-            raise
-        handle = drv.create_point(_request(ctx, None))  # checkpoint gone: full read
+    if ctx.stopped:
+        handle = offline_handle(ctx)
+    else:
+        try:
+            handle = drv.create_point(_request(ctx, parent))
+        except SiteNotFound:
+            if parent is None:
+                raise
+            handle = drv.create_point(_request(ctx, None))  # checkpoint gone: full read
     if not ctx.stopped:
         for m in reversed(members):
             for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.post_thaw, "post-thaw"):
@@ -106,6 +117,30 @@ def snapshot(ctx: ProtectContext) -> SnapshotResult:
     )
 
 
+def offline_handle(ctx: ProtectContext) -> PointHandle:
+    """A point of shut-down servers: their disks are at rest, so the point is the disks
+    themselves, read through the site's volume access (hypervisors cannot run backup jobs
+    on inactive domains). Unchanged chunks are still not sent: the repository has them."""
+    drv = resolve.driver(ctx.active_site)
+    disks = tuple(
+        PointDisk(sid, d.target, d.size_bytes, False)
+        for sid in ctx.servers.values()
+        for d in drv.capture_server(sid).disks
+    )
+    return PointHandle(ctx.point_id, ctx.active_site, None, SiteConsistency.APPLICATION, disks,
+                       0.0, "servers were shut down for this point", (), time.time())  # fmt: skip
+
+
+def _volume_of(drv: SiteDriver, server_id: str, target: str) -> VolumeInfo:
+    disk = drv.capture_server(server_id).disk(target)
+    if not disk.source:
+        raise SiteNotFound(f"disk {target} of {server_id} has no volume to read offline")
+    for vol in drv.list_volumes():
+        if vol.id == disk.source:
+            return vol
+    return VolumeInfo(disk.source, disk.source.rsplit("/", 1)[-1], disk.size_bytes, disk.format)
+
+
 def disk_label(ctx: ProtectContext, disk: PointDisk) -> str:
     by_id = {v: k for k, v in ctx.servers.items()}
     return f"{by_id.get(disk.server_id, disk.server_id)}/{disk.target}"
@@ -127,11 +162,15 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
         except NotFoundError:
             parent_m = None
     drv = resolve.driver(ctx.active_site)
-    with drv.open_point_disk(handle, disk) as src:
-        changed = src.changed_extents() if parent_m is not None else None
-        result = backup_volume(
-            repo, src, volume=key, point_id=ctx.point_id, parent=parent_m, changed=changed
-        )
+    if ctx.stopped:  # an offline point: read the volume itself (every chunk; dedup sends few)
+        with drv.open_volume_writer(_volume_of(drv, disk.server_id, disk.target)) as vol:
+            result = backup_volume(repo, vol, volume=key, point_id=ctx.point_id, parent=parent_m)
+    else:
+        with drv.open_point_disk(handle, disk) as src:
+            changed = src.changed_extents() if parent_m is not None else None
+            result = backup_volume(
+                repo, src, volume=key, point_id=ctx.point_id, parent=parent_m, changed=changed
+            )
     st = result.stats
     return BackupOutcome(
         VolumePoint(
@@ -141,6 +180,8 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
 
 
 def release(ctx: ProtectContext, handle: PointHandle) -> Note:
+    if ctx.stopped:
+        return Note("offline point: nothing held at the site")
     resolve.driver(ctx.active_site).release_point(handle)
     return Note("point released at the site (its checkpoint stays for the next incremental)")
 
