@@ -97,13 +97,19 @@ def test_concurrency_limit() -> None:
             with lock:
                 inflight += 1
                 peak = max(peak, inflight)
-            time.sleep(0.02)
+            time.sleep(0.1)
             with lock:
                 inflight -= 1
             super().put(key, data)
 
     be = ConcurrencyLimitedBackend(Slow(), 3)
-    threads = [threading.Thread(target=be.put, args=(f"k{i}", b"x")) for i in range(12)]
+    start = threading.Barrier(8)
+
+    def put(i: int) -> None:
+        start.wait()
+        be.put(f"k{i}", b"x")
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
