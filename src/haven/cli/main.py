@@ -13,7 +13,7 @@ import importlib
 import typer
 
 GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations")
-TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status")
+TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo")
 
 app = typer.Typer(
     name="haven",

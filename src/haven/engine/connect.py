@@ -11,6 +11,7 @@ in-memory fake. Tests may ``register_driver`` their own instance for a site name
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -44,6 +45,16 @@ def forget_all() -> None:
         for repo in _repos.values():
             repo.close()
         _repos.clear()
+
+
+def reset_site(site: str) -> None:
+    """Forget this process's driver for ``site`` (its daemon restarted: reconnect on use)."""
+    with _lock:
+        drv = _drivers.pop(site, None)
+    close = getattr(drv, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
 
 
 def driver_for(site: Site) -> DriverProtocol:

@@ -154,3 +154,23 @@ def remove_guests(driver: SiteDriver, prefix: str) -> None:
     for v in driver.list_volumes():
         if v.name.startswith(prefix):
             driver.delete_volume(v)
+
+
+def ensure_isolated_network(uri: str, name: str) -> None:
+    """An isolated libvirt network (a bridge, no IP, no forwarding) for drills: lab setup
+    done here because the site driver protocol does not create networks."""
+    import libvirt
+
+    conn = libvirt.open(uri)
+    try:
+        try:
+            net = conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            bridge = f"br-{name}"[:15]
+            net = conn.networkDefineXML(
+                f"<network><name>{name}</name><bridge name='{bridge}' stp='off'/></network>"
+            )
+        if not net.isActive():
+            net.create()
+    finally:
+        conn.close()
