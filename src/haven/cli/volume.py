@@ -23,7 +23,7 @@ from haven.cli.repo import (
     progress_bar,
 )
 from haven.datamover import FileSource, backup_volume, restore_volume
-from haven.datamover.errors import InvalidArgument
+from haven.datamover.errors import InvalidArgument, VolumeIOError
 from haven.domain.extents import Extent
 
 app = typer.Typer(
@@ -71,6 +71,8 @@ def backup(
         src = FileSource(source)
     except FileNotFoundError:
         raise not_found(source) from None
+    except OSError as exc:
+        raise VolumeIOError.wrap(f"cannot open {source}", exc) from None
     with src, progress_bar(not as_json, f"backup {volume}") as cb:
         res = backup_volume(
             r, src, volume=volume, point_id=point, parent=parent_id, changed=extents, progress=cb

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from haven.datamover.blockio import AllocationMap, BlockSource
 from haven.datamover.codec import encode_chunk
-from haven.datamover.errors import InvalidArgument
+from haven.datamover.errors import InvalidArgument, VolumeIOError
 from haven.datamover.locks import LockKind
 from haven.datamover.manifest import (
     VolumeManifest,
@@ -133,6 +133,23 @@ def backup_volume(
     workers: int | None = None,
 ) -> BackupResult:
     """Back up ``source`` as a new manifest of ``volume``; see the module contract."""
+    try:
+        return _backup(repo, source, volume, point_id, parent, changed, labels, progress, workers)
+    except OSError as exc:
+        raise VolumeIOError.wrap(f"backup of {volume}", exc) from exc
+
+
+def _backup(
+    repo: Repository,
+    source: BlockSource,
+    volume: str,
+    point_id: str | None,
+    parent: VolumeManifest | str | None,
+    changed: Sequence[Extent] | None,
+    labels: dict[str, str] | None,
+    progress: ProgressCallback | None,
+    workers: int | None,
+) -> BackupResult:
     start = time.monotonic()
     cs = repo.config.chunk_size
     size = source.size

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from haven.domain.errors import (
     ConflictError,
+    ExternalError,
     IntegrityError,
     NotFoundError,
     SecurityError,
@@ -72,3 +73,13 @@ class RepositoryCheckFailed(IntegrityError):
         if affected:
             head += "; affected recovery points: " + ", ".join(affected)
         super().__init__("\n".join([head, *problems[:50]]))
+
+
+class VolumeIOError(ExternalError):
+    """Reading the source volume or writing the restore target failed (an OSError)."""
+
+    retryable = False
+
+    @classmethod
+    def wrap(cls, what: str, exc: OSError) -> VolumeIOError:
+        return cls(f"{what}: {exc.strerror or exc}")

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from haven.datamover.blockio import BlockTarget, FileTarget
-from haven.datamover.errors import ChecksumMismatch, CorruptObject
+from haven.datamover.errors import ChecksumMismatch, CorruptObject, VolumeIOError
 from haven.datamover.locks import LockKind
 from haven.datamover.manifest import VolumeManifest, volume_checksum
 from haven.datamover.parallel import default_workers, run_chunked
@@ -55,6 +55,21 @@ def restore_volume(
     workers: int | None = None,
 ) -> RestoreStats:
     """Restore ``manifest`` (object or id/ref) to ``target`` (a BlockTarget or a path)."""
+    try:
+        return _restore(repo, manifest, target, into_existing, verify, progress, workers)
+    except OSError as exc:
+        raise VolumeIOError.wrap(f"restore to {target}", exc) from exc
+
+
+def _restore(
+    repo: Repository,
+    manifest: VolumeManifest | str,
+    target: BlockTarget | str | os.PathLike[str],
+    into_existing: bool,
+    verify: bool,
+    progress: ProgressCallback | None,
+    workers: int | None,
+) -> RestoreStats:
     start = time.monotonic()
     with repo.lock(LockKind.SHARED):
         repo.reload_index()

@@ -192,3 +192,18 @@ def test_cbt_shrunk_volume_rereads_partial_tail(
     out = tmp_path / "o"
     restore_volume(mem_repo, inc.manifest, out)
     assert out.read_bytes() == data[: 200 * KiB]
+
+
+def test_os_errors_become_haven_errors(mem_repo: Repository, image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from haven.datamover.errors import VolumeIOError
+
+    class Broken(_ListSource):
+        def readinto(self, offset: int, buf: memoryview) -> int:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(VolumeIOError) as info:
+        backup_volume(mem_repo, Broken(b"x" * 1000), volume="v")
+    assert info.value.exit_code == 5 and "Input/output error" in str(info.value)
+    res = _backup(mem_repo, image())
+    with pytest.raises(VolumeIOError):
+        restore_volume(mem_repo, res.manifest, tmp_path / "no" / "such" / "dir")
