@@ -51,6 +51,10 @@ class LockPolicy:
     refresh_every: float = 120.0
     retry_min: float = 0.05
     retry_max: float = 2.0
+    # Wait this long between writing our lock and listing the others. Stores whose
+    # listings lag behind writes (Swift container updates are asynchronous) need a
+    # settle time above that lag for the "each racer sees the other" argument to hold.
+    settle: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,8 @@ class RepoLock:
         delay = self.policy.retry_min
         while True:
             self._write()
+            if self.policy.settle > 0:
+                time.sleep(self.policy.settle)
             blocking = self._conflicting()
             if not blocking:
                 break

@@ -220,3 +220,10 @@ def test_cbt_parent_pruned_before_backup_locks(mem_repo: Repository, image, tmp_
     assert res.stats.chunks_from_parent == 0 and res.stats.chunks_read == 8
     restore_volume(mem_repo, res.manifest, tmp_path / "o")
     assert (tmp_path / "o").read_bytes() == data
+
+
+def test_lock_settle_delays_listing(mem_repo: Repository) -> None:
+    mem_repo.lock_policy = LockPolicy(settle=0.2)
+    start = time.monotonic()
+    with mem_repo.lock(LockKind.SHARED):
+        assert time.monotonic() - start >= 0.2
