@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from haven.datamover.blockio import BlockTarget, FileTarget
 from haven.datamover.errors import ChecksumMismatch, CorruptObject, VolumeIOError
 from haven.datamover.locks import LockKind
 from haven.datamover.manifest import VolumeManifest, volume_checksum
+from haven.datamover.packs import Location
 from haven.datamover.parallel import default_workers, run_chunked
 from haven.datamover.progress import ProgressCallback, ProgressMeter
 from haven.datamover.repository import Repository
@@ -84,8 +86,8 @@ def _restore(
             run = _RestoreRun(repo, m, tgt)
             run.meter = ProgressMeter("restore", m.size, progress)
             run_chunked(
-                range(m.chunk_count),
-                run.process,
+                _groups(m, repo, tgt.fresh),
+                run.process_group,
                 # fetching is I/O-bound on remote stores: more threads than cores
                 workers=workers or 2 * default_workers(),
                 buffer_size=m.chunk_size,
@@ -130,6 +132,24 @@ class _RestoreRun:
             z = self._zero_ids[length] = self.repo.keys.chunk_id(bytes(length))
         return z
 
+    def process_group(self, group: list[int], buf: bytearray) -> None:
+        if len(group) == 1:
+            self.process(group[0], buf)
+            return
+        run: list[tuple[bytes, Location]] = []
+        for i in group:
+            cid = self.m.chunks[i]
+            loc = self.repo.index.get(cid) if cid is not None else None
+            if cid is None or loc is None:
+                raise AssertionError("groups hold only indexed non-zero chunks")
+            run.append((cid, loc))
+        for i, data, (_cid, loc) in zip(group, self.repo.read_chunk_run(run), run, strict=True):
+            off, length = self.m.chunk_span(i)
+            if len(data) != length:
+                raise CorruptObject(f"chunk {_cid.hex()}", "has the wrong length")
+            self.target.write(off, data)
+            self._count(length, 1, loc.length, 0, 0, length)
+
     def process(self, index: int, buf: bytearray) -> None:
         off, length = self.m.chunk_span(index)
         want = self.m.chunks[index]
@@ -170,3 +190,33 @@ class _RestoreRun:
             self.bytes_written += nbytes
         if self.meter is not None:
             self.meter.add(length)
+
+
+_GROUP_BYTES = 8 << 20
+
+
+def _groups(m: VolumeManifest, repo: Repository, fresh: bool) -> Iterator[list[int]]:
+    """Chunk indices in volume order, grouped so that chunks stored back to back in one
+    pack (the usual layout after a full backup) are fetched with one ranged read. Only
+    for fresh targets: restore-into-existing compares chunk by chunk."""
+    group: list[int] = []
+    end: tuple[str, int] | None = None
+    size = 0
+    for i, cid in enumerate(m.chunks):
+        loc = repo.index.get(cid) if fresh and cid is not None else None
+        if loc is None:
+            if group:
+                yield group
+                group, end = [], None
+            yield [i]
+            continue
+        if group and end == (loc.pack_id, loc.offset) and size + loc.length <= _GROUP_BYTES:
+            group.append(i)
+            size += loc.length
+        else:
+            if group:
+                yield group
+            group, size = [i], loc.length
+        end = (loc.pack_id, loc.offset + loc.length)
+    if group:
+        yield group

@@ -207,3 +207,22 @@ def test_os_errors_become_haven_errors(mem_repo: Repository, image, tmp_path: Pa
     res = _backup(mem_repo, image())
     with pytest.raises(VolumeIOError):
         restore_volume(mem_repo, res.manifest, tmp_path / "no" / "such" / "dir")
+
+
+def test_restore_coalesces_reads_of_adjacent_chunks(tmp_path: Path, repo_factory) -> None:  # type: ignore[no-untyped-def]
+    from haven.datamover.backends import MemoryBackend
+
+    class Counting(MemoryBackend):
+        ranges = 0
+
+        def get_range(self, key: str, offset: int, length: int) -> bytes:
+            Counting.ranges += 1
+            return super().get_range(key, offset, length)
+
+    repo = repo_factory(Counting())
+    data = os.urandom(1024 * KiB)
+    res = backup_volume(repo, _ListSource(data), volume="v", workers=1)
+    packs = len(list(repo.backend.list("data/")))
+    restore_volume(repo, res.manifest, tmp_path / "o")
+    assert (tmp_path / "o").read_bytes() == data
+    assert Counting.ranges <= packs < 16
