@@ -1,4 +1,4 @@
-"""``haven repo init|check|prune|stats``: manage a data-mover repository.
+"""``haven repo init|check|prune|stats|unlock``: manage a data-mover repository.
 
 The repository location is ``--repo`` (or env ``HAVEN_REPO``): a local path today,
 ``swift://container/prefix`` once the Swift backend is installed. The key comes from
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from haven.datamover import (
     repo_stats,
 )
 from haven.datamover.errors import InvalidArgument, KeyMissing
+from haven.datamover.locks import LOCK_PREFIX, read_locks
 from haven.domain.errors import ExitCode, NotFoundError
 
 app = typer.Typer(
@@ -275,6 +277,36 @@ def stats_cmd(
     )
     for v in s.volumes:
         console.print(f"  volume {v.volume}: {v.points} points, size {v.size}, latest {v.latest}")
+
+
+@app.command("unlock")
+@guarded
+def unlock_cmd(
+    repo: str = REPO_OPTION,
+    password_file: Path | None = PASSWORD_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    remove_all: bool = typer.Option(
+        False, "--all", help="Remove live locks too (only if no Haven process uses the repo)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Remove stale locks (left by crashed processes); with --all, every lock."""
+    r = open_repo(repo, password_file, key_file)
+    removed = []
+    now = time.time()
+    for lk in read_locks(r.backend, r.keys):
+        if isinstance(lk, str):
+            r.backend.delete(lk)
+            removed.append(lk)
+        elif remove_all or lk.is_stale(now, r.lock_policy.stale_after):
+            r.backend.delete(LOCK_PREFIX + lk.lock_id)
+            removed.append(f"{lk.kind.value} lock by pid {lk.pid} on {lk.host}")
+    if as_json:
+        print_json({"removed": removed})
+        return
+    console.print(f"removed {len(removed)} lock(s)")
+    for line in removed:
+        console.print(f"  {line}", highlight=False)
 
 
 def not_found(path: Path) -> NotFoundError:

@@ -133,3 +133,18 @@ def test_cli_errors(setup: dict[str, str]) -> None:
     assert _run("volume", "backup", "/nonexistent", "--volume", "v", *r, *pw)[0] == 3
     assert _run("volume", "restore", "nosuchvolume", "/tmp/x", *r, *pw)[0] == 3
     assert _run("repo", "init", "--repo", setup["tmp"] + "/r2", "--chunk-size", "3MiB", *pw)[0] == 2
+
+
+def test_cli_unlock(setup: dict[str, str]) -> None:
+    from haven.datamover import LockKind, Repository
+    from haven.datamover.backends import LocalBackend
+
+    r, pw = ["--repo", setup["repo"]], ["--password-file", setup["pw"]]
+    _run("repo", "init", *r, *pw)
+    repo = Repository.open(LocalBackend(setup["repo"]), password="s3cret-passphrase")
+    lock = repo.lock(LockKind.SHARED)
+    code, out = _run("repo", "unlock", *r, *pw, "--json")
+    assert code == 0 and json.loads(out)["removed"] == []  # live lock kept
+    code, out = _run("repo", "unlock", "--all", *r, *pw, "--json")
+    assert len(json.loads(out)["removed"]) == 1
+    lock.release()
