@@ -21,10 +21,13 @@ Public API (stable names; everything else is internal)::
 
     restore_volume(repo, manifest_id_or_ref, "/dev/vg/vol1-copy", into_existing=True)
     report = check(repo, read_data=True); report.raise_for_problems()
-    prune(repo, RetentionPolicy(keep_last=3, keep_daily=7))
+    prune(repo, RetentionPolicy(keep_last=3, keep_daily=7))  # or forget_ids=[manifest ids]
 
 Manifests: ``repo.manifests(volume=None)``, ``repo.latest(volume)``,
-``repo.find_manifest("vol1@rp-42")``. Progress callbacks receive :class:`Progress`.
+``repo.find_manifest("vol1@rp-42")``, ``repo.delete_manifest(id)`` (data goes at the next
+prune). Progress callbacks receive :class:`Progress`. Sources implement
+:class:`BlockSource` (``size``, ``readinto(offset, buf)``), optionally
+:class:`AllocationMap`; restore targets are paths or :class:`BlockTarget` objects.
 All errors derive from :mod:`haven.domain.errors` (see :mod:`haven.datamover.errors`).
 Thread-safety: one ``Repository`` may be shared by threads; backup/restore/prune take
 repository locks themselves, so separate processes can run them concurrently.
