@@ -140,3 +140,77 @@ def counts(conn: openstack.connection.Connection) -> dict[str, int]:
         "flavors": len(list(conn.compute.flavors())),
         "floating_ips": len(list(conn.network.ips())),
     }
+
+
+def sweep(conn: openstack.connection.Connection, prefix: str) -> None:
+    """Remove what an interrupted earlier run left behind (names starting with ``prefix``;
+    servers named db/app/web). Lab only."""
+    cmp, net, bs = conn.compute, conn.network, conn.block_storage
+    servers = [s for s in cmp.servers() if s.name.startswith(prefix) or s.name in ("db", "app", "web")
+               or s.name.startswith(f"{prefix}")]
+    for s in servers:
+        cmp.delete_server(s)
+    for s in servers:
+        cmp.wait_for_delete(s, wait=300)
+    for b in sorted(bs.backups(), key=lambda b: b.created_at or "", reverse=True):
+        if f"-{prefix}" in (b.name or "") or (b.name or "").startswith(prefix):
+            if b.status not in ("available", "error"):
+                continue
+            try:
+                bs.delete_backup(b)
+                for _ in range(60):
+                    if bs.find_backup(b.id) is None:
+                        break
+                    import time
+
+                    time.sleep(1)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+    for gs in bs.group_snapshots():
+        if (gs.name or "").startswith(("haven-p1-" + prefix, "haven-p2-" + prefix)):
+            bs.delete_group_snapshot(gs)
+    for snap in bs.snapshots():
+        if snap.status in ("available", "error"):
+            try:
+                bs.delete_snapshot(snap)
+            except Exception:  # noqa: BLE001 - group members go with their group snapshot
+                pass
+    for g in bs.groups():
+        if (g.name or "").startswith(prefix):
+            _retry(lambda g=g: bs.delete_group(g, delete_volumes=True))
+    for v in bs.volumes():
+        if (v.name or "").startswith(prefix) and v.status in ("available", "error"):
+            _retry(lambda v=v: bs.delete_volume(v))
+    for r in net.routers():
+        if r.name.startswith(prefix):
+            for p in net.ports(device_id=r.id, device_owner="network:router_interface"):
+                net.remove_interface_from_router(r, port_id=p.id)
+            net.delete_router(r)
+    for p in net.ports():
+        if p.name.startswith(prefix) and not p.device_id:
+            net.delete_port(p)
+    for n in net.networks():
+        if n.name.startswith(prefix):
+            _retry(lambda n=n: net.delete_network(n))
+    for g in net.security_groups(project_id=conn.current_project_id):
+        if g.name.startswith(prefix):
+            net.delete_security_group(g)
+    for k in cmp.keypairs():
+        if k.name.startswith(prefix):
+            cmp.delete_keypair(k)
+    for f in cmp.flavors():
+        if f.name.startswith(prefix):
+            cmp.delete_flavor(f)
+
+
+def _retry(fn, tries: int = 30) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    for i in range(tries):
+        try:
+            fn()
+            return
+        except Exception:  # noqa: BLE001 - resources still busy: wait and retry
+            if i == tries - 1:
+                raise
+            time.sleep(2)

@@ -33,13 +33,19 @@ class ProtectedPoint:
 
 def protect(conn: Connection, site: str, server_ids: Sequence[str], point_id: str,
             group_name: str, previous: ProtectedPoint | None = None,
-            prefer_group: bool = True) -> ProtectedPoint:
+            prefer_group: bool = True, keep_snapshots: bool = False) -> ProtectedPoint:
+    """Take a point. The snapshots are deleted once their backups exist (``keep_snapshots``
+    False): the backups carry the data and the incremental chain, and on NFS-like drivers a
+    snapshot left in place turns the next snapshot into a qcow2 layer with a backing file,
+    which Cinder's image safety check (since the 2024 qcow2 fixes) refuses to back up."""
     t0 = time.monotonic()
     inv = inventory.capture(conn, site, server_ids)
     volume_ids = [v.source_id for s in inv.servers for v in s.volumes]
     snapset = snapshots.snapshot_volumes(conn, point_id, volume_ids, group_name, prefer_group)
     prev = previous.backups if previous else None
     bk = backups.backup_snapshots(conn, snapset, prev)
+    if not keep_snapshots:
+        snapshots.delete_snapshot_set(conn, snapset)
     return ProtectedPoint(point_id, inv, snapset, bk, time.monotonic() - t0)
 
 

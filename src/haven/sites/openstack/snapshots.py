@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from openstack import exceptions as osexc
 from openstack.connection import Connection
 
 from haven.sites.openstack.connection import wait_status
@@ -48,13 +47,10 @@ class SnapshotSet:
 
 
 def max_microversion(conn: Connection) -> tuple[int, int]:
-    data = conn.block_storage.get("/", microversion=None).json()
-    best = (3, 0)
-    for v in data.get("versions", []):
-        if v.get("id") == "v3.0" and v.get("version"):
-            major, minor = v["version"].split(".")
-            best = max(best, (int(major), int(minor)))
-    return best
+    """The block-storage API's highest microversion, from version discovery."""
+    data = conn.block_storage.get_endpoint_data()
+    mv = getattr(data, "max_microversion", None) if data else None
+    return (int(mv[0]), int(mv[1])) if mv else (3, 0)
 
 
 def snapshot_volumes(
@@ -67,7 +63,7 @@ def snapshot_volumes(
     if prefer_group:
         try:
             return _group_snapshot(conn, point_id, volume_ids, group_name, timeout, t0)
-        except (osexc.SDKException, OpenStackSiteError, _NoGroup) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure: fall back, record why
             reason = f"group snapshot unavailable: {exc}"
     return _per_volume(conn, point_id, volume_ids, reason, timeout, t0)
 
