@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +65,7 @@ KEYS_PREFIX = "keys/"
 MiB = 1 << 20
 MIN_CHUNK, MAX_CHUNK = 64 * 1024, 16 * MiB
 _CONFIG_AD = b"HVNCFG" + bytes((FORMAT_VERSION,))
+_MANIFEST_CACHE = 256  # decoded manifests kept by manifests(); treat them as read-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class Repository:
         self.index = ChunkIndex()
         self.index_problems: list[str] = []  # unreadable index objects seen by reload_index
         self.lock_policy = LockPolicy()
+        self._manifest_cache: dict[str, VolumeManifest] = {}
+        self._cache_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -269,10 +273,20 @@ class Repository:
         return sorted(out, key=lambda m: (m.created, m.manifest_id))
 
     def _load_or_none(self, manifest_id: str) -> VolumeManifest | None:
+        # Manifests are immutable, so ids just listed may be served from the cache;
+        # load_manifest() itself always reads (check and restore see the stored bytes).
+        cached = self._manifest_cache.get(manifest_id)
+        if cached is not None:
+            return cached
         try:
-            return self.load_manifest(manifest_id)
+            m = self.load_manifest(manifest_id)
         except ManifestNotFound:
             return None
+        with self._cache_lock:
+            if len(self._manifest_cache) >= _MANIFEST_CACHE:
+                self._manifest_cache.pop(next(iter(self._manifest_cache)))
+            self._manifest_cache[manifest_id] = m
+        return m
 
     def latest(self, volume: str) -> VolumeManifest | None:
         found = self.manifests(volume)
