@@ -10,13 +10,15 @@ gated in parallel; a wave starts when the previous one is green.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from haven.catalog.store import CreatedResource
 from haven.datamover import restore_volume
-from haven.domain.errors import ExternalError
+from haven.domain.errors import ExternalError, HavenError
 from haven.domain.inventory import PowerState, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
 from haven.domain.points import VolumePoint
@@ -28,6 +30,11 @@ from haven.sites.base import AgentGate, CommandGate, ReadinessGate, SiteDriver, 
 
 class GateFailed(ExternalError):
     retryable = True
+
+
+def same_volume_name(vol: VolumeInfo, name: str) -> bool:
+    """Sites may add a format suffix to the name they were given (libvirt: ``.qcow2``)."""
+    return vol.name == name or vol.name.rsplit(".", 1)[0] == name
 
 
 def volume_name(ctx: RecoverContext, server: str, disk: str) -> str:
@@ -61,7 +68,7 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
     target = ctx.existing_volumes.get(key)
     reused = target is not None
     if target is None:
-        found = [v for v in drv.list_volumes() if v.name == name]
+        found = [v for v in drv.list_volumes() if same_volume_name(v, name)]
         if found and (ctx.reuse_replicas or ctx.volume_suffix):
             target, reused = found[0], True
         elif found:
@@ -176,14 +183,34 @@ def run_checks(ctx: RecoverContext, servers: dict[str, str]) -> CheckReport:
 
 
 def stop_servers(site: str, server_ids: dict[str, str], order: list[str]) -> Note:
-    """Stop (never delete) servers, in ``order``; already stopped ones are skipped."""
+    """Stop (never delete) servers, in ``order``; already stopped ones are skipped.
+
+    Each guest is asked to ``sync`` first, then to shut down; a guest still running after
+    STOP_DEADLINE_S (its agent or ACPI handler hung) is powered off, which after the sync
+    loses nothing an application had written. The driver's call may itself hang on a dead
+    agent, so it runs in a helper thread and the deadline is kept here.
+    """
     drv = resolve.driver(site)
-    stopped = []
+    done: list[str] = []
     for name in order:
         sid = server_ids.get(name)
-        if sid is None:
+        if sid is None or drv.get_server(sid).state is not PowerState.RUNNING:
             continue
-        if drv.get_server(sid).state is PowerState.RUNNING:
-            drv.stop_server(sid)
-            stopped.append(name)
-    return Note(f"stopped at {site}: {', '.join(stopped) or 'nothing (already stopped)'}")
+        with contextlib.suppress(HavenError):
+            drv.guest_exec(sid, ["sync"], timeout_s=10)
+        stopper = threading.Thread(target=_stop_quietly, args=(drv, sid), daemon=True)
+        stopper.start()
+        stopper.join(STOP_DEADLINE_S)
+        forced = drv.get_server(sid).state is PowerState.RUNNING
+        if forced:
+            drv.destroy_server(sid)
+        done.append(f"{name}{' (forced after sync)' if forced else ''}")
+    return Note(f"stopped at {site}: {', '.join(done) or 'nothing (already stopped)'}")
+
+
+STOP_DEADLINE_S = 45.0
+
+
+def _stop_quietly(drv: SiteDriver, sid: str) -> None:
+    with contextlib.suppress(HavenError):
+        drv.stop_server(sid, timeout_s=STOP_DEADLINE_S - 5)

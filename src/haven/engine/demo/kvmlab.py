@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import tempfile
 import time
@@ -80,8 +81,16 @@ def ensure_lab() -> LabEnv:
 
 
 def _alive(uri: str) -> bool:
-    sock = uri.partition("socket=")[2]
-    return bool(sock) and Path(sock).exists()
+    """The site's daemon accepts connections (a killed daemon leaves its socket file)."""
+    path = uri.partition("socket=")[2]
+    if not path:
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def guest_spec(env: LabEnv, name: str, memory_mib: int = 160) -> ServerSpec:
@@ -156,19 +165,33 @@ def remove_guests(driver: SiteDriver, prefix: str) -> None:
             driver.delete_volume(v)
 
 
-def ensure_isolated_network(uri: str, name: str) -> None:
-    """An isolated libvirt network (a bridge, no IP, no forwarding) for drills: lab setup
-    done here because the site driver protocol does not create networks."""
+def ensure_isolated_network(uri: str, name: str, netns: str = "haven-b") -> None:
+    """An isolated network for drills: a bridge with no uplink inside the site's network
+    namespace, handed to libvirt in bridge mode (as the lab's app-net: libvirt needs
+    neither iptables nor dnsmasq for it). Lab setup, because the site driver protocol does
+    not create networks."""
     import libvirt
 
+    bridge = f"br-{name}"[:15]
+    have = subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "show", bridge],
+                          capture_output=True).returncode == 0  # fmt: skip
+    if not have:
+        for cmd in (["ip", "link", "add", bridge, "type", "bridge"],
+                    ["ip", "link", "set", bridge, "up"]):  # fmt: skip
+            subprocess.run(["ip", "netns", "exec", netns, *cmd], check=True)
     conn = libvirt.open(uri)
     try:
         try:
             net = conn.networkLookupByName(name)
-        except libvirt.libvirtError:
-            bridge = f"br-{name}"[:15]
+            if "mode='bridge'" not in net.XMLDesc(0):
+                if net.isActive():
+                    net.destroy()
+                net.undefine()
+                raise LookupError
+        except (libvirt.libvirtError, LookupError):
             net = conn.networkDefineXML(
-                f"<network><name>{name}</name><bridge name='{bridge}' stp='off'/></network>"
+                f"<network><name>{name}</name><forward mode='bridge'/>"
+                f"<bridge name='{bridge}'/></network>"
             )
         if not net.isActive():
             net.create()

@@ -28,6 +28,7 @@ from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
 from haven.engine import capture, ops, resolve, services
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
+from haven.engine.recover import same_volume_name
 from haven.engine.steps import engine_step
 from haven.sites.base import PointDisk, PointHandle
 
@@ -96,7 +97,7 @@ def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
     name = f"{ctx.group}-{vol.member}-{vol.volume}"
     try:
         drv = resolve.driver(ctx.standby_site)
-        found = [v for v in drv.list_volumes() if v.name == name]
+        found = [v for v in drv.list_volumes() if same_volume_name(v, name)]
         replica = found[0] if found else drv.create_volume(name, vol.size)
         if not found:
             from haven.catalog.store import CreatedResource
