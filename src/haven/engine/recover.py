@@ -208,7 +208,7 @@ def stop_servers(site: str, server_ids: dict[str, str], order: list[str]) -> Not
     return Note(f"stopped at {site}: {', '.join(done) or 'nothing (already stopped)'}")
 
 
-STOP_DEADLINE_S = 45.0
+STOP_DEADLINE_S = 20.0  # graceful shutdown of a small guest takes a few seconds
 
 
 def _stop_quietly(drv: SiteDriver, sid: str) -> None:

@@ -72,7 +72,7 @@ def run_script(name: str, *args: str) -> None:
 def ensure_lab() -> LabEnv:
     """Start the lab if needed (idempotent: up.sh leaves running sites alone)."""
     env = read_env()
-    if env is None or not all(_alive(u) for u in (env.site_a_uri, env.site_b_uri)):
+    if env is None or not all(alive(u) for u in (env.site_a_uri, env.site_b_uri)):
         run_script("up.sh")
         env = read_env()
     if env is None:
@@ -80,7 +80,7 @@ def ensure_lab() -> LabEnv:
     return env
 
 
-def _alive(uri: str) -> bool:
+def alive(uri: str) -> bool:
     """The site's daemon accepts connections (a killed daemon leaves its socket file)."""
     path = uri.partition("socket=")[2]
     if not path:
