@@ -58,6 +58,18 @@ def _write(site: str, server: str, line: str, sync: bool = True) -> None:
         raise DemoFailed(f"write on {server}@{site} failed")
 
 
+BLOB_MIB = 24
+
+
+def _fill(site: str, server: str) -> None:
+    """Real data on the disks, so that copies and deltas have something to move."""
+    drv = resolve.driver(site)
+    cmd = f"dd if=/dev/urandom of=/data/blob bs=1M count={BLOB_MIB} 2>/dev/null; sync"
+    res = drv.guest_exec(drv.get_server(server).id, ["sh", "-c", cmd], timeout_s=300)
+    if res.exit_code:
+        raise DemoFailed(f"filling {server}@{site} failed")
+
+
 def _read(site: str, server: str) -> str:
     drv = resolve.driver(site)
     res = drv.guest_exec(drv.get_server(server).id, ["cat", "/data/records"], timeout_s=30)
@@ -99,7 +111,9 @@ def run(home: Path, say: Say, keep: bool = False) -> DemoReport:
     report = DemoReport()
     prepare(home, say)
     P = OperationKind
+    say(f"filling each data disk with {BLOB_MIB} MiB of incompressible data")
     for s in SERVERS:
+        _fill("site-a", s)
         _write("site-a", s, f"order-1-{s}")
     p1 = _op(report, say, "protect #1 (full)", P.PROTECT, "shop", protect_workflow, "shop")
     for s in SERVERS:
