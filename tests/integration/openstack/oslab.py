@@ -8,6 +8,7 @@ volumes back the same way (qemu-img convert of the active chain).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import openstack.config
 import openstack.connection
-
 from tests.conftest import lab_unavailable
 
 REPO = Path(__file__).resolve().parents[3]
@@ -48,7 +48,7 @@ def open_lab() -> Lab:
     lab = Lab(path, meta["nfs_shares"], meta["backup_store"])
     try:
         lab.conn(R1).identity.get_token()
-    except Exception as exc:  # noqa: BLE001 - any failure means the lab is not usable
+    except Exception as exc:
         lab_unavailable(f"OpenStack lab not answering: {exc}")
     return lab
 
@@ -62,8 +62,12 @@ def active_file(lab: Lab, region: str, volume_id: str) -> Path:
 
 
 def _fmt(path: Path) -> str:
-    out = subprocess.run(["qemu-img", "info", "-U", "--output", "json", str(path)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["qemu-img", "info", "-U", "--output", "json", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return str(json.loads(out)["format"])
 
 
@@ -79,9 +83,18 @@ def write_volume(lab: Lab, region: str, volume_id: str, offset: int, data: bytes
     with tempfile.NamedTemporaryFile() as tmp:
         tmp.write(data)
         tmp.flush()
-        subprocess.run(["qemu-io", "-f", "qcow2", "-c",
-                        f"write -q -s {tmp.name} {offset} {len(data)}", str(path)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "qemu-io",
+                "-f",
+                "qcow2",
+                "-c",
+                f"write -q -s {tmp.name} {offset} {len(data)}",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
 
 def volume_digest(lab: Lab, region: str, volume_id: str) -> str:
@@ -90,8 +103,11 @@ def volume_digest(lab: Lab, region: str, volume_id: str) -> str:
     with tempfile.TemporaryDirectory() as d:
         if _fmt(path) != "raw":
             raw = Path(d) / "raw"
-            subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(path), str(raw)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["qemu-img", "convert", "-U", "-O", "raw", str(path), str(raw)],
+                check=True,
+                capture_output=True,
+            )
             path = raw
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -113,7 +129,7 @@ class Image:
     def digest(self) -> str:
         buf = bytearray(self.size)
         for off, data in self.writes.items():
-            buf[off:off + len(data)] = data
+            buf[off : off + len(data)] = data
         return hashlib.sha256(buf).hexdigest()
 
 
@@ -146,8 +162,13 @@ def sweep(conn: openstack.connection.Connection, prefix: str) -> None:
     """Remove what an interrupted earlier run left behind (names starting with ``prefix``;
     servers named db/app/web). Lab only."""
     cmp, net, bs = conn.compute, conn.network, conn.block_storage
-    servers = [s for s in cmp.servers() if s.name.startswith(prefix) or s.name in ("db", "app", "web")
-               or s.name.startswith(f"{prefix}")]
+    servers = [
+        s
+        for s in cmp.servers()
+        if s.name.startswith(prefix)
+        or s.name in ("db", "app", "web")
+        or s.name.startswith(f"{prefix}")
+    ]
     for s in servers:
         cmp.delete_server(s)
     for s in servers:
@@ -164,17 +185,15 @@ def sweep(conn: openstack.connection.Connection, prefix: str) -> None:
                     import time
 
                     time.sleep(1)
-            except Exception:  # noqa: BLE001 - best effort
+            except Exception:
                 pass
     for gs in bs.group_snapshots():
         if (gs.name or "").startswith(("haven-p1-" + prefix, "haven-p2-" + prefix)):
             bs.delete_group_snapshot(gs)
     for snap in bs.snapshots():
         if snap.status in ("available", "error"):
-            try:
+            with contextlib.suppress(Exception):
                 bs.delete_snapshot(snap)
-            except Exception:  # noqa: BLE001 - group members go with their group snapshot
-                pass
     for g in bs.groups():
         if (g.name or "").startswith(prefix):
             _retry(lambda g=g: bs.delete_group(g, delete_volumes=True))
@@ -210,7 +229,7 @@ def _retry(fn, tries: int = 30) -> None:  # type: ignore[no-untyped-def]
         try:
             fn()
             return
-        except Exception:  # noqa: BLE001 - resources still busy: wait and retry
+        except Exception:
             if i == tries - 1:
                 raise
             time.sleep(2)

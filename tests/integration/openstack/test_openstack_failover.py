@@ -8,6 +8,7 @@ networks and its cleanup leaves every resource count as it was.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -15,11 +16,11 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tests.integration.openstack import oslab
+from tests.integration.openstack.oslab import R1, R2, MiB
 
 from haven.sites.openstack import native, recovery, snapshots
 from haven.sites.openstack.model import AppInventory
-from tests.integration.openstack import oslab
-from tests.integration.openstack.oslab import MiB, R1, R2
 
 pytestmark = [pytest.mark.openstack, pytest.mark.slow]
 
@@ -43,17 +44,32 @@ def app(lab: oslab.Lab):  # type: ignore[no-untyped-def]
     ledger = recovery.Ledger()
     net = c.network.create_network(name=f"{p}-net")
     ledger.add("network", net.id)
-    sub = c.network.create_subnet(network_id=net.id, name=f"{p}-subnet", cidr="10.42.0.0/24",
-                                  ip_version=4, gateway_ip="10.42.0.1")
+    sub = c.network.create_subnet(
+        network_id=net.id,
+        name=f"{p}-subnet",
+        cidr="10.42.0.0/24",
+        ip_version=4,
+        gateway_ip="10.42.0.1",
+    )
     ledger.add("subnet", sub.id)
     recovery.create_router(c, f"{p}-router", [], "public", ledger, subnet_ids=[sub.id])
     sg = c.network.create_security_group(name=f"{p}-web", description="web tier")
     ledger.add("security_group", sg.id)
-    c.network.create_security_group_rule(security_group_id=sg.id, direction="ingress",
-                                         ether_type="IPv4", protocol="tcp", port_range_min=80,
-                                         port_range_max=80, remote_ip_prefix="0.0.0.0/0")
-    pub = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    c.network.create_security_group_rule(
+        security_group_id=sg.id,
+        direction="ingress",
+        ether_type="IPv4",
+        protocol="tcp",
+        port_range_min=80,
+        port_range_max=80,
+        remote_ip_prefix="0.0.0.0/0",
+    )
+    pub = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     c.compute.create_keypair(name=f"{p}-key", public_key=pub)
     ledger.add("keypair", f"{p}-key")
     flavor = c.compute.create_flavor(name=f"{p}-small", vcpus=1, ram=128, disk=0)
@@ -68,8 +84,9 @@ def app(lab: oslab.Lab):  # type: ignore[no-untyped-def]
             ledger.add("volume", vol.id)
             vol_ids[name] = vol.id
     for name, vid in vol_ids.items():
-        vol = c.block_storage.wait_for_status(c.block_storage.get_volume(vid), "available",
-                                              failures=["error"], wait=300)
+        vol = c.block_storage.wait_for_status(
+            c.block_storage.get_volume(vid), "available", failures=["error"], wait=300
+        )
         if name.endswith("-boot"):
             c.block_storage.set_volume_bootable_status(vol, True)
         img = oslab.Image(GiB)
@@ -80,27 +97,50 @@ def app(lab: oslab.Lab):  # type: ignore[no-untyped-def]
         images[name] = img
     servers = {}
     for srv, vols in volumes.items():
-        bdm = [{"uuid": vol_ids[f"{p}-{srv}-{v}"], "source_type": "volume",
-                "destination_type": "volume", "boot_index": 0 if v == "boot" else -1,
-                "delete_on_termination": False} for v in vols]
+        bdm = [
+            {
+                "uuid": vol_ids[f"{p}-{srv}-{v}"],
+                "source_type": "volume",
+                "destination_type": "volume",
+                "boot_index": 0 if v == "boot" else -1,
+                "delete_on_termination": False,
+            }
+            for v in vols
+        ]
         kw = {"security_groups": [{"name": f"{p}-web"}]} if srv == "web" else {}
-        s = c.compute.create_server(name=srv, flavor_id=flavor.id, key_name=f"{p}-key",
-                                    networks=[{"uuid": net.id}], block_device_mapping=bdm, **kw)
+        s = c.compute.create_server(
+            name=srv,
+            flavor_id=flavor.id,
+            key_name=f"{p}-key",
+            networks=[{"uuid": net.id}],
+            block_device_mapping=bdm,
+            **kw,
+        )
         ledger.add("server", s.id)
         servers[srv] = s
     for srv, s in servers.items():
         servers[srv] = c.compute.wait_for_server(s, wait=300)
-    state = {"prefix": p, "servers": servers, "vol_ids": vol_ids, "images": images, "net": net,
-             "ledger": ledger}
+    state = {
+        "prefix": p,
+        "servers": servers,
+        "vol_ids": vol_ids,
+        "images": images,
+        "net": net,
+        "ledger": ledger,
+    }
     yield state
     c2 = lab.conn(R2)
     if state.get("r2_ledger"):
         recovery.cleanup(c2, state["r2_ledger"])  # type: ignore[arg-type]
     for pt in state.get("points", ()):  # type: ignore[attr-defined]
         _drop_point(c, c2, pt)
+    for sid in ledger.ids("server"):
+        c.compute.delete_server(sid, ignore_missing=True)
+    for sid in ledger.ids("server"):
+        _gone(lambda sid=sid: c.compute.find_server(sid))
     for g in c.block_storage.groups():
-        if g.name == f"{p}-pg":
-            c.block_storage.delete_group(g, delete_volumes=False)
+        if g.name == f"{p}-pg":  # Haven's consistency group holds the volumes: delete both
+            c.block_storage.delete_group(g, delete_volumes=True)
             _gone(lambda g=g: c.block_storage.find_group(g.id))
     recovery.cleanup(c, ledger)
 
@@ -121,7 +161,7 @@ def _drop_point(c, c2, pt: native.ProtectedPoint) -> None:  # type: ignore[no-un
                 try:
                     conn.block_storage.delete_backup(b)
                     _gone(lambda b=b, conn=conn: conn.block_storage.find_backup(b.id))
-                except Exception:  # noqa: BLE001 - best effort: shared store, parents
+                except Exception:
                     pass
 
 
@@ -138,13 +178,16 @@ def points(lab: oslab.Lab, app):  # type: ignore[no-untyped-def]
         data = os.urandom(2 * MiB)
         oslab.write_volume(lab, R1, vid, 700 * MiB, data)
         app["images"][name].write(700 * MiB, data)
-    p2 = native.protect(c, "lab/RegionOne", ids, "p2-" + app["prefix"], f"{app['prefix']}-pg",
-                        previous=p1)
+    p2 = native.protect(
+        c, "lab/RegionOne", ids, "p2-" + app["prefix"], f"{app['prefix']}-pg", previous=p1
+    )
     after2 = oslab.dir_bytes(lab.backup_store)
     moved = {"p1": after1 - before, "p2": after2 - after1}
     app["points"] = (p2, p1)
-    print(f"\nbackup store bytes: first point {moved['p1']}, second point {moved['p2']}; "
-          f"protect took {p1.duration_s:.1f}s / {p2.duration_s:.1f}s")
+    print(
+        f"\nbackup store bytes: first point {moved['p1']}, second point {moved['p2']}; "
+        f"protect took {p1.duration_s:.1f}s / {p2.duration_s:.1f}s"
+    )
     return {"p1": p1, "p2": p2, "moved": moved}
 
 
@@ -193,7 +236,7 @@ def test_failover_to_region_two(lab: oslab.Lab, app, points) -> None:  # type: i
         assert ("keypair", f"{p}-key") in kinds and ("router", f"{p}-router") in kinds
         # boot order: each stage requested only after the previous stage was ACTIVE
         by_stage = {b.source_name: b for b in res.servers}
-        for a, b in zip(STAGES, STAGES[1:]):
+        for a, b in itertools.pairwise(STAGES):
             assert max(by_stage[n].active_at for n in a) <= min(by_stage[n].requested_at for n in b)
         # mappings applied, fixed IPs kept
         src = points["p2"].inventory
@@ -206,7 +249,7 @@ def test_failover_to_region_two(lab: oslab.Lab, app, points) -> None:  # type: i
         web = c2.compute.get_server(by_stage["web"].server_id)
         assert {g["name"] for g in web.security_groups} == {f"{p}-web"}
         # data: bit for bit the content at the second point
-        for (srv, vname), vid in res.volumes.items():
+        for (_srv, vname), vid in res.volumes.items():
             assert oslab.volume_digest(lab, R2, vid) == app["images"][vname].digest(), vname
 
 

@@ -54,12 +54,20 @@ def export(conn: Connection, backup_id: str) -> BackupRecord:
     rec = conn.block_storage.export_backup(backup_id)
     rec = rec.get("backup-record", rec)
     b = conn.block_storage.get_backup(backup_id)
-    return BackupRecord(backup_id, _parent_of(rec["backup_url"]), rec["backup_service"],
-                        rec["backup_url"], b.size, bool(b.is_incremental))
+    return BackupRecord(
+        backup_id,
+        _parent_of(rec["backup_url"]),
+        rec["backup_service"],
+        rec["backup_url"],
+        b.size,
+        bool(b.is_incremental),
+    )
 
 
 def backup_snapshots(
-    conn: Connection, snapset: SnapshotSet, previous: dict[str, VolumeBackup] | None = None,
+    conn: Connection,
+    snapset: SnapshotSet,
+    previous: dict[str, VolumeBackup] | None = None,
     timeout: float = 1800,
 ) -> dict[str, VolumeBackup]:
     """Back up every snapshot of the set; incremental where ``previous`` has the volume."""
@@ -68,11 +76,18 @@ def backup_snapshots(
     started = []
     for s in snapset.snaps:
         incr = s.volume_id in previous
-        b = bs.create_backup(volume_id=s.volume_id, snapshot_id=s.snapshot_id, incremental=incr,
-                             force=True, name=f"haven-{snapset.point_id}-{s.volume_name}")
+        b = bs.create_backup(
+            volume_id=s.volume_id,
+            snapshot_id=s.snapshot_id,
+            is_incremental=incr,
+            force=True,
+            name=f"haven-{snapset.point_id}-{s.volume_name}",
+        )
         started.append((s, b))
         # cinder-backup serialises per volume anyway; waiting keeps parents well defined
-        wait_status(f"backup {b.id}", lambda b=b: bs.get_backup(b.id), {"available"}, timeout=timeout)
+        wait_status(
+            f"backup {b.id}", lambda b=b: bs.get_backup(b.id), {"available"}, timeout=timeout
+        )
     out = {}
     for s, b in started:
         rec = export(conn, b.id)
@@ -102,24 +117,44 @@ def import_chain(conn: Connection, chain: tuple[BackupRecord, ...], timeout: flo
     for rec in chain:
         if bs.find_backup(rec.backup_id) is not None:
             continue
-        b = bs.import_backup(rec.service, rec.url)
-        if b.id != rec.backup_id:
-            raise OpenStackSiteError(f"imported backup got id {b.id}, expected {rec.backup_id}")
-        wait_status(f"imported backup {b.id}", lambda b=b: bs.get_backup(b.id), {"available"},
-                    timeout=timeout)
+        # openstacksdk 4.22's import_backup posts to .../export_record and sends the path
+        # as backup_url: call the API directly
+        resp = bs.post(
+            "/backups/import_record",
+            json={"backup-record": {"backup_service": rec.service, "backup_url": rec.url}},
+        )
+        if resp.status_code >= 400:
+            raise OpenStackSiteError(
+                f"import of backup {rec.backup_id}: {resp.status_code} {resp.text[:300]}"
+            )
+        bid = resp.json()["backup"]["id"]
+        if bid != rec.backup_id:
+            raise OpenStackSiteError(f"imported backup got id {bid}, expected {rec.backup_id}")
+        wait_status(
+            f"imported backup {bid}",
+            lambda bid=bid: bs.get_backup(bid),
+            {"available"},
+            timeout=timeout,
+        )
     return chain[-1].backup_id
 
 
-def restore(conn: Connection, backup_id: str, name: str, bootable: bool,
-            timeout: float = 1800) -> str:
+def restore(
+    conn: Connection, backup_id: str, name: str, bootable: bool, timeout: float = 1800
+) -> str:
     """Restore a backup into a new volume named ``name``; returns the volume's id."""
     bs = conn.block_storage
     b = bs.restore_backup(backup_id, name=name)
     vid = b.volume_id
-    vol = wait_status(f"restore of {backup_id} into {name}", lambda: bs.get_volume(vid),
-                      {"available"}, timeout=timeout)
-    wait_status(f"backup {backup_id}", lambda: bs.get_backup(backup_id), {"available"},
-                timeout=timeout)
+    vol = wait_status(
+        f"restore of {backup_id} into {name}",
+        lambda: bs.get_volume(vid),
+        {"available"},
+        timeout=timeout,
+    )
+    wait_status(
+        f"backup {backup_id}", lambda: bs.get_backup(backup_id), {"available"}, timeout=timeout
+    )
     if bootable:
         bs.set_volume_bootable_status(vol, True)
     return str(vid)

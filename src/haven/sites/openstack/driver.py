@@ -49,16 +49,28 @@ from haven.sites.openstack.connection import SiteRef, connect, wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
 
 GiB = 1024**3
-_POWER = {"ACTIVE": PowerState.RUNNING, "PAUSED": PowerState.PAUSED,
-          "SHUTOFF": PowerState.SHUTOFF, "SUSPENDED": PowerState.PAUSED,
-          "ERROR": PowerState.CRASHED}
-NO_QUIESCE = ("crash-consistent: the guest agent is not reachable through the OpenStack API "
-              "(no compute-host libvirt access configured)")
+_POWER = {
+    "ACTIVE": PowerState.RUNNING,
+    "PAUSED": PowerState.PAUSED,
+    "SHUTOFF": PowerState.SHUTOFF,
+    "SUSPENDED": PowerState.PAUSED,
+    "ERROR": PowerState.CRASHED,
+}
+NO_QUIESCE = (
+    "crash-consistent: the guest agent is not reachable through the OpenStack API "
+    "(no compute-host libvirt access configured)"
+)
 
 
 class OpenStackDriver:
-    def __init__(self, name: str, cloud: str, region: str, config_file: str | None = None,
-                 group_name: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cloud: str,
+        region: str,
+        config_file: str | None = None,
+        group_name: str | None = None,
+    ) -> None:
         self.name = name
         self.ref = SiteRef(cloud, region, config_file)
         self.group_name = group_name or f"haven-{name}"
@@ -72,8 +84,12 @@ class OpenStackDriver:
         return self._conn
 
     def capabilities(self) -> Capability:
-        return (Capability.GROUP_SNAPSHOT | Capability.SERVER_DEFINITION
-                | Capability.NETWORK_CREATION | Capability.READINESS_TCP)
+        return (
+            Capability.GROUP_SNAPSHOT
+            | Capability.SERVER_DEFINITION
+            | Capability.NETWORK_CREATION
+            | Capability.READINESS_TCP
+        )
 
     # -- inventory -------------------------------------------------------------------------
     def list_servers(self) -> list[ServerInfo]:
@@ -86,11 +102,15 @@ class OpenStackDriver:
         return self._spec(self._server(server_id))
 
     def list_networks(self) -> list[NetworkInfo]:
-        return [NetworkInfo(n.id, n.name, n.status == "ACTIVE") for n in self.conn.network.networks()]
+        return [
+            NetworkInfo(n.id, n.name, n.status == "ACTIVE") for n in self.conn.network.networks()
+        ]
 
     def list_volumes(self) -> list[VolumeInfo]:
-        return [VolumeInfo(v.id, v.name or v.id, v.size * GiB, "raw")
-                for v in self.conn.block_storage.volumes()]
+        return [
+            VolumeInfo(v.id, v.name or v.id, v.size * GiB, "raw")
+            for v in self.conn.block_storage.volumes()
+        ]
 
     def _server(self, server_id: str) -> Any:
         try:
@@ -113,15 +133,27 @@ class OpenStackDriver:
         for port in self.conn.network.ports(device_id=s.id):
             net = self.conn.network.get_network(port.network_id)
             nics.append(NicSpec(net.name, port.mac_address))
-        return ServerSpec(s.name, s.flavor.vcpus, s.flavor.ram, tuple(disks), tuple(nics),
-                          guest_agent=False, source_id=s.id)
+        return ServerSpec(
+            s.name,
+            s.flavor.vcpus,
+            s.flavor.ram,
+            tuple(disks),
+            tuple(nics),
+            guest_agent=False,
+            source_id=s.id,
+        )
 
     # -- guest agent: not reachable through OpenStack's API --------------------------------
     def agent_ping(self, server_id: str, timeout_s: float = 2.0) -> bool:
         return False
 
-    def guest_exec(self, server_id: str, argv: Sequence[str], timeout_s: float = 30.0,
-                   stdin: bytes | None = None) -> ExecResult:
+    def guest_exec(
+        self,
+        server_id: str,
+        argv: Sequence[str],
+        timeout_s: float = 30.0,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
         raise UnsupportedCapability(f"{self.name}: no guest exec through the OpenStack API")
 
     # -- points ----------------------------------------------------------------------------
@@ -133,17 +165,29 @@ class OpenStackDriver:
             for d in spec.disks:
                 if m.disks is None or d.target in m.disks:
                     if d.source is None:
-                        raise SiteInputError(f"members[{m.server_id}]", f"disk {d.target} has no volume")
+                        raise SiteInputError(
+                            f"members[{m.server_id}]", f"disk {d.target} has no volume"
+                        )
                     volume_ids.append(d.source)
                     disks.append(PointDisk(m.server_id, d.target, d.size_bytes, False))
-        snapset = snapshots.snapshot_volumes(self.conn, request.point_id, volume_ids,
-                                             self.group_name)
+        snapset = snapshots.snapshot_volumes(
+            self.conn, request.point_id, volume_ids, self.group_name
+        )
         self._points[request.point_id] = snapset
         reason = NO_QUIESCE
         if snapset.reason:
             reason = f"{reason}; {snapset.reason}"
-        return PointHandle(request.point_id, self.name, request.parent_point_id,
-                           Consistency.CRASH, tuple(disks), 0.0, reason, (), snapset.taken_at)
+        return PointHandle(
+            request.point_id,
+            self.name,
+            request.parent_point_id,
+            Consistency.CRASH,
+            tuple(disks),
+            0.0,
+            reason,
+            (),
+            snapset.taken_at,
+        )
 
     def snapshot_set(self, point_id: str) -> snapshots.SnapshotSet:
         try:
@@ -151,11 +195,13 @@ class OpenStackDriver:
         except KeyError as exc:
             raise SiteNotFound(f"{self.name}: point {point_id} unknown") from exc
 
-    def open_point_disk(self, point: PointHandle,
-                        disk: PointDisk) -> AbstractContextManager[PointDiskReader]:
+    def open_point_disk(
+        self, point: PointHandle, disk: PointDisk
+    ) -> AbstractContextManager[PointDiskReader]:
         raise UnsupportedCapability(
             f"{self.name}: reading point data needs the image-transfer data path (not built); "
-            "use the Cinder backup path (haven.sites.openstack.native)")
+            "use the Cinder backup path (haven.sites.openstack.native)"
+        )
 
     def release_point(self, point: PointHandle) -> None:
         """Nothing to release: snapshots stay until delete_point (backups may read them)."""
@@ -175,7 +221,8 @@ class OpenStackDriver:
 
     def open_volume_writer(self, volume: VolumeInfo) -> AbstractContextManager[VolumeWriter]:
         raise UnsupportedCapability(
-            f"{self.name}: writing volumes needs the image-transfer data path (not built)")
+            f"{self.name}: writing volumes needs the image-transfer data path (not built)"
+        )
 
     def delete_volume(self, volume: VolumeInfo) -> None:
         bs = self.conn.block_storage
@@ -184,8 +231,14 @@ class OpenStackDriver:
             bs.delete_volume(v)
             bs.wait_for_delete(v, wait=300)
 
-    def define_server(self, spec: ServerSpec, *, name: str, network_map: dict[str, str],
-                      volumes: dict[str, VolumeInfo]) -> str:
+    def define_server(
+        self,
+        spec: ServerSpec,
+        *,
+        name: str,
+        network_map: dict[str, str],
+        volumes: dict[str, VolumeInfo],
+    ) -> str:
         """Create the server from its volumes and leave it SHUTOFF (Nova boots on create)."""
         cmp, net = self.conn.compute, self.conn.network
         flavor = self._flavor_for(spec)
@@ -196,9 +249,15 @@ class OpenStackDriver:
             boot = d.role == DiskRole.BOOT
             if boot:
                 self.conn.block_storage.set_volume_bootable_status(volumes[d.target].id, True)
-            bdm.append({"uuid": volumes[d.target].id, "source_type": "volume",
-                        "destination_type": "volume", "delete_on_termination": False,
-                        "boot_index": 0 if boot else -1})
+            bdm.append(
+                {
+                    "uuid": volumes[d.target].id,
+                    "source_type": "volume",
+                    "destination_type": "volume",
+                    "delete_on_termination": False,
+                    "boot_index": 0 if boot else -1,
+                }
+            )
         nets = []
         for nic in spec.nics:
             target = network_map.get(nic.network, nic.network)
@@ -206,8 +265,9 @@ class OpenStackDriver:
             if n is None:
                 raise SiteNotFound(f"{self.name}: network {target} not found")
             nets.append({"uuid": n.id})
-        s = cmp.create_server(name=name, flavor_id=flavor.id, networks=nets or "none",
-                              block_device_mapping=bdm)
+        s = cmp.create_server(
+            name=name, flavor_id=flavor.id, networks=nets or "none", block_device_mapping=bdm
+        )
         s = wait_status(f"server {name}", lambda: cmp.get_server(s.id), {"ACTIVE"})
         cmp.stop_server(s)
         wait_status(f"server {name} stop", lambda: cmp.get_server(s.id), {"SHUTOFF"})
@@ -216,27 +276,36 @@ class OpenStackDriver:
     def _flavor_for(self, spec: ServerSpec) -> Any:
         best = None
         for f in self.conn.compute.flavors():
-            if f.vcpus >= spec.vcpus and f.ram >= spec.memory_mib and (
-                    best is None or (f.vcpus, f.ram) < (best.vcpus, best.ram)):
+            if (
+                f.vcpus >= spec.vcpus
+                and f.ram >= spec.memory_mib
+                and (best is None or (f.vcpus, f.ram) < (best.vcpus, best.ram))
+            ):
                 best = f
         if best is None:
-            raise OpenStackSiteError(f"{self.name}: no flavor with {spec.vcpus} vCPU, "
-                                     f"{spec.memory_mib} MiB")
+            raise OpenStackSiteError(
+                f"{self.name}: no flavor with {spec.vcpus} vCPU, {spec.memory_mib} MiB"
+            )
         return best
 
     def start_server(self, server_id: str) -> None:
         s = self._server(server_id)
         if s.status != "ACTIVE":
             self.conn.compute.start_server(s)
-            wait_status(f"server {s.name} start", lambda: self.conn.compute.get_server(s.id),
-                        {"ACTIVE"})
+            wait_status(
+                f"server {s.name} start", lambda: self.conn.compute.get_server(s.id), {"ACTIVE"}
+            )
 
     def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None:
         s = self._server(server_id)
         if s.status != "SHUTOFF":
             self.conn.compute.stop_server(s)
-            wait_status(f"server {s.name} stop", lambda: self.conn.compute.get_server(s.id),
-                        {"SHUTOFF"}, timeout=max(timeout_s, 60))
+            wait_status(
+                f"server {s.name} stop",
+                lambda: self.conn.compute.get_server(s.id),
+                {"SHUTOFF"},
+                timeout=max(timeout_s, 60),
+            )
 
     def destroy_server(self, server_id: str) -> None:
         self.stop_server(server_id)
@@ -246,23 +315,33 @@ class OpenStackDriver:
         self.conn.compute.delete_server(s)
         self.conn.compute.wait_for_delete(s, wait=300)
 
-    def wait_ready(self, server_id: str, gates: Sequence[ReadinessGate],
-                   timeout_s: float) -> ReadinessResult:
+    def wait_ready(
+        self, server_id: str, gates: Sequence[ReadinessGate], timeout_s: float
+    ) -> ReadinessResult:
         t0 = time.monotonic()
         passed = []
         try:
-            wait_status("server active", lambda: self.conn.compute.get_server(server_id),
-                        {"ACTIVE"}, timeout=timeout_s)
+            wait_status(
+                "server active",
+                lambda: self.conn.compute.get_server(server_id),
+                {"ACTIVE"},
+                timeout=timeout_s,
+            )
         except OpenStackSiteError as exc:
             return ReadinessResult(False, time.monotonic() - t0, str(exc))
         passed.append("active")
         for g in gates:
             if isinstance(g, (AgentGate, CommandGate)):
-                return ReadinessResult(False, time.monotonic() - t0,
-                                       "guest agent not reachable through OpenStack", tuple(passed))
+                return ReadinessResult(
+                    False,
+                    time.monotonic() - t0,
+                    "guest agent not reachable through OpenStack",
+                    tuple(passed),
+                )
             if isinstance(g, TcpGate) and not _tcp(g, t0 + timeout_s):
-                return ReadinessResult(False, time.monotonic() - t0,
-                                       f"tcp {g.host}:{g.port} closed", tuple(passed))
+                return ReadinessResult(
+                    False, time.monotonic() - t0, f"tcp {g.host}:{g.port} closed", tuple(passed)
+                )
             passed.append(str(g))
         return ReadinessResult(True, time.monotonic() - t0, "", tuple(passed))
 

@@ -43,9 +43,18 @@ def capture(conn: Connection, site: str, server_ids: Iterable[str]) -> AppInvent
         for port in conn.network.ports(device_id=s.id):
             net = net_ids.get(port.network_id) or conn.network.get_network(port.network_id)
             net_ids[port.network_id] = net
-            subnet = conn.network.get_subnet(port.fixed_ips[0]["subnet_id"]) if port.fixed_ips else None
-            nics.append(NicRec(net.name, tuple(ip["ip_address"] for ip in port.fixed_ips),
-                               port.mac_address, subnet.name if subnet else None, port.name or ""))
+            subnet = (
+                conn.network.get_subnet(port.fixed_ips[0]["subnet_id"]) if port.fixed_ips else None
+            )
+            nics.append(
+                NicRec(
+                    net.name,
+                    tuple(ip["ip_address"] for ip in port.fixed_ips),
+                    port.mac_address,
+                    subnet.name if subnet else None,
+                    port.name or "",
+                )
+            )
             for fip in conn.network.ips(port_id=port.id):
                 fips.append((fip.floating_ip_address, s.name, fip.fixed_ip_address))
         nics.sort(key=lambda n: n.mac or "")
@@ -56,52 +65,99 @@ def capture(conn: Connection, site: str, server_ids: Iterable[str]) -> AppInvent
             v = conn.block_storage.get_volume(att.volume_id)
             device = att.device
             boot = 0 if device and device == s.root_device_name else None
-            vols.append(VolumeRec(v.name or f"vol-{v.id}", v.size, bool(v.is_bootable), v.volume_type,
-                                  device, boot, v.id, dict(v.metadata or {})))
+            vols.append(
+                VolumeRec(
+                    v.name or f"vol-{v.id}",
+                    v.size,
+                    bool(v.is_bootable),
+                    v.volume_type,
+                    device,
+                    boot,
+                    v.id,
+                    dict(v.metadata or {}),
+                )
+            )
             if v.volume_type:
                 vtypes.add(v.volume_type)
         vols.sort(key=lambda v: (v.boot_index is None, v.device or ""))
         image_name = None
         if s.image and s.image.get("id"):
             img = conn.image.get_image(s.image["id"])
-            images[img.name] = ImageRec(img.name, img.disk_format, img.container_format,
-                                        img.checksum, img.size)
+            images[img.name] = ImageRec(
+                img.name, img.disk_format, img.container_format, img.checksum, img.size
+            )
             image_name = img.name
-        recs.append(ServerRec(
-            name=s.name, flavor=flavor.name, key_name=s.key_name, nics=tuple(nics),
-            security_groups=groups, volumes=tuple(vols), image=image_name,
-            availability_zone=s.availability_zone, metadata=dict(s.metadata or {}),
-            floating_ips=tuple(f[0] for f in fips if f[1] == s.name), source_id=s.id))
+        recs.append(
+            ServerRec(
+                name=s.name,
+                flavor=flavor.name,
+                key_name=s.key_name,
+                nics=tuple(nics),
+                security_groups=groups,
+                volumes=tuple(vols),
+                image=image_name,
+                availability_zone=s.availability_zone,
+                metadata=dict(s.metadata or {}),
+                floating_ips=tuple(f[0] for f in fips if f[1] == s.name),
+                source_id=s.id,
+            )
+        )
     networks = [_network(conn, n) for n in net_ids.values()]
     subnet_ids = {sid for n in net_ids.values() for sid in n.subnet_ids}
     routers = _routers(conn, subnet_ids)
     project_id = conn.current_project_id
-    sgs = [_secgroup(conn, g) for g in conn.network.security_groups(project_id=project_id)
-           if g.name in sg_names]
+    sgs = [
+        _secgroup(conn, g)
+        for g in conn.network.security_groups(project_id=project_id)
+        if g.name in sg_names
+    ]
     return AppInventory(
-        site=site, servers=tuple(recs), flavors=tuple(flavors.values()),
-        keypairs=tuple(keypairs.values()), images=tuple(images.values()),
-        volume_types=tuple(sorted(vtypes)), networks=tuple(networks), routers=tuple(routers),
-        security_groups=tuple(sgs), floating_ips=tuple(fips),
+        site=site,
+        servers=tuple(recs),
+        flavors=tuple(flavors.values()),
+        keypairs=tuple(keypairs.values()),
+        images=tuple(images.values()),
+        volume_types=tuple(sorted(vtypes)),
+        networks=tuple(networks),
+        routers=tuple(routers),
+        security_groups=tuple(sgs),
+        floating_ips=tuple(fips),
         project=conn.current_project.name if conn.current_project else None,
-        role_assignments=_roles(conn, project_id))
+        role_assignments=_roles(conn, project_id),
+    )
 
 
 def _flavor(f: Any) -> FlavorRec:
-    return FlavorRec(f.original_name or f.name, f.vcpus, f.ram, f.disk, f.ephemeral or 0,
-                     int(f.swap or 0), dict(f.extra_specs or {}))
+    return FlavorRec(
+        f.original_name or f.name,
+        f.vcpus,
+        f.ram,
+        f.disk,
+        f.ephemeral or 0,
+        int(f.swap or 0),
+        dict(f.extra_specs or {}),
+    )
 
 
 def _network(conn: Connection, net: Any) -> NetworkRec:
     subs = []
     for sid in net.subnet_ids:
         s = conn.network.get_subnet(sid)
-        subs.append(SubnetRec(s.name, s.cidr, s.ip_version, s.gateway_ip, bool(s.is_dhcp_enabled),
-                              tuple((p["start"], p["end"]) for p in s.allocation_pools or []),
-                              tuple(s.dns_nameservers or [])))
+        subs.append(
+            SubnetRec(
+                s.name,
+                s.cidr,
+                s.ip_version,
+                s.gateway_ip,
+                bool(s.is_dhcp_enabled),
+                tuple((p["start"], p["end"]) for p in s.allocation_pools or []),
+                tuple(s.dns_nameservers or []),
+            )
+        )
     subs.sort(key=lambda s: s.name)
-    return NetworkRec(net.name, tuple(subs), net.mtu, bool(net.is_router_external),
-                      bool(net.is_shared), net.id)
+    return NetworkRec(
+        net.name, tuple(subs), net.mtu, bool(net.is_router_external), bool(net.is_shared), net.id
+    )
 
 
 def _routers(conn: Connection, subnet_ids: set[str]) -> list[RouterRec]:
@@ -130,12 +186,30 @@ def _secgroup(conn: Connection, g: Any) -> SecurityGroupRec:
         remote = r.get("remote_group_id")
         if remote and remote not in names:
             names[remote] = conn.network.get_security_group(remote).name
-        rules.append(RuleRec(r["direction"], r["ethertype"], r.get("protocol"),
-                             r.get("port_range_min"), r.get("port_range_max"),
-                             r.get("remote_ip_prefix"), names.get(remote) if remote else None))
-    rules.sort(key=lambda x: tuple(str(v) for v in (x.direction, x.ethertype, x.protocol,
-                                                     x.port_range_min, x.remote_ip_prefix,
-                                                     x.remote_group)))
+        rules.append(
+            RuleRec(
+                r["direction"],
+                r["ethertype"],
+                r.get("protocol"),
+                r.get("port_range_min"),
+                r.get("port_range_max"),
+                r.get("remote_ip_prefix"),
+                names.get(remote) if remote else None,
+            )
+        )
+    rules.sort(
+        key=lambda x: tuple(
+            str(v)
+            for v in (
+                x.direction,
+                x.ethertype,
+                x.protocol,
+                x.port_range_min,
+                x.remote_ip_prefix,
+                x.remote_group,
+            )
+        )
+    )
     return SecurityGroupRec(g.name, g.description or "", tuple(rules))
 
 

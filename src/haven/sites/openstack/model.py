@@ -158,31 +158,53 @@ class AppInventory:
     def from_dict(cls, d: dict[str, Any]) -> AppInventory:
         def subnets(items: list[dict[str, Any]]) -> tuple[SubnetRec, ...]:
             return tuple(
-                SubnetRec(**{**s, "allocation_pools": tuple(tuple(p) for p in s["allocation_pools"]),
-                             "dns_nameservers": tuple(s["dns_nameservers"])})
+                SubnetRec(
+                    **{
+                        **s,
+                        "allocation_pools": tuple(tuple(p) for p in s["allocation_pools"]),
+                        "dns_nameservers": tuple(s["dns_nameservers"]),
+                    }
+                )
                 for s in items
             )
 
         return cls(
             site=d["site"],
             servers=tuple(
-                ServerRec(**{**s, "nics": tuple(NicRec(**{**n, "fixed_ips": tuple(n["fixed_ips"])})
-                                               for n in s["nics"]),
-                             "security_groups": tuple(s["security_groups"]),
-                             "volumes": tuple(VolumeRec(**v) for v in s["volumes"]),
-                             "floating_ips": tuple(s["floating_ips"])})
+                ServerRec(
+                    **{
+                        **s,
+                        "nics": tuple(
+                            NicRec(**{**n, "fixed_ips": tuple(n["fixed_ips"])}) for n in s["nics"]
+                        ),
+                        "security_groups": tuple(s["security_groups"]),
+                        "volumes": tuple(VolumeRec(**v) for v in s["volumes"]),
+                        "floating_ips": tuple(s["floating_ips"]),
+                    }
+                )
                 for s in d["servers"]
             ),
             flavors=tuple(FlavorRec(**f) for f in d["flavors"]),
             keypairs=tuple(KeypairRec(**k) for k in d["keypairs"]),
             images=tuple(ImageRec(**i) for i in d["images"]),
             volume_types=tuple(d["volume_types"]),
-            networks=tuple(NetworkRec(**{**n, "subnets": subnets(n["subnets"])}) for n in d["networks"]),
-            routers=tuple(RouterRec(**{**r, "interface_subnets": tuple(r["interface_subnets"]),
-                                       "routes": tuple(tuple(x) for x in r["routes"])})
-                          for r in d["routers"]),
+            networks=tuple(
+                NetworkRec(**{**n, "subnets": subnets(n["subnets"])}) for n in d["networks"]
+            ),
+            routers=tuple(
+                RouterRec(
+                    **{
+                        **r,
+                        "interface_subnets": tuple(r["interface_subnets"]),
+                        "routes": tuple(tuple(x) for x in r["routes"]),
+                    }
+                )
+                for r in d["routers"]
+            ),
             security_groups=tuple(
-                SecurityGroupRec(s["name"], s["description"], tuple(RuleRec(**r) for r in s["rules"]))
+                SecurityGroupRec(
+                    s["name"], s["description"], tuple(RuleRec(**r) for r in s["rules"])
+                )
                 for s in d["security_groups"]
             ),
             floating_ips=tuple(tuple(f) for f in d["floating_ips"]),  # type: ignore[misc]

@@ -31,9 +31,16 @@ class ProtectedPoint:
     duration_s: float
 
 
-def protect(conn: Connection, site: str, server_ids: Sequence[str], point_id: str,
-            group_name: str, previous: ProtectedPoint | None = None,
-            prefer_group: bool = True, keep_snapshots: bool = False) -> ProtectedPoint:
+def protect(
+    conn: Connection,
+    site: str,
+    server_ids: Sequence[str],
+    point_id: str,
+    group_name: str,
+    previous: ProtectedPoint | None = None,
+    prefer_group: bool = True,
+    keep_snapshots: bool = False,
+) -> ProtectedPoint:
     """Take a point. The snapshots are deleted once their backups exist (``keep_snapshots``
     False): the backups carry the data and the incremental chain, and on NFS-like drivers a
     snapshot left in place turns the next snapshot into a qcow2 layer with a backing file,
@@ -60,8 +67,13 @@ class RecoveryResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def recover(conn: Connection, point: ProtectedPoint, stages: Sequence[Sequence[str]],
-            mapping: recovery.Mapping | None = None, drill: str | None = None) -> RecoveryResult:
+def recover(
+    conn: Connection,
+    point: ProtectedPoint,
+    stages: Sequence[Sequence[str]],
+    mapping: recovery.Mapping | None = None,
+    drill: str | None = None,
+) -> RecoveryResult:
     """Bring the point's servers up at ``conn``'s region. ``drill`` names a test bubble:
     the servers then run only on the bubble's isolated networks."""
     t0 = time.monotonic()
@@ -87,8 +99,12 @@ def recover(conn: Connection, point: ProtectedPoint, stages: Sequence[Sequence[s
             for v in srv.volumes:
                 vb = point.backups[v.source_id]
                 backups.import_chain(conn, vb.chain)
-                vid = backups.restore(conn, vb.backup_id, f"{mapping.server_prefix}{v.name}",
-                                      v.bootable or v.boot_index == 0)
+                vid = backups.restore(
+                    conn,
+                    vb.backup_id,
+                    f"{mapping.server_prefix}{v.name}",
+                    v.bootable or v.boot_index == 0,
+                )
                 ledger.add("volume", vid)
                 volumes[(srv.name, v.name)] = vid
         timings["volumes"] = time.monotonic() - t0

@@ -7,6 +7,7 @@ existing resource of the mapped name is used, never modified.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
@@ -88,8 +89,9 @@ def preflight(conn: Connection, inv: AppInventory, mapping: Mapping) -> list[Mis
     return out
 
 
-def ensure_infrastructure(conn: Connection, inv: AppInventory, mapping: Mapping,
-                          ledger: Ledger) -> None:
+def ensure_infrastructure(
+    conn: Connection, inv: AppInventory, mapping: Mapping, ledger: Ledger
+) -> None:
     missing = preflight(conn, inv, mapping)
     blocked = [f"{m.kind} {m.name}" for m in missing if not m.creatable]
     if blocked or (missing and not mapping.create_missing):
@@ -101,8 +103,14 @@ def ensure_infrastructure(conn: Connection, inv: AppInventory, mapping: Mapping,
     for f in inv.flavors:
         name = mapping.flavors.get(f.name, f.name)
         if ("flavor", name) in want:
-            fl = conn.compute.create_flavor(name=name, vcpus=f.vcpus, ram=f.ram_mib, disk=f.disk_gib,
-                                            ephemeral=f.ephemeral_gib, swap=f.swap_mib or 0)
+            fl = conn.compute.create_flavor(
+                name=name,
+                vcpus=f.vcpus,
+                ram=f.ram_mib,
+                disk=f.disk_gib,
+                ephemeral=f.ephemeral_gib,
+                swap=f.swap_mib or 0,
+            )
             if f.extra_specs:
                 conn.compute.create_flavor_extra_specs(fl, f.extra_specs)
             ledger.add("flavor", fl.id)
@@ -116,20 +124,34 @@ def ensure_infrastructure(conn: Connection, inv: AppInventory, mapping: Mapping,
             create_network(conn, n, mapping.net(n.name), ledger)
     for r in inv.routers:
         if ("router", r.name) in want:
-            create_router(conn, r.name, [mapping.net(s) for s in r.interface_subnets],
-                          mapping.net(r.external_network) if r.external_network else None, ledger,
-                          inv.networks, mapping)
+            create_router(
+                conn,
+                r.name,
+                [mapping.net(s) for s in r.interface_subnets],
+                mapping.net(r.external_network) if r.external_network else None,
+                ledger,
+                inv.networks,
+                mapping,
+            )
     _ensure_security_groups(conn, inv, mapping, ledger, want)
 
 
 def create_network(conn: Connection, n: NetworkRec, name: str, ledger: Ledger) -> Any:
-    net = conn.network.create_network(name=name, mtu=n.mtu) if n.mtu else \
-        conn.network.create_network(name=name)
+    net = (
+        conn.network.create_network(name=name, mtu=n.mtu)
+        if n.mtu
+        else conn.network.create_network(name=name)
+    )
     ledger.add("network", net.id)
     for s in n.subnets:
-        kw: dict[str, Any] = {"network_id": net.id, "name": s.name, "cidr": s.cidr,
-                              "ip_version": s.ip_version, "gateway_ip": s.gateway_ip,
-                              "is_dhcp_enabled": s.enable_dhcp}
+        kw: dict[str, Any] = {
+            "network_id": net.id,
+            "name": s.name,
+            "cidr": s.cidr,
+            "ip_version": s.ip_version,
+            "gateway_ip": s.gateway_ip,
+            "is_dhcp_enabled": s.enable_dhcp,
+        }
         if s.allocation_pools:
             kw["allocation_pools"] = [{"start": a, "end": b} for a, b in s.allocation_pools]
         if s.dns_nameservers:
@@ -138,9 +160,16 @@ def create_network(conn: Connection, n: NetworkRec, name: str, ledger: Ledger) -
     return net
 
 
-def create_router(conn: Connection, name: str, subnet_names: Sequence[str], external: str | None,
-                  ledger: Ledger, networks: Sequence[NetworkRec] = (),
-                  mapping: Mapping | None = None, subnet_ids: Sequence[str] = ()) -> Any:
+def create_router(
+    conn: Connection,
+    name: str,
+    subnet_names: Sequence[str],
+    external: str | None,
+    ledger: Ledger,
+    networks: Sequence[NetworkRec] = (),
+    mapping: Mapping | None = None,
+    subnet_ids: Sequence[str] = (),
+) -> Any:
     kw: dict[str, Any] = {"name": name}
     if external:
         ext = conn.network.find_network(external)
@@ -160,13 +189,19 @@ def create_router(conn: Connection, name: str, subnet_names: Sequence[str], exte
     return router
 
 
-def _ensure_security_groups(conn: Connection, inv: AppInventory, mapping: Mapping, ledger: Ledger,
-                            want: set[tuple[str, str]]) -> None:
+def _ensure_security_groups(
+    conn: Connection,
+    inv: AppInventory,
+    mapping: Mapping,
+    ledger: Ledger,
+    want: set[tuple[str, str]],
+) -> None:
     created = {}
     for g in inv.security_groups:
         if ("security_group", g.name) in want:
-            sg = conn.network.create_security_group(name=mapping.security_groups.get(g.name, g.name),
-                                                    description=g.description)
+            sg = conn.network.create_security_group(
+                name=mapping.security_groups.get(g.name, g.name), description=g.description
+            )
             ledger.add("security_group", sg.id)
             for r in sg.security_group_rules:  # drop defaults: rules are copied as captured
                 conn.network.delete_security_group_rule(r["id"], ignore_missing=True)
@@ -176,19 +211,22 @@ def _ensure_security_groups(conn: Connection, inv: AppInventory, mapping: Mappin
         if sg is None:
             continue
         for r in g.rules:
-            kw: dict[str, Any] = {"security_group_id": sg.id, "direction": r.direction,
-                                  "ether_type": r.ethertype, "protocol": r.protocol,
-                                  "port_range_min": r.port_range_min,
-                                  "port_range_max": r.port_range_max,
-                                  "remote_ip_prefix": r.remote_ip_prefix}
+            kw: dict[str, Any] = {
+                "security_group_id": sg.id,
+                "direction": r.direction,
+                "ether_type": r.ethertype,
+                "protocol": r.protocol,
+                "port_range_min": r.port_range_min,
+                "port_range_max": r.port_range_max,
+                "remote_ip_prefix": r.remote_ip_prefix,
+            }
             if r.remote_group:
                 remote = created.get(r.remote_group) or conn.network.find_security_group(
-                    mapping.security_groups.get(r.remote_group, r.remote_group))
+                    mapping.security_groups.get(r.remote_group, r.remote_group)
+                )
                 kw["remote_group_id"] = remote.id if remote else None
-            try:
+            with contextlib.suppress(osexc.ConflictException):
                 conn.network.create_security_group_rule(**kw)
-            except osexc.ConflictException:
-                pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +241,14 @@ class BootedServer:
 
 
 def boot_servers(
-    conn: Connection, inv: AppInventory, stages: Sequence[Sequence[str]],
-    volumes: dict[tuple[str, str], str], mapping: Mapping, ledger: Ledger,
-    gate: Callable[[Any], bool] | None = None, timeout: float = 600,
+    conn: Connection,
+    inv: AppInventory,
+    stages: Sequence[Sequence[str]],
+    volumes: dict[tuple[str, str], str],
+    mapping: Mapping,
+    ledger: Ledger,
+    gate: Callable[[Any], bool] | None = None,
+    timeout: float = 600,
 ) -> list[BootedServer]:
     """Boot servers from their restored volumes, stage by stage.
 
@@ -221,43 +264,71 @@ def boot_servers(
             srv = _create_server(conn, rec, volumes, mapping, ledger)
             pending.append((rec, srv, t))
         for rec, srv, t in pending:
-            srv = wait_status(f"server {srv.name}", lambda srv=srv: conn.compute.get_server(srv.id),
-                              {"ACTIVE"}, timeout=timeout)
+            srv = wait_status(
+                f"server {srv.name}",
+                lambda srv=srv: conn.compute.get_server(srv.id),
+                {"ACTIVE"},
+                timeout=timeout,
+            )
             if gate is not None and not gate(srv):
                 raise OpenStackSiteError(f"server {srv.name} did not pass its readiness gate")
-            ips = tuple(p["ip_address"] for port in conn.network.ports(device_id=srv.id)
-                        for p in port.fixed_ips)
+            ips = tuple(
+                p["ip_address"]
+                for port in conn.network.ports(device_id=srv.id)
+                for p in port.fixed_ips
+            )
             out.append(BootedServer(srv.name, srv.id, rec.name, i, t, time.time(), ips))
     return out
 
 
-def _create_server(conn: Connection, rec: ServerRec, volumes: dict[tuple[str, str], str],
-                   mapping: Mapping, ledger: Ledger) -> Any:
-    flavor = conn.compute.find_flavor(mapping.flavors.get(rec.flavor, rec.flavor),
-                                      ignore_missing=False)
+def _create_server(
+    conn: Connection,
+    rec: ServerRec,
+    volumes: dict[tuple[str, str], str],
+    mapping: Mapping,
+    ledger: Ledger,
+) -> Any:
+    flavor = conn.compute.find_flavor(
+        mapping.flavors.get(rec.flavor, rec.flavor), ignore_missing=False
+    )
     bdm = []
     for v in rec.volumes:
-        bdm.append({"uuid": volumes[(rec.name, v.name)], "source_type": "volume",
-                    "destination_type": "volume", "delete_on_termination": False,
-                    "boot_index": 0 if v.boot_index == 0 else -1})
+        bdm.append(
+            {
+                "uuid": volumes[(rec.name, v.name)],
+                "source_type": "volume",
+                "destination_type": "volume",
+                "delete_on_termination": False,
+                "boot_index": 0 if v.boot_index == 0 else -1,
+            }
+        )
     bdm.sort(key=lambda b: b["boot_index"] != 0)
     nets = []
     for nic in rec.nics:
         net = conn.network.find_network(mapping.net(nic.network), ignore_missing=False)
-        port_kw: dict[str, Any] = {"network_id": net.id, "name": f"{mapping.server_prefix}{rec.name}"}
+        port_kw: dict[str, Any] = {
+            "network_id": net.id,
+            "name": f"{mapping.server_prefix}{rec.name}",
+        }
         if mapping.keep_fixed_ips and nic.fixed_ips:
             subnet = _subnet_for(conn, net.id, nic.fixed_ips[0])
             if subnet is not None and _ip_free(conn, net.id, nic.fixed_ips[0]):
                 port_kw["fixed_ips"] = [{"subnet_id": subnet.id, "ip_address": nic.fixed_ips[0]}]
-        sgs = [conn.network.find_security_group(mapping.security_groups.get(g, g))
-               for g in rec.security_groups]
+        sgs = [
+            conn.network.find_security_group(mapping.security_groups.get(g, g))
+            for g in rec.security_groups
+        ]
         port_kw["security_group_ids"] = [g.id for g in sgs if g is not None]
         port = conn.network.create_port(**port_kw)
         ledger.add("port", port.id)
         nets.append({"port": port.id})
-    kw: dict[str, Any] = {"name": f"{mapping.server_prefix}{rec.name}", "flavor_id": flavor.id,
-                          "networks": nets or "none", "block_device_mapping": bdm,
-                          "metadata": {**rec.metadata, "haven:source": rec.source_id}}
+    kw: dict[str, Any] = {
+        "name": f"{mapping.server_prefix}{rec.name}",
+        "flavor_id": flavor.id,
+        "networks": nets or "none",
+        "block_device_mapping": bdm,
+        "metadata": {**rec.metadata, "haven:source": rec.source_id},
+    }
     if rec.key_name:
         kw["key_name"] = mapping.keypairs.get(rec.key_name, rec.key_name)
     srv = conn.compute.create_server(**kw)
@@ -291,18 +362,21 @@ def cleanup(conn: Connection, ledger: Ledger, timeout: float = 600) -> None:
         if kind == "volume":
             v = bs.find_volume(rid)
             if v is not None:
-                wait_status(f"volume {rid}", lambda rid=rid: bs.get_volume(rid),
-                            {"available", "error"}, frozenset(), timeout=timeout)
+                wait_status(
+                    f"volume {rid}",
+                    lambda rid=rid: bs.get_volume(rid),
+                    {"available", "error"},
+                    frozenset(),
+                    timeout=timeout,
+                )
                 bs.delete_volume(rid, ignore_missing=True)
                 bs.wait_for_delete(v, wait=timeout)
         elif kind == "port":
             net.delete_port(rid, ignore_missing=True)
         elif kind == "router_interface":
             router_id, subnet_id = rid.split(":")
-            try:
+            with contextlib.suppress(osexc.NotFoundException):
                 net.remove_interface_from_router(router_id, subnet_id=subnet_id)
-            except osexc.NotFoundException:
-                pass
         elif kind == "router":
             net.delete_router(rid, ignore_missing=True)
         elif kind == "subnet":
@@ -332,9 +406,14 @@ def bubble(conn: Connection, inv: AppInventory, name: str, ledger: Ledger) -> Ma
         net = conn.network.create_network(name=bn)
         ledger.add("network", net.id)
         for s in n.subnets:
-            sub = conn.network.create_subnet(network_id=net.id, name=f"{name}-{s.name}", cidr=s.cidr,
-                                             ip_version=s.ip_version, gateway_ip=s.gateway_ip,
-                                             is_dhcp_enabled=s.enable_dhcp)
+            sub = conn.network.create_subnet(
+                network_id=net.id,
+                name=f"{name}-{s.name}",
+                cidr=s.cidr,
+                ip_version=s.ip_version,
+                gateway_ip=s.gateway_ip,
+                is_dhcp_enabled=s.enable_dhcp,
+            )
             ledger.add("subnet", sub.id)
             if s.gateway_ip:
                 subnet_ids.append(sub.id)

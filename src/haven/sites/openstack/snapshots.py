@@ -54,8 +54,12 @@ def max_microversion(conn: Connection) -> tuple[int, int]:
 
 
 def snapshot_volumes(
-    conn: Connection, point_id: str, volume_ids: list[str], group_name: str,
-    prefer_group: bool = True, timeout: float = 600,
+    conn: Connection,
+    point_id: str,
+    volume_ids: list[str],
+    group_name: str,
+    prefer_group: bool = True,
+    timeout: float = 600,
 ) -> SnapshotSet:
     """Snapshot ``volume_ids`` together; ``group_name`` names the Cinder group Haven keeps."""
     t0 = time.monotonic()
@@ -63,7 +67,7 @@ def snapshot_volumes(
     if prefer_group:
         try:
             return _group_snapshot(conn, point_id, volume_ids, group_name, timeout, t0)
-        except Exception as exc:  # noqa: BLE001 - any failure: fall back, record why
+        except Exception as exc:
             reason = f"group snapshot unavailable: {exc}"
     return _per_volume(conn, point_id, volume_ids, reason, timeout, t0)
 
@@ -72,8 +76,14 @@ class _NoGroup(Exception):
     pass
 
 
-def _group_snapshot(conn: Connection, point_id: str, volume_ids: list[str], group_name: str,
-                    timeout: float, t0: float) -> SnapshotSet:
+def _group_snapshot(
+    conn: Connection,
+    point_id: str,
+    volume_ids: list[str],
+    group_name: str,
+    timeout: float,
+    t0: float,
+) -> SnapshotSet:
     if max_microversion(conn) < MIN_GROUP_MICROVERSION:
         raise _NoGroup("Cinder API below 3.14")
     bs = conn.block_storage
@@ -81,18 +91,26 @@ def _group_snapshot(conn: Connection, point_id: str, volume_ids: list[str], grou
     group = _ensure_group(conn, group_name, vols, timeout)
     taken_at = time.time()
     gs = bs.create_group_snapshot(group_id=group.id, name=f"haven-{point_id}")
-    gs = wait_status(f"group snapshot {gs.id}", lambda: bs.get_group_snapshot(gs.id),
-                     {"available"}, timeout=timeout)
+    gs = wait_status(
+        f"group snapshot {gs.id}",
+        lambda: bs.get_group_snapshot(gs.id),
+        {"available"},
+        timeout=timeout,
+    )
     snaps = []
-    by_volume = {s.volume_id: s for s in bs.snapshots(details=True, all_projects=False)
-                 if getattr(s, "group_snapshot_id", None) == gs.id}
+    by_volume = {
+        s.volume_id: s
+        for s in bs.snapshots(details=True, all_projects=False)
+        if getattr(s, "group_snapshot_id", None) == gs.id
+    }
     for v in vols:
         s = by_volume.get(v.id)
         if s is None:
             raise OpenStackSiteError(f"group snapshot {gs.id} has no snapshot of volume {v.id}")
         snaps.append(VolumeSnap(v.id, v.name or v.id, s.id, v.size))
-    return SnapshotSet(point_id, "group", tuple(snaps), group.id, gs.id, None, taken_at,
-                       time.monotonic() - t0)
+    return SnapshotSet(
+        point_id, "group", tuple(snaps), group.id, gs.id, None, taken_at, time.monotonic() - t0
+    )
 
 
 def _ensure_group(conn: Connection, name: str, vols: list, timeout: float):  # type: ignore[no-untyped-def]
@@ -104,10 +122,15 @@ def _ensure_group(conn: Connection, name: str, vols: list, timeout: float):  # t
     type_ids = [t.id for t in bs.types() if t.name in types]
     group = next((g for g in bs.groups(details=True) if g.name == name), None)
     if group is None:
-        group = bs.create_group(name=name, group_type=gtype.id, volume_types=type_ids,
-                                description="Haven protection group")
-        group = wait_status(f"group {name}", lambda: bs.get_group(group.id), {"available"},
-                            timeout=timeout)
+        group = bs.create_group(
+            name=name,
+            group_type=gtype.id,
+            volume_types=type_ids,
+            description="Haven protection group",
+        )
+        group = wait_status(
+            f"group {name}", lambda: bs.get_group(group.id), {"available"}, timeout=timeout
+        )
     members = {v.id for v in vols if getattr(v, "group_id", None) == group.id}
     missing = [v.id for v in vols if v.id not in members]
     others = [v.id for v in vols if getattr(v, "group_id", None) not in (None, group.id)]
@@ -119,8 +142,9 @@ def _ensure_group(conn: Connection, name: str, vols: list, timeout: float):  # t
     return group
 
 
-def _per_volume(conn: Connection, point_id: str, volume_ids: list[str], reason: str,
-                timeout: float, t0: float) -> SnapshotSet:
+def _per_volume(
+    conn: Connection, point_id: str, volume_ids: list[str], reason: str, timeout: float, t0: float
+) -> SnapshotSet:
     bs = conn.block_storage
     taken_at = time.time()
     created = []
@@ -130,11 +154,13 @@ def _per_volume(conn: Connection, point_id: str, volume_ids: list[str], reason: 
         created.append((v, s))
     snaps = []
     for v, s in created:
-        wait_status(f"snapshot {s.id}", lambda s=s: bs.get_snapshot(s.id), {"available"},
-                    timeout=timeout)
+        wait_status(
+            f"snapshot {s.id}", lambda s=s: bs.get_snapshot(s.id), {"available"}, timeout=timeout
+        )
         snaps.append(VolumeSnap(v.id, v.name or v.id, s.id, v.size))
-    return SnapshotSet(point_id, "per-volume", tuple(snaps), None, None, reason, taken_at,
-                       time.monotonic() - t0)
+    return SnapshotSet(
+        point_id, "per-volume", tuple(snaps), None, None, reason, taken_at, time.monotonic() - t0
+    )
 
 
 def delete_snapshot_set(conn: Connection, snapset: SnapshotSet, timeout: float = 600) -> None:

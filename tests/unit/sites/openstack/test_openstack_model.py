@@ -25,19 +25,49 @@ def _inventory() -> AppInventory:
     boot = VolumeRec("db-boot", 1, True, "__DEFAULT__", "/dev/sda", 0, "v1", {"k": "v"})
     data = VolumeRec("db-data", 2, False, "__DEFAULT__", "/dev/sdb", None, "v2")
     nic = NicRec("app-net", ("10.0.0.5",), "fa:16:3e:00:00:01", "app-subnet", "")
-    db = ServerRec("db", "small", "key", (nic,), ("web",), (boot, data), None, "nova",
-                   {"role": "db"}, ("203.0.113.9",), "s1")
-    subnet = SubnetRec("app-subnet", "10.0.0.0/24", 4, "10.0.0.1", True,
-                       (("10.0.0.2", "10.0.0.254"),), ("192.0.2.53",))
+    db = ServerRec(
+        "db",
+        "small",
+        "key",
+        (nic,),
+        ("web",),
+        (boot, data),
+        None,
+        "nova",
+        {"role": "db"},
+        ("203.0.113.9",),
+        "s1",
+    )
+    subnet = SubnetRec(
+        "app-subnet",
+        "10.0.0.0/24",
+        4,
+        "10.0.0.1",
+        True,
+        (("10.0.0.2", "10.0.0.254"),),
+        ("192.0.2.53",),
+    )
     return AppInventory(
-        site="lab/RegionOne", servers=(db,), flavors=(FlavorRec("small", 1, 128, 0),),
-        keypairs=(KeypairRec("key", "ssh-ed25519 AAAA test"),), images=(),
-        volume_types=("__DEFAULT__",), networks=(NetworkRec("app-net", (subnet,), 1450),),
+        site="lab/RegionOne",
+        servers=(db,),
+        flavors=(FlavorRec("small", 1, 128, 0),),
+        keypairs=(KeypairRec("key", "ssh-ed25519 AAAA test"),),
+        images=(),
+        volume_types=("__DEFAULT__",),
+        networks=(NetworkRec("app-net", (subnet,), 1450),),
         routers=(RouterRec("r", "public", ("app-subnet",), (("0.0.0.0/0", "10.0.0.254"),)),),
-        security_groups=(SecurityGroupRec("web", "", (
-            RuleRec("ingress", "IPv4", "tcp", 80, 80, "0.0.0.0/0", None),
-            RuleRec("ingress", "IPv4", None, None, None, None, "web"))),),
-        floating_ips=(("203.0.113.9", "db", "10.0.0.5"),), project="admin",
+        security_groups=(
+            SecurityGroupRec(
+                "web",
+                "",
+                (
+                    RuleRec("ingress", "IPv4", "tcp", 80, 80, "0.0.0.0/0", None),
+                    RuleRec("ingress", "IPv4", None, None, None, None, "web"),
+                ),
+            ),
+        ),
+        floating_ips=(("203.0.113.9", "db", "10.0.0.5"),),
+        project="admin",
         role_assignments=(("admin", "admin"),),
     )
 
