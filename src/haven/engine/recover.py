@@ -182,8 +182,9 @@ def run_checks(ctx: RecoverContext, servers: dict[str, str]) -> CheckReport:
     return CheckReport(tuple(passed), tuple(failed))
 
 
-def stop_servers(site: str, server_ids: dict[str, str], order: list[str]) -> Note:
-    """Stop (never delete) servers, in ``order``; already stopped ones are skipped.
+def stop_servers(site: str, server_ids: dict[str, str], waves: list[list[str]]) -> Note:
+    """Stop (never delete) servers wave by wave (callers pass the boot waves reversed);
+    the servers of one wave stop in parallel. Already stopped ones are skipped.
 
     Each guest is asked to ``sync`` first, then to shut down; a guest still running after
     STOP_DEADLINE_S (its agent or ACPI handler hung) is powered off, which after the sync
@@ -192,19 +193,27 @@ def stop_servers(site: str, server_ids: dict[str, str], order: list[str]) -> Not
     """
     drv = resolve.driver(site)
     done: list[str] = []
-    for name in order:
-        sid = server_ids.get(name)
-        if sid is None or drv.get_server(sid).state is not PowerState.RUNNING:
-            continue
-        with contextlib.suppress(HavenError):
-            drv.guest_exec(sid, ["sync"], timeout_s=10)
-        stopper = threading.Thread(target=_stop_quietly, args=(drv, sid), daemon=True)
-        stopper.start()
-        stopper.join(STOP_DEADLINE_S)
-        forced = drv.get_server(sid).state is PowerState.RUNNING
-        if forced:
-            drv.destroy_server(sid)
-        done.append(f"{name}{' (forced after sync)' if forced else ''}")
+    for wave in waves:
+        running = [
+            (n, server_ids[n])
+            for n in wave
+            if n in server_ids and drv.get_server(server_ids[n]).state is PowerState.RUNNING
+        ]
+        stoppers = []
+        for _name, sid in running:
+            with contextlib.suppress(HavenError):
+                drv.guest_exec(sid, ["sync"], timeout_s=10)
+            t = threading.Thread(target=_stop_quietly, args=(drv, sid), daemon=True)
+            t.start()
+            stoppers.append(t)
+        deadline = time.monotonic() + STOP_DEADLINE_S
+        for t in stoppers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        for name, sid in running:
+            forced = drv.get_server(sid).state is PowerState.RUNNING
+            if forced:
+                drv.destroy_server(sid)
+            done.append(f"{name}{' (forced after sync)' if forced else ''}")
     return Note(f"stopped at {site}: {', '.join(done) or 'nothing (already stopped)'}")
 
 

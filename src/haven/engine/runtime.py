@@ -83,6 +83,11 @@ def shutdown() -> None:
             return
         DBOS.destroy(destroy_registry=False)
         _launched = None
+        # DBOS binds its log handler to the stderr of the moment; a later launch in the same
+        # process (tests, a CLI runner) must not flush into a stream that was closed since
+        log = logging.getLogger("dbos")
+        for handler in list(log.handlers):
+            log.removeHandler(handler)
 
 
 def launched() -> bool:

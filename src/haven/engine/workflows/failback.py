@@ -76,8 +76,8 @@ def _switch(op_id: str, group: str) -> Note:
     return Note("group failing back")
 
 
-def _order(plan: RecoveryPlan) -> list[str]:
-    return [s for wave in reversed(boot_waves(plan)) for stg in wave for s in stg.servers]
+def _order(plan: RecoveryPlan) -> list[list[str]]:
+    return [[s for stg in wave for s in stg.servers] for wave in reversed(boot_waves(plan))]
 
 
 @engine_step("failback.stop-recovered")

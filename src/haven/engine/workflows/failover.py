@@ -64,8 +64,8 @@ def _stop_source(op_id: str, st: Start) -> Note:
     # the final point's operation is recorded now, so that its step log has a parent row
     ops.create_operation(f"{op_id}-final", OperationKind.PROTECT, st.group, {"parent": op_id})
     where = resolve.placement(resolve.group(st.group))
-    order = [s for wave in reversed(boot_waves(st.plan)) for stg in wave for s in stg.servers]
-    return recover.stop_servers(where.active_site, where.servers, order)
+    waves = [[s for stg in wave for s in stg.servers] for wave in reversed(boot_waves(st.plan))]
+    return recover.stop_servers(where.active_site, where.servers, waves)
 
 
 @engine_step("failover.prepare")
