@@ -6,7 +6,9 @@
 # Idempotent: a marker file records a finished install.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-STATE="${HAVEN_OS_STATE:-$HERE/../.state/openstack}"
+if [ -n "${HAVEN_OS_STATE:-}" ]; then STATE="$HAVEN_OS_STATE"
+elif [ -n "${HAVEN_LAB_STATE:-}" ]; then STATE="$HAVEN_LAB_STATE/openstack"
+else STATE="$HERE/../.state/openstack"; fi
 ROOT="$STATE/root"
 MARK="$ROOT/.installed-v1"
 [ -f "$MARK" ] && exit 0

@@ -33,7 +33,12 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STATE = Path(os.environ.get("HAVEN_OS_STATE", HERE.parent / ".state" / "openstack")).resolve()
+# HAVEN_OS_STATE, else $HAVEN_LAB_STATE/openstack (scripts/dev.sh, CI), else lab/.state/openstack
+STATE = Path(
+    os.environ.get("HAVEN_OS_STATE")
+    or (Path(os.environ["HAVEN_LAB_STATE"]) / "openstack" if os.environ.get("HAVEN_LAB_STATE") else None)
+    or HERE.parent / ".state" / "openstack"
+).resolve()
 ROOT = STATE / "root"  # unpacked service packages
 ETC = STATE / "etc"
 RUN = STATE / "run"
@@ -522,7 +527,14 @@ def cinder_share(r: str) -> None:
             f.truncate(40 * 1024**3)
         run(["mkfs.ext4", "-q", "-F", "-m", "0", str(img)])
     if not is_mounted(mnt):
-        run(["mount", "-o", "loop", str(img), str(mnt)])
+        # A loop device still attached to the image (its mount kept alive by another mount
+        # namespace, e.g. libvirtd's, after our umount) must be reused: a second loop
+        # device over the same file would be a second writer and corrupt the file system.
+        held = run(["losetup", "-j", str(img)], check=False).stdout.split(":", 1)[0].strip()
+        if held:
+            run(["mount", held, str(mnt)])
+        else:
+            run(["mount", "-o", "loop", str(img), str(mnt)])
         (RUN / f"{r}-share.mount").write_text(str(mnt))
         log(f"mounted {r} share at {mnt}")
     (ETC / r / "cinder").mkdir(parents=True, exist_ok=True)
@@ -727,6 +739,8 @@ def clouds_yaml() -> Path:
     p = STATE / "clouds.yaml"
     # JSON is YAML; no PyYAML needed under Debian's python
     p.write_text(json.dumps({"clouds": clouds, "haven_lab": lab}, indent=2) + "\n")
+    # sourced by scripts/dev.sh after up: tells the tests where the lab is
+    (STATE / "env").write_text(f"export HAVEN_OS_CLOUDS={p}\n")
     return p
 
 

@@ -40,7 +40,11 @@ class Lab:
 
 
 def open_lab() -> Lab:
-    path = os.environ.get("HAVEN_OS_CLOUDS", str(DEFAULT_CLOUDS))
+    path = os.environ.get("HAVEN_OS_CLOUDS") or str(
+        Path(os.environ["HAVEN_LAB_STATE"]) / "openstack" / "clouds.yaml"
+        if os.environ.get("HAVEN_LAB_STATE")
+        else DEFAULT_CLOUDS
+    )
     if not os.path.exists(path):
         lab_unavailable(f"OpenStack lab not up: {path} missing (run lab/openstack/up.sh)")
     data = json.loads(Path(path).read_text())
