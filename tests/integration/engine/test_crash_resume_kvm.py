@@ -48,10 +48,7 @@ plans:
 """
 
 
-@pytest.mark.parametrize("step", ["recover.boot:wave-2:it-crash-web"])
-def test_failover_on_libvirt_survives_kill(
-    lab_env: kvmlab.LabEnv, engine_home: Path, step: str
-) -> None:
+def _setup(lab_env: kvmlab.LabEnv, engine_home: Path) -> Catalog:
     engine_home.mkdir(parents=True)
     (engine_home / "repo.key").write_text(encode_key_file(new_master_key()))
     spec = engine_home / "spec.yaml"
@@ -63,22 +60,59 @@ def test_failover_on_libvirt_survives_kill(
     for drv in (a, b):
         kvmlab.remove_guests(drv, "it-crash-")
         kvmlab.remove_guests(drv, "crash-it-crash-")
+    kvmlab.boot_guests(a, lab_env, NAMES)
+    return cat
+
+
+def _kill_and_resume(args: list[str], step: str, cat: Catalog, kind: OperationKind) -> None:
+    runtime.shutdown()
+    connect.forget_all()
+    env = {**os.environ, "HAVEN_FAULT_KILL_AT": step}
+    proc = subprocess.run([HAVEN, *args, "--json"], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    pending = [o for o in cat.operations() if o.kind is kind]
+    env.pop("HAVEN_FAULT_KILL_AT")
+    res = subprocess.run([HAVEN, "operations", "resume", pending[0].id, "--json"],
+                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["state"] == "succeeded"
+
+
+def _cleanup() -> None:
+    for drv in (resolve.driver("site-a"), resolve.driver("site-b")):
+        kvmlab.remove_guests(drv, "it-crash-")
+        kvmlab.remove_guests(drv, "crash-it-crash-")
+
+
+@pytest.mark.parametrize("step", ["protect.snapshot", "protect.commit"])
+def test_protect_on_libvirt_survives_kill(
+    lab_env: kvmlab.LabEnv, engine_home: Path, step: str
+) -> None:
+    """Steps where no backup job is open (a job left open by a dead process is not
+    recoverable by the libvirt driver yet; see the engine README notes)."""
+    cat = _setup(lab_env, engine_home)
     try:
-        kvmlab.boot_guests(a, lab_env, NAMES)
+        _kill_and_resume(["protect", "crash"], step, cat, OperationKind.PROTECT)
+        points = [p for p in cat.points("crash") if p.state.value == "committed"]
+        assert len(points) == 1 and len(points[0].volumes) == len(NAMES)
+        # and the next point still works (increments from it)
+        connect.forget_all()
         op = service.run(OperationKind.PROTECT, "crash", protect_workflow, "crash")
         assert op.state is OperationState.SUCCEEDED, op.error
-        runtime.shutdown()
-        connect.forget_all()
-        env = {**os.environ, "HAVEN_FAULT_KILL_AT": step}
-        proc = subprocess.run([HAVEN, "failover", "crash", "--json"], env=env,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
-        assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-        pending = [o for o in cat.operations("crash") if o.kind is OperationKind.FAILOVER]
-        env.pop("HAVEN_FAULT_KILL_AT")
-        res = subprocess.run([HAVEN, "operations", "resume", pending[0].id, "--json"],
-                             env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert json.loads(res.stdout)["state"] == "succeeded"
+    finally:
+        _cleanup()
+
+
+@pytest.mark.parametrize("step", ["recover.boot:wave-2:it-crash-web"])
+def test_failover_on_libvirt_survives_kill(
+    lab_env: kvmlab.LabEnv, engine_home: Path, step: str
+) -> None:
+    cat = _setup(lab_env, engine_home)
+    try:
+        op = service.run(OperationKind.PROTECT, "crash", protect_workflow, "crash")
+        assert op.state is OperationState.SUCCEEDED, op.error
+        _kill_and_resume(["failover", "crash"], step, cat, OperationKind.FAILOVER)
         b = resolve.driver("site-b")
         names = sorted(s.name for s in b.list_servers() if s.name.startswith("it-crash-"))
         assert names == sorted(NAMES)  # each server exactly once
@@ -86,6 +120,4 @@ def test_failover_on_libvirt_survives_kill(
         assert len(vols) == len(NAMES)
         assert cat.group_state("crash") is GroupState.FAILED_OVER
     finally:
-        for drv in (resolve.driver("site-a"), resolve.driver("site-b")):
-            kvmlab.remove_guests(drv, "it-crash-")
-            kvmlab.remove_guests(drv, "crash-it-crash-")
+        _cleanup()
