@@ -60,6 +60,8 @@ def serve(
     from haven.engine.workflows.protect import protect_workflow
 
     runtime.launch(f"serve-{socket.gethostname()}")
+    for op in service.orphaned():  # operations whose CLI process was killed on this host
+        service.adopt(op.id)
     running: dict[str, Future[Operation]] = {}
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         while not stop.is_set():

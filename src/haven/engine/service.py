@@ -9,6 +9,8 @@ re-runs the one that was interrupted.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +43,8 @@ def run(
             f"group {group!r} is busy with operation {holder}; wait for it, or if its "
             f"process died resume it: haven operations resume {holder}"
         )
-    ops.create_operation(op_id, kind, group, {**(params or {}), EXECUTOR_PARAM: exe})
+    owner = {EXECUTOR_PARAM: exe, "host": socket.gethostname(), "pid": str(os.getpid())}
+    ops.create_operation(op_id, kind, group, {**(params or {}), **owner})
     runtime.launch(exe)
     with SetWorkflowID(op_id):
         handle = DBOS.start_workflow(workflow, op_id, *args)
@@ -84,3 +87,34 @@ def resume(op_id: str, progress: Progress | None = None) -> Operation:
     runtime.launch(exe)  # DBOS recovers this executor's pending workflows on launch
     handle = DBOS.retrieve_workflow(op_id)
     return _wait(op_id, handle, progress)
+
+
+def orphaned(host: str | None = None) -> list[Operation]:
+    """Unfinished operations started on this host by a process that is gone."""
+    host = host or socket.gethostname()
+    found = []
+    for op in services.catalog().operations(limit=500):
+        if op.state not in (OperationState.PENDING, OperationState.RUNNING):
+            continue
+        if op.params.get("host") != host or "-" in op.id[3:]:  # children follow parents
+            continue
+        pid = int(op.params.get("pid", "0") or 0)
+        if pid and not _alive(pid):
+            found.append(op)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def adopt(op_id: str) -> None:
+    """Have this running engine finish an operation whose process died (DBOS re-enqueues
+    the workflow; completed steps are not run again)."""
+    DBOS.resume_workflow(op_id)

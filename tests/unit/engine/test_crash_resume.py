@@ -156,3 +156,17 @@ def test_failback_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> N
     assert cat.group_state("shop") is GroupState.PROTECTED
     placement = cat.placement("shop")
     assert placement is not None and placement.active_site == "site-a"
+
+
+def test_serve_adopts_an_operation_whose_cli_was_killed(
+    env: tuple[Lab, dict[str, str]],
+) -> None:
+    _lab, e = env
+    proc = haven(e, "protect", "shop", "--json", kill_at="protect.backup:app/vda")
+    assert proc.returncode == -signal.SIGKILL
+    serve = haven(e, "serve", "--for", "8", "--json")
+    assert serve.returncode == 0, serve.stderr
+    ops = services.catalog().operations("shop")
+    killed = [o for o in ops if o.params.get("pid") and o.id.count("-") == 1]
+    assert killed[-1].state is OperationState.SUCCEEDED  # finished by serve
+    assert services.catalog().group_state("shop") is GroupState.PROTECTED
