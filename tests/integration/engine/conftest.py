@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import lab_unavailable
 
 from haven.engine import connect, runtime, services
 from haven.engine.demo import kvmlab
+from tests.conftest import lab_unavailable
 
 
 @pytest.fixture

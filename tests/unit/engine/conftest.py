@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.unit.engine.lab import Lab, make_lab
 
 from haven.catalog.store import Catalog
 from haven.engine import connect, runtime, services
 from haven.engine.apply import apply_spec
 from haven.specs import load_spec
+from tests.unit.engine.lab import Lab, make_lab
 
 
 @pytest.fixture

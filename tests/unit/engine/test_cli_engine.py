@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.engine.lab import Lab
 from typer.testing import CliRunner
 
 from haven.cli.main import app
+from tests.unit.engine.lab import Lab
 
 runner = CliRunner()
 

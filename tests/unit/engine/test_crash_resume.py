@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.engine.lab import SERVERS, Lab, disk_bytes, make_lab
 
 from haven.catalog.store import Catalog
 from haven.domain.groups import GroupState
@@ -29,6 +28,7 @@ from haven.engine.apply import apply_spec
 from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
 from haven.specs import load_spec
+from tests.unit.engine.lab import SERVERS, Lab, disk_bytes, make_lab
 
 HAVEN = str(Path(sys.executable).parent / "haven")
 

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from tests.unit.engine.lab import DISK, SERVERS, Lab, disk_bytes
-
 from haven.domain.groups import GroupState
 from haven.domain.inventory import PowerState
 from haven.domain.operations import OperationKind, OperationState
@@ -9,6 +7,7 @@ from haven.engine import lifecycle, service, services, status
 from haven.engine.workflows.failback import failback_workflow
 from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
+from tests.unit.engine.lab import DISK, SERVERS, Lab, disk_bytes
 
 
 def _run(kind: OperationKind, wf: object, *args: object) -> dict[str, str]:

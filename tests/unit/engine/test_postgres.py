@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from tests.conftest import lab_unavailable
-from tests.unit.engine.lab import make_lab
 
 from haven.catalog.store import Catalog
 from haven.domain.operations import OperationKind, OperationState
@@ -19,6 +17,8 @@ from haven.engine import connect, runtime, service, services
 from haven.engine.apply import apply_spec
 from haven.engine.workflows.protect import protect_workflow
 from haven.specs import load_spec
+from tests.conftest import lab_unavailable
+from tests.unit.engine.lab import make_lab
 
 pytestmark = pytest.mark.postgres
 

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from tests.unit.engine.lab import DISK, Lab
-
 from haven.domain.groups import GroupState
 from haven.domain.operations import OperationKind, OperationState, StepState
 from haven.domain.points import Consistency, PointState
 from haven.engine import service, services
 from haven.engine.workflows.protect import protect_workflow
+from tests.unit.engine.lab import DISK, Lab
 
 
 def test_protect_full_then_incremental(lab: Lab) -> None:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from tests.unit.engine.lab import SERVERS, Lab, disk_bytes
-
 from haven.domain.groups import GroupState
 from haven.domain.inventory import PowerState
 from haven.domain.operations import Operation, OperationKind, OperationState
@@ -10,6 +8,7 @@ from haven.engine.workflows.cleanup import cleanup_workflow
 from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
 from haven.engine.workflows.test_failover import drill_workflow
+from tests.unit.engine.lab import SERVERS, Lab, disk_bytes
 
 
 def _ok(op: Operation) -> Operation:
@@ -88,3 +87,12 @@ def test_planned_failover_loses_nothing(lab: Lab) -> None:
     a = lab.site("site-a")
     assert all(s.state is PowerState.SHUTOFF for s in a.list_servers())
     assert len(services.catalog().points("shop")) == 2
+
+
+def test_failover_to_a_chosen_older_point(lab: Lab) -> None:
+    first = _protect().result["point"]
+    lab.site("site-a").write_disk("db", "vda", 0, b"db second version")
+    _protect()
+    op = _ok(service.run(OperationKind.FAILOVER, "shop", failover_workflow, "shop", False, first))
+    assert op.result["point"] == first
+    assert disk_bytes(lab.site("site-b"), "db").startswith(b"db initial data")
