@@ -106,24 +106,42 @@ def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess
 
 # --------------------------------------------------------------------------- processes
 
-def pid_of(name: str) -> int | None:
-    f = RUN / f"{name}.pid"
+def _starttime(pid: int) -> str | None:
     try:
-        pid = int(f.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return None if fields[0] == "Z" else fields[19]  # field 22 of stat: start time
+
+
+def pid_of(name: str) -> int | None:
+    """The daemon's pid if the process recorded in its PID file still runs.
+
+    The file holds "pid starttime": a recycled pid has another start time. (The process's
+    environment cannot be used: setproctitle, as in neutron-server, overwrites it.)
+    """
+    try:
+        pid_s, start = (RUN / f"{name}.pid").read_text().split()
+        pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-        # a zombie or a recycled pid of another program is not ours
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.split(")")[-1].split()[0] == "Z":
-            return None
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-        if f"HAVEN_LAB_PROC={name}".encode() not in environ:
-            return None
-        return pid
-    except (OSError, ProcessLookupError):
-        return None
+    return pid if _starttime(pid) == start else None
+
+
+def ours() -> list[int]:
+    """Processes started by this lab (marked in their environment), daemonised children
+    included (epmd, privsep helpers)."""
+    mark = f"HAVEN_LAB_OS_STATE={STATE}".encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if mark in (d / "environ").read_bytes().split(b"\0"):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found
 
 
 def spawn(name: str, cmd: list[str], extra_env: dict[str, str] | None = None,
@@ -137,10 +155,14 @@ def spawn(name: str, cmd: list[str], extra_env: dict[str, str] | None = None,
     e = env()
     e.update(extra_env or {})
     e["HAVEN_LAB_PROC"] = name
+    e["HAVEN_LAB_OS_STATE"] = str(STATE)
     out = open(LOG / f"{name}.out", "ab")
     p = subprocess.Popen(cmd, env=e, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True, cwd=str(STATE))
-    (RUN / f"{name}.pid").write_text(str(p.pid))
+    start = None
+    while start is None and p.poll() is None:
+        start = _starttime(p.pid)
+    (RUN / f"{name}.pid").write_text(f"{p.pid} {start}")
     log(f"started {name} (pid {p.pid})")
     return True
 
@@ -781,6 +803,21 @@ def up() -> None:
 def down() -> None:
     for name in reversed(ORDER):
         stop(name)
+    # daemonised children and strays (epmd, privsep helpers, a daemon whose PID file was lost)
+    strays = ours()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in strays:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline and (strays := ours()):
+            time.sleep(0.2)
+        if not strays:
+            break
+    if strays:
+        log(f"still running: {strays}")
     for r in REGIONS:
         m = RUN / f"{r}-share.mount"
         if m.exists():
