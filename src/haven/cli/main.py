@@ -37,4 +37,7 @@ _mount()
 
 
 def main() -> None:
+    from haven.observability.logging import configure
+
+    configure()
     app()
