@@ -64,7 +64,8 @@ REGIONS = {
     "r2": {"name": "RegionTwo", "placement": 8878, "glance": 9392, "cinder": 8876,
            "neutron": 9796, "nova": 8874, "vhost": "r2"},
 }
-SERVICE_USERS = ["nova", "cinder", "glance", "neutron", "placement"]
+SERVICE_USERS = ["nova", "cinder", "glance", "neutron", "placement", "swift"]
+SWIFT_PORTS = {"proxy": 18180, "account": 16112, "container": 16111, "object": 16110}
 BACKUP_STORE = DATA / "backup-store"  # the recovery site's Cinder backup store
 PUBLIC_CIDR = {"r1": "203.0.113.0/25", "r2": "203.0.113.128/25"}
 
@@ -471,6 +472,13 @@ def keystone_catalog() -> None:
         "compute": ("nova", lambda r: f"http://{HOST}:{REGIONS[r]['nova']}/v2.1"),
     }
     endpoints = ks.call("GET", "/endpoints")["endpoints"]
+    swift = ks.ensure("services", "service", {"name": "swift", "type": "object-store"},
+                      type="object-store")
+    for iface in ("public", "internal", "admin"):
+        if not [e for e in endpoints if e["service_id"] == swift["id"] and e["interface"] == iface]:
+            ks.call("POST", "/endpoints", {"endpoint": {
+                "service_id": swift["id"], "region_id": "RegionTwo", "interface": iface,
+                "url": f"http://{HOST}:{SWIFT_PORTS['proxy']}/v1/AUTH_%(project_id)s"}})
     for stype, (sname, url) in services.items():
         svc = ks.ensure("services", "service", {"name": sname, "type": stype}, type=stype)
         for r, reg in REGIONS.items():
@@ -682,6 +690,87 @@ def nova(r: str) -> None:
               restart=changed or (svc == "compute" and "haven_lab_compute.py" in PY_CHANGED))
 
 
+# --------------------------------------------------------------------------- swift (RegionTwo)
+
+SWIFT_LAUNCH = """import sys
+from swift.common import utils
+utils.set_swift_dir(sys.argv[1])
+from swift.common import constraints, storage_policy
+storage_policy.reload_storage_policies()
+constraints.reload_constraints()
+if sys.argv[2] == "ring-builder":
+    from swift.cli.ringbuilder import main
+    sys.exit(main(sys.argv[2:]))
+from swift.common.wsgi import run_wsgi
+sys.exit(run_wsgi(sys.argv[3], sys.argv[2], verbose=True))
+"""
+
+
+def swift() -> None:
+    """Swift all-in-one for the recovery region: one replica, storage in a plain directory
+    (the host's ext4 has user xattrs: no loop mount), Keystone auth in the proxy."""
+    d = ETC / "swift"
+    node = DATA / "swift" / "node"
+    (node / "d1").mkdir(parents=True, exist_ok=True)
+    (d / "launch.py").parent.mkdir(parents=True, exist_ok=True)
+    (d / "launch.py").write_text(SWIFT_LAUNCH)
+    conf = d / "swift.conf"
+    if not conf.exists():
+        conf.write_text("[swift-hash]\nswift_hash_path_suffix = " + os.urandom(8).hex()
+                        + "\nswift_hash_path_prefix = haven\n\n[storage-policy:0]\nname = gold\n"
+                        "default = yes\n")
+    launch = [PY, str(d / "launch.py"), str(d)]
+    for ring in ("account", "container", "object"):
+        b = d / f"{ring}.builder"
+        if not (d / f"{ring}.ring.gz").exists():
+            b.unlink(missing_ok=True)
+            run(launch + ["ring-builder", str(b), "create", "10", "1", "1"])
+            run(launch + ["ring-builder", str(b), "add", "--region", "1", "--zone", "1", "--ip", HOST,
+                          "--port", str(SWIFT_PORTS[ring]), "--device", "d1", "--weight", "100"])
+            r = run(launch + ["ring-builder", str(b), "rebalance"], check=False)
+            if r.returncode not in (0, 1):
+                raise SystemExit(f"swift ring {ring}: {r.stdout}{r.stderr}")
+    common = {"bind_ip": HOST, "devices": node, "mount_check": "false", "workers": 0,
+              "log_name": "swift", "swift_dir": d}
+    changed = False
+    for ring in ("account", "container", "object"):
+        changed |= ini(d / f"{ring}-server.conf", {
+            "DEFAULT": {**common, "bind_port": SWIFT_PORTS[ring]},
+            "pipeline:main": {"pipeline": f"healthcheck recon {ring}-server"},
+            f"app:{ring}-server": {"use": f"egg:swift#{ring}"},
+            "filter:healthcheck": {"use": "egg:swift#healthcheck"},
+            "filter:recon": {"use": "egg:swift#recon", "recon_cache_path": DATA / "swift"},
+            f"{ring}-replicator": {}, f"{ring}-updater": {}, f"{ring}-auditor": {},
+        })
+    at = authtoken("swift", "RegionTwo")
+    at.pop("service_token_roles_required")
+    changed |= ini(d / "proxy-server.conf", {
+        "DEFAULT": {**common, "bind_port": SWIFT_PORTS["proxy"]},
+        "pipeline:main": {"pipeline": "catch_errors gatekeeper healthcheck proxy-logging cache "
+                          "listing_formats authtoken keystoneauth copy slo dlo proxy-logging "
+                          "proxy-server"},
+        "app:proxy-server": {"use": "egg:swift#proxy", "account_autocreate": "true"},
+        "filter:authtoken": {"paste.filter_factory": "keystonemiddleware.auth_token:filter_factory",
+                             **at, "delay_auth_decision": "true"},
+        "filter:keystoneauth": {"use": "egg:swift#keystoneauth",
+                                "operator_roles": "admin, member", "reseller_prefix": "AUTH_"},
+        "filter:catch_errors": {"use": "egg:swift#catch_errors"},
+        "filter:gatekeeper": {"use": "egg:swift#gatekeeper"},
+        "filter:healthcheck": {"use": "egg:swift#healthcheck"},
+        "filter:proxy-logging": {"use": "egg:swift#proxy_logging"},
+        "filter:cache": {"use": "egg:swift#memcache", "memcache_servers": f"{HOST}:{MEMCACHED_PORT}"},
+        "filter:listing_formats": {"use": "egg:swift#listing_formats"},
+        "filter:copy": {"use": "egg:swift#copy"},
+        "filter:slo": {"use": "egg:swift#slo"},
+        "filter:dlo": {"use": "egg:swift#dlo"},
+    })
+    for svc in ("account", "container", "object", "proxy"):
+        spawn(f"r2-swift-{svc}", launch + [f"{svc}-server", str(d / f"{svc}-server.conf")],
+              restart=changed)
+    wait_for("r2 swift", lambda: http_answers(f"http://{HOST}:{SWIFT_PORTS['proxy']}/healthcheck"),
+             name="r2-swift-proxy")
+
+
 # --------------------------------------------------------------------------- readiness
 
 def api_get(ks: KS, url: str, headers: dict[str, str] | None = None) -> dict:
@@ -768,10 +857,12 @@ def clouds_yaml() -> Path:
 
 # --------------------------------------------------------------------------- commands
 
-ORDER = ["mysqld", "rabbitmq", "memcached", "keystone"] + [
+INFRA = ["mysqld", "rabbitmq", "memcached", "keystone"]
+ORDER = INFRA + [
     f"{r}-{s}" for r in REGIONS for s in (
         "placement", "glance-api", "neutron-server", "cinder-api", "cinder-scheduler",
-        "cinder-volume", "cinder-backup", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute")]
+        "cinder-volume", "cinder-backup", "nova-api", "nova-conductor", "nova-scheduler", "nova-compute")
+] + [f"r2-swift-{s}" for s in ("account", "container", "object", "proxy")]
 
 
 def up() -> None:
@@ -790,6 +881,7 @@ def up() -> None:
         glance(r)
         neutron(r)
         cinder(r)
+    swift()
     for r in REGIONS:
         nova(r)
     ks = KS()
@@ -801,6 +893,23 @@ def up() -> None:
 
 
 def down() -> None:
+    # the OpenStack services all at once (SIGTERM, then SIGKILL after 20 s), then the
+    # infrastructure they need to shut down cleanly, one by one
+    services = [n for n in reversed(ORDER) if n not in INFRA]
+    running = {n: p for n in services if (p := pid_of(n))}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in running.values():
+            try:
+                os.killpg(p, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 20
+        while time.time() < deadline and any(pid_of(n) for n in running):
+            time.sleep(0.2)
+        if not any(pid_of(n) for n in running):
+            break
+    for n, p in running.items():
+        log(f"stopped {n} (pid {p})")
     for name in reversed(ORDER):
         stop(name)
     # daemonised children and strays (epmd, privsep helpers, a daemon whose PID file was lost)
