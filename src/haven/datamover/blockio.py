@@ -14,11 +14,13 @@ files (sparse) and block devices.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import stat
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
+from haven.datamover.directio import open_direct, write_aligned
 from haven.domain.extents import Extent
 
 
@@ -129,18 +131,30 @@ class FileTarget:
     ``existing=True`` its content is kept (restore-into-existing-copy). A block device
     must be at least ``size`` bytes."""
 
-    def __init__(self, path: str | os.PathLike[str], size: int, *, existing: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        size: int,
+        *,
+        existing: bool = False,
+        direct: bool = True,
+    ) -> None:
         self.path = os.fspath(path)
         flags = os.O_RDWR | (0 if existing else os.O_CREAT)
         self.fd = os.open(self.path, flags, 0o600)
         st = os.fstat(self.fd)
         self.is_regular = stat.S_ISREG(st.st_mode)
         self._size = size
+        self._direct_fd: int | None = None
+        self._use_direct = True
         if self.is_regular:
             if not existing:
                 os.ftruncate(self.fd, 0)
             os.ftruncate(self.fd, size)
             self._fresh = not existing
+            if self._fresh and direct:
+                # A restore writes the volume once: bypass the page cache (see directio).
+                self._direct_fd = open_direct(self.path, os.O_WRONLY)
         else:
             if _device_size(self.fd) < size:
                 os.close(self.fd)
@@ -164,6 +178,20 @@ class FileTarget:
             n = os.pwrite(self.fd, view, offset)
             view, offset = view[n:], offset + n
 
+    def write_buffer(self, offset: int, buf: mmap.mmap, length: int) -> None:
+        """Write ``buf[:length]`` (an aligned buffer from
+        :func:`haven.datamover.directio.aligned_buffer`) at ``offset``, with direct I/O
+        where possible."""
+        dfd = self._direct_fd if self._use_direct else None
+        if not write_aligned(dfd, self.fd, buf, length, offset):
+            self._use_direct = False  # refused: buffered from now on (fd closed at close())
+
+    def _close_direct(self) -> None:
+        if self._direct_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._direct_fd)
+            self._direct_fd = None
+
     def zero(self, offset: int, length: int) -> None:
         if self.is_regular:
             try:
@@ -182,6 +210,7 @@ class FileTarget:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        self._close_direct()
         os.close(self.fd)
 
     def __enter__(self) -> FileTarget:

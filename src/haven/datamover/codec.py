@@ -17,7 +17,7 @@ from enum import IntEnum
 
 import zstandard
 
-from haven.datamover.crypto import FORMAT_VERSION, KeyRing
+from haven.datamover.crypto import FORMAT_VERSION, OVERHEAD, KeyRing
 from haven.datamover.errors import CorruptObject
 
 
@@ -68,6 +68,48 @@ def encode_chunk(keys: KeyRing, chunk_id: bytes, data: memoryview, level: int) -
             codec, payload = Codec.ZSTD, packed
     nonce, sealed = keys.seal_data_parts(payload, chunk_ad(codec, chunk_id))
     return [bytes((codec,)) + nonce, sealed]
+
+
+def decode_chunk_into(
+    keys: KeyRing,
+    chunk_id: bytes,
+    blob: memoryview,
+    out: memoryview,
+    scratch: memoryview,
+    where: str,
+) -> None:
+    """:func:`decode_chunk` into ``out``, which must be exactly the chunk's length
+    (known from the manifest); ``scratch`` (at least ``len(blob)`` bytes) holds the
+    compressed plaintext. Verifies the tag, the length and the content hash; on failure
+    raises :class:`CorruptObject` and ``out`` holds garbage that must not be used."""
+    if len(blob) < 1:
+        raise CorruptObject(where, "empty chunk blob")
+    codec = blob[0]
+    if codec == Codec.RAW:
+        if len(blob) - 1 - OVERHEAD != len(out):
+            raise CorruptObject(where, f"chunk {chunk_id.hex()[:16]} has the wrong length")
+        keys.open_data_into(blob[1:], chunk_ad(codec, chunk_id), out, where)
+    elif codec == Codec.ZSTD:
+        n = keys.open_data_into(blob[1:], chunk_ad(codec, chunk_id), scratch, where)
+        packed = scratch[:n]
+        try:
+            if zstandard.frame_content_size(packed) != len(out):
+                raise CorruptObject(where, f"chunk {chunk_id.hex()[:16]} has the wrong length")
+            reader = _decompressor().stream_reader(packed, read_across_frames=False)
+            got = 0
+            while got < len(out):
+                k = reader.readinto(out[got:])
+                if k == 0:
+                    break
+                got += k
+        except zstandard.ZstdError as exc:
+            raise CorruptObject(where, f"zstd: {exc}") from None
+        if got != len(out):
+            raise CorruptObject(where, f"chunk {chunk_id.hex()[:16]} has the wrong length")
+    else:
+        raise CorruptObject(where, f"unknown codec {codec}")
+    if keys.chunk_id(out) != chunk_id:
+        raise CorruptObject(where, f"content hash mismatch for chunk {chunk_id.hex()[:16]}")
 
 
 def decode_chunk(keys: KeyRing, chunk_id: bytes, blob: bytes | memoryview, where: str) -> bytes:

@@ -84,6 +84,22 @@ class KeyRing:
     def open_data(self, blob: bytes | memoryview, ad: bytes, where: str) -> bytes:
         return _open(self._data, blob, ad, where)
 
+    def open_data_into(
+        self, blob: bytes | memoryview, ad: bytes, out: memoryview, where: str
+    ) -> int:
+        """:meth:`open_data` into ``out`` (at least ``len(blob) - OVERHEAD`` bytes);
+        returns the plaintext length. On failure ``out`` holds garbage: callers must not
+        use it."""
+        if len(blob) < OVERHEAD:
+            raise CorruptObject(where, "too short")
+        mv = memoryview(blob)
+        n = len(mv) - OVERHEAD
+        try:
+            self._data.decrypt_into(mv[:NONCE_LEN], mv[NONCE_LEN:], ad, out[:n])
+        except InvalidTag:
+            raise CorruptObject(where, "authentication tag mismatch") from None
+        return n
+
     def seal_meta(self, data: bytes, ad: bytes) -> bytes:
         nonce = os.urandom(NONCE_LEN)
         return nonce + self._meta.encrypt(nonce, data, ad)

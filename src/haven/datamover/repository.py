@@ -16,6 +16,7 @@ index is rebuilt only by :meth:`reload_index`, which callers run under a lock.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -252,6 +253,26 @@ class Repository:
             rel = loc.offset - first.offset
             out.append(decode_chunk(self.keys, cid, view[rel : rel + loc.length], key))
         return out
+
+    def read_span(
+        self, pack_id: str, offset: int, length: int, buf: mmap.mmap | None = None
+    ) -> memoryview:
+        """``length`` stored bytes of a pack from ``offset`` (one ranged read). With an
+        aligned ``buf`` (``length + 8192`` bytes, from ``directio.aligned_buffer``) and a
+        backend that can read into it (local), the bytes land in ``buf`` without a copy
+        and bypass the page cache; the view is valid until ``buf`` is reused."""
+        key = pack_key(pack_id)
+        reader = getattr(self.backend, "get_range_into", None) if buf is not None else None
+        try:
+            if reader is not None:
+                view: memoryview = reader(key, offset, length, buf)
+            else:
+                view = memoryview(self.backend.get_range(key, offset, length))
+        except ObjectNotFound:
+            raise CorruptObject(key, "pack is missing") from None
+        if len(view) != length:
+            raise CorruptObject(key, "pack is truncated")
+        return view
 
     # -- manifests ---------------------------------------------------------------------
     def list_manifest_ids(self) -> list[str]:

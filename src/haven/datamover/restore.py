@@ -17,13 +17,18 @@ Contract of :func:`restore_volume`:
 
 from __future__ import annotations
 
+import mmap
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from haven.datamover.blockio import BlockTarget, FileTarget
+from haven.datamover.codec import decode_chunk_into
+from haven.datamover.crypto import OVERHEAD
+from haven.datamover.directio import ALIGN, aligned_buffer
 from haven.datamover.errors import ChecksumMismatch, CorruptObject, VolumeIOError
 from haven.datamover.locks import LockKind
 from haven.datamover.manifest import VolumeManifest, volume_checksum
@@ -86,7 +91,7 @@ def _restore(
             run = _RestoreRun(repo, m, tgt)
             run.meter = ProgressMeter("restore", m.size, progress)
             run_chunked(
-                _groups(m, repo, tgt.fresh),
+                _groups(m, repo, tgt.fresh, max(_GROUP_BYTES, m.chunk_size)),
                 run.process_group,
                 # fetching is I/O-bound on remote stores: more threads than cores
                 workers=workers or 2 * default_workers(),
@@ -125,6 +130,69 @@ class _RestoreRun:
         self._lock = threading.Lock()
         self.written = self.unchanged = self.zeroed = self.fetched = self.bytes_written = 0
         self._zero_ids: dict[int, bytes] = {}
+        # Aligned (input span, output run, zstd scratch) buffers, one set per running
+        # worker, reused: fresh multi-MiB buffers page-fault on every group.
+        self._group_max = max(_GROUP_BYTES, m.chunk_size)
+        self._bufs: queue.SimpleQueue[tuple[mmap.mmap, mmap.mmap, mmap.mmap]] = queue.SimpleQueue()
+
+    def _get_bufs(self) -> tuple[mmap.mmap, mmap.mmap, mmap.mmap]:
+        try:
+            return self._bufs.get_nowait()
+        except queue.Empty:
+            slack = 1 + OVERHEAD + 2 * ALIGN  # a raw blob is a little larger than its chunk
+            return (
+                aligned_buffer(self._group_max + self.m.chunk_size + slack),
+                aligned_buffer(self._group_max),
+                aligned_buffer(self.m.chunk_size + slack),
+            )
+
+    def _process_fresh_run(self, group: list[int]) -> None:
+        """Chunks ``group`` (consecutive in the volume and back to back in one pack):
+        one ranged read, decrypt/decompress/verify each into one buffer, one write."""
+        locs: list[Location] = []
+        for i in group:
+            cid = self.m.chunks[i]
+            loc = self.repo.index.get(cid) if cid is not None else None
+            if loc is None:
+                raise AssertionError("runs hold only indexed non-zero chunks")
+            locs.append(loc)
+        first, last = locs[0], locs[-1]
+        span = last.offset + last.length - first.offset
+        inbuf, outbuf, scratch = self._get_bufs()
+        try:
+            blob = self.repo.read_span(first.pack_id, first.offset, span, inbuf)
+            out = memoryview(outbuf)
+            scratch_mv = memoryview(scratch)
+            where = f"data/{first.pack_id[:2]}/{first.pack_id}"
+            start, _ = self.m.chunk_span(group[0])
+            pos = 0
+            for i, loc in zip(group, locs, strict=True):
+                off, length = self.m.chunk_span(i)
+                if off != start + pos:
+                    raise AssertionError("runs are consecutive chunks")
+                rel = loc.offset - first.offset
+                cid = self.m.chunks[i]
+                assert cid is not None
+                decode_chunk_into(
+                    self.repo.keys,
+                    cid,
+                    blob[rel : rel + loc.length],
+                    out[pos : pos + length],
+                    scratch_mv,
+                    where,
+                )
+                pos += length
+            # Everything in the run is authenticated and hash-checked: now write it.
+            if isinstance(self.target, FileTarget):
+                self.target.write_buffer(start, outbuf, pos)
+            else:
+                self.target.write(start, out[:pos])
+            blob.release()
+            out.release()
+            scratch_mv.release()
+        finally:
+            self._bufs.put((inbuf, outbuf, scratch))
+        self._count(pos, len(group), span, 0, 0, pos)
 
     def _zero_id(self, length: int) -> bytes:
         z = self._zero_ids.get(length)
@@ -133,6 +201,10 @@ class _RestoreRun:
         return z
 
     def process_group(self, group: list[int], buf: bytearray) -> None:
+        first = self.m.chunks[group[0]]
+        if self.fresh and first is not None and first in self.repo.index:
+            self._process_fresh_run(group)
+            return
         if len(group) == 1:
             self.process(group[0], buf)
             return
@@ -195,10 +267,14 @@ class _RestoreRun:
 _GROUP_BYTES = 8 << 20
 
 
-def _groups(m: VolumeManifest, repo: Repository, fresh: bool) -> Iterator[list[int]]:
-    """Chunk indices in volume order, grouped so that chunks stored back to back in one
-    pack (the usual layout after a full backup) are fetched with one ranged read. Only
-    for fresh targets: restore-into-existing compares chunk by chunk."""
+def _groups(
+    m: VolumeManifest, repo: Repository, fresh: bool, max_bytes: int = _GROUP_BYTES
+) -> Iterator[list[int]]:
+    """Chunk indices in volume order, grouped so that chunks consecutive in the volume
+    and stored back to back in one pack (the usual layout after a full backup) are
+    fetched with one ranged read and written with one write (at most ``max_bytes``
+    stored and ``max_bytes`` of plaintext per group). Only for fresh targets:
+    restore-into-existing compares chunk by chunk."""
     group: list[int] = []
     end: tuple[str, int] | None = None
     size = 0
@@ -210,7 +286,12 @@ def _groups(m: VolumeManifest, repo: Repository, fresh: bool) -> Iterator[list[i
                 group, end = [], None
             yield [i]
             continue
-        if group and end == (loc.pack_id, loc.offset) and size + loc.length <= _GROUP_BYTES:
+        if (
+            group
+            and end == (loc.pack_id, loc.offset)
+            and size + loc.length <= max_bytes
+            and (len(group) + 1) * m.chunk_size <= max_bytes
+        ):
             group.append(i)
             size += loc.length
         else:

@@ -18,14 +18,33 @@ from pathlib import Path
 
 from haven.datamover.backends.base import BackendError, ObjectInfo, ObjectNotFound
 from haven.datamover.backends.keys import check_key
+from haven.datamover.directio import ALIGN, BufferPool, open_direct, pread_aligned, write_aligned
 
 _TMP = ".tmp-"
+# Objects at least this large (packs) are written and range-read with O_DIRECT: they are
+# written once and read rarely, so caching them only costs fresh pages and writeback.
+DIRECT_MIN = 1 << 20
+_POOLS: dict[int, BufferPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> BufferPool:
+    """Shared pools of aligned bounce buffers, by size class (multiples of 4 MiB)."""
+    cls = ((size + (4 << 20) - 1) >> 22) << 22
+    with _POOLS_LOCK:
+        pool = _POOLS.get(cls)
+        if pool is None:
+            pool = _POOLS[cls] = BufferPool(cls)
+        return pool
 
 
 class LocalBackend:
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, fsync: bool = True, direct: bool = True
+    ) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self.direct = direct  # O_DIRECT for large objects where the filesystem allows it
         self._made: set[Path] = set()
         self._lock = threading.Lock()
 
@@ -50,9 +69,12 @@ class LocalBackend:
             tmp = path.parent / f"{_TMP}{os.getpid()}-{threading.get_ident()}-{path.name}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                if not (
+                    len(data) >= DIRECT_MIN and self.direct and self._put_direct(tmp, fd, data)
+                ):
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
                 if self.fsync:
                     os.fsync(fd)
             finally:
@@ -62,6 +84,47 @@ class LocalBackend:
                 _fsync_dir(path.parent)
         except OSError as exc:
             raise BackendError(f"cannot write {key}: {exc.strerror}") from None
+
+    def _put_direct(self, tmp: Path, fd: int, data: bytes | memoryview) -> bool:
+        """Write ``data`` to the new file ``tmp`` (open as ``fd``) with O_DIRECT through
+        an aligned bounce buffer. False if the filesystem refuses direct I/O."""
+        dfd = open_direct(tmp, os.O_WRONLY)
+        if dfd is None:
+            self.direct = False
+            return False
+        pool = _pool(len(data))
+        buf = pool.get()
+        try:
+            n = len(data)
+            buf[:n] = data
+            ok = write_aligned(dfd, fd, buf, n, 0)
+        finally:
+            pool.put(buf)
+            os.close(dfd)
+        if not ok:
+            self.direct = False
+        return True
+
+    def get_range_into(self, key: str, offset: int, length: int, buf: object) -> memoryview:
+        """Like :meth:`get_range`, but reads into ``buf`` (an aligned buffer of at least
+        ``length + 2 * 4096`` bytes from :func:`haven.datamover.directio.aligned_buffer`)
+        and returns a view of the bytes read; large ranges bypass the page cache."""
+        import mmap
+
+        assert isinstance(buf, mmap.mmap) and len(buf) >= length + 2 * ALIGN
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        dfd = None
+        try:
+            if self.direct and length >= DIRECT_MIN:
+                dfd = open_direct(self._path(key), os.O_RDONLY)
+            return pread_aligned(dfd, fd, buf, offset, length)
+        finally:
+            os.close(fd)
+            if dfd is not None:
+                os.close(dfd)
 
     def get(self, key: str) -> bytes:
         try:
