@@ -41,3 +41,20 @@ def test_protect_full_then_incremental(lab: Lab) -> None:
         ("freeze", "db"), ("freeze", "app"), ("freeze", "web"),
         ("thaw", "web"), ("thaw", "app"), ("thaw", "db"),
     ]  # fmt: skip
+
+
+def test_retention_expires_old_points_and_their_data(lab: Lab) -> None:
+    from haven.engine import resolve
+
+    ids = []
+    for i in range(4):  # the lab's policy keeps the last 3
+        lab.site("site-a").write_disk("web", "vda", 0, f"version {i}".encode())
+        op = service.run(OperationKind.PROTECT, "shop", protect_workflow, "shop")
+        assert op.state is OperationState.SUCCEEDED, op.error
+        ids.append(op.result["point"])
+    states = {p.id: p.state for p in services.catalog().points("shop")}
+    assert states[ids[0]] is PointState.DELETED
+    assert all(states[i] is PointState.COMMITTED for i in ids[1:])
+    repo = resolve.repository("offsite")
+    live = {m.point_id for m in repo.manifests()}
+    assert ids[0] not in live and set(ids[1:]) <= live
