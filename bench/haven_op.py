@@ -33,7 +33,8 @@ def main(argv: list[str]) -> int:
     if op == "init":
         Repository.init(backend, password=password)
         return 0
-    repo = Repository.open(backend, password=password)
+    # backup_volume and restore_volume load the chunk index themselves, under their lock
+    repo = Repository.open(backend, password=password, load_index=False)
     if op == "backup":
         image, volume, out = argv[2], argv[3], argv[4]
         rest = argv[5:]

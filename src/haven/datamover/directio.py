@@ -38,6 +38,19 @@ def aligned_buffer(size: int) -> mmap.mmap:
     return mmap.mmap(-1, max(ALIGN, round_up(size)))
 
 
+def is_aligned(data: object) -> bool:
+    """True if ``data`` is a writable buffer starting at an aligned address (a view from
+    the start of an :func:`aligned_buffer`): it can be written with O_DIRECT as is."""
+    if not isinstance(data, memoryview) or data.readonly or not data.c_contiguous:
+        return False
+    import ctypes
+
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(data)) % ALIGN == 0
+    except (TypeError, ValueError):
+        return False
+
+
 def open_direct(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int | None:
     """``os.open`` with ``O_DIRECT`` added, or None if the filesystem refuses it."""
     if not _O_DIRECT:

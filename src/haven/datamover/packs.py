@@ -15,6 +15,7 @@ are from the start of the pack object and ``length`` covers the whole chunk blob
 
 from __future__ import annotations
 
+import mmap
 import os
 import queue
 import struct
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from haven.datamover.crypto import FORMAT_VERSION, KeyRing
+from haven.datamover.directio import aligned_buffer
 from haven.datamover.errors import CorruptObject
 
 PACK_MAGIC = b"HVNPACK1"
@@ -109,8 +111,8 @@ class SealedPack:
     data: bytes | memoryview
     entries: list[PackEntry]
     index_blob: bytes
-    _buffer: bytearray | None = None
-    _pool: queue.SimpleQueue[bytearray] | None = None
+    _buffer: mmap.mmap | None = None
+    _pool: queue.SimpleQueue[mmap.mmap] | None = None
 
     def release(self) -> None:
         if self._buffer is not None and self._pool is not None:
@@ -130,11 +132,13 @@ class PackBuilder:
         self._keys = keys
         self._target = target_size
         self._lock = threading.Lock()
-        self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        # Buffers are anonymous mmaps: page aligned (a local backend writes them with
+        # O_DIRECT without a bounce copy) and faulted in only as far as they are
+        # written (a small incremental touches a fraction of a pack, not 3 x 36 MiB).
+        self._pool: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
         self._capacity = target_size + (target_size >> 3) + 4096
-        for _ in range(buffers):
-            self._pool.put(bytearray(self._capacity))
-        self._buf: bytearray | None = None
+        self._unmade = buffers
+        self._buf: mmap.mmap | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -142,14 +146,25 @@ class PackBuilder:
         self._size = 0
         self._entries: list[PackEntry] = []
 
-    def _append(self, part: bytes) -> None:
+    def _take(self) -> mmap.mmap:
+        if self._unmade > 0:
+            try:
+                return self._pool.get_nowait()
+            except queue.Empty:
+                self._unmade -= 1
+                return aligned_buffer(self._capacity)
+        return self._pool.get()
+
+    def _append(self, part: bytes | memoryview) -> None:
         if self._buf is None:
-            self._buf = self._pool.get()
+            self._buf = self._take()
             self._buf[: len(PACK_MAGIC)] = PACK_MAGIC
             self._size = len(PACK_MAGIC)
         end = self._size + len(part)
         if end > len(self._buf):  # rare: many tiny entries or a huge last blob
-            self._buf.extend(bytes(end - len(self._buf)))
+            bigger = aligned_buffer(end + (end >> 2))
+            bigger[: self._size] = self._buf[: self._size]
+            self._buf = bigger  # replaces the smaller buffer in the pool on release
         self._buf[self._size : end] = part
         self._size = end
 

@@ -147,8 +147,9 @@ class _RestoreRun:
             )
 
     def _process_fresh_run(self, group: list[int]) -> None:
-        """Chunks ``group`` (consecutive in the volume and back to back in one pack):
-        one ranged read, decrypt/decompress/verify each into one buffer, one write."""
+        """Chunks ``group`` (consecutive in the volume): one ranged read per stretch of
+        them stored back to back in one pack, decrypt/decompress/verify each into one
+        buffer, then one write of the whole run."""
         locs: list[Location] = []
         for i in group:
             cid = self.m.chunks[i]
@@ -156,43 +157,56 @@ class _RestoreRun:
             if loc is None:
                 raise AssertionError("runs hold only indexed non-zero chunks")
             locs.append(loc)
-        first, last = locs[0], locs[-1]
-        span = last.offset + last.length - first.offset
         inbuf, outbuf, scratch = self._get_bufs()
+        fetched = 0
         try:
-            blob = self.repo.read_span(first.pack_id, first.offset, span, inbuf)
             out = memoryview(outbuf)
             scratch_mv = memoryview(scratch)
-            where = f"data/{first.pack_id[:2]}/{first.pack_id}"
             start, _ = self.m.chunk_span(group[0])
             pos = 0
-            for i, loc in zip(group, locs, strict=True):
-                off, length = self.m.chunk_span(i)
-                if off != start + pos:
-                    raise AssertionError("runs are consecutive chunks")
-                rel = loc.offset - first.offset
-                cid = self.m.chunks[i]
-                assert cid is not None
-                decode_chunk_into(
-                    self.repo.keys,
-                    cid,
-                    blob[rel : rel + loc.length],
-                    out[pos : pos + length],
-                    scratch_mv,
-                    where,
-                )
-                pos += length
+            k = 0
+            while k < len(group):
+                # the stretch group[k:e] is back to back in one pack
+                e = k + 1
+                while (
+                    e < len(group)
+                    and locs[e].pack_id == locs[k].pack_id
+                    and locs[e].offset == locs[e - 1].offset + locs[e - 1].length
+                ):
+                    e += 1
+                first, last = locs[k], locs[e - 1]
+                span = last.offset + last.length - first.offset
+                blob = self.repo.read_span(first.pack_id, first.offset, span, inbuf)
+                fetched += span
+                where = f"data/{first.pack_id[:2]}/{first.pack_id}"
+                for i, loc in zip(group[k:e], locs[k:e], strict=True):
+                    off, length = self.m.chunk_span(i)
+                    if off != start + pos:
+                        raise AssertionError("runs are consecutive chunks")
+                    rel = loc.offset - first.offset
+                    cid = self.m.chunks[i]
+                    assert cid is not None
+                    decode_chunk_into(
+                        self.repo.keys,
+                        cid,
+                        blob[rel : rel + loc.length],
+                        out[pos : pos + length],
+                        scratch_mv,
+                        where,
+                    )
+                    pos += length
+                blob.release()
+                k = e
             # Everything in the run is authenticated and hash-checked: now write it.
             if isinstance(self.target, FileTarget):
                 self.target.write_buffer(start, outbuf, pos)
             else:
                 self.target.write(start, out[:pos])
-            blob.release()
             out.release()
             scratch_mv.release()
         finally:
             self._bufs.put((inbuf, outbuf, scratch))
-        self._count(pos, len(group), span, 0, 0, pos)
+        self._count(pos, len(group), fetched, 0, 0, pos)
 
     def _zero_id(self, length: int) -> bytes:
         z = self._zero_ids.get(length)
@@ -270,34 +284,28 @@ _GROUP_BYTES = 8 << 20
 def _groups(
     m: VolumeManifest, repo: Repository, fresh: bool, max_bytes: int = _GROUP_BYTES
 ) -> Iterator[list[int]]:
-    """Chunk indices in volume order, grouped so that chunks consecutive in the volume
-    and stored back to back in one pack (the usual layout after a full backup) are
-    fetched with one ranged read and written with one write (at most ``max_bytes``
-    stored and ``max_bytes`` of plaintext per group). Only for fresh targets:
-    restore-into-existing compares chunk by chunk."""
+    """Chunk indices in volume order. For fresh targets, consecutive indexed non-zero
+    chunks are grouped into runs of at most ``max_bytes`` of plaintext (and about as
+    much stored): a run is written with one write, and each stretch of it stored back
+    to back in one pack (the usual layout after a full backup) is fetched with one
+    ranged read. Restore-into-existing compares chunk by chunk (groups of one)."""
     group: list[int] = []
-    end: tuple[str, int] | None = None
     size = 0
+    per_run = max(1, max_bytes // m.chunk_size)
     for i, cid in enumerate(m.chunks):
         loc = repo.index.get(cid) if fresh and cid is not None else None
         if loc is None:
             if group:
                 yield group
-                group, end = [], None
+                group = []
             yield [i]
             continue
-        if (
-            group
-            and end == (loc.pack_id, loc.offset)
-            and size + loc.length <= max_bytes
-            and (len(group) + 1) * m.chunk_size <= max_bytes
-        ):
+        if group and len(group) < per_run and size + loc.length <= max_bytes + len(group) * 64:
             group.append(i)
             size += loc.length
         else:
             if group:
                 yield group
             group, size = [i], loc.length
-        end = (loc.pack_id, loc.offset + loc.length)
     if group:
         yield group

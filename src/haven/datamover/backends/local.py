@@ -2,7 +2,10 @@
 
 Durability contract: ``put`` writes a temporary file in the target directory, fsyncs
 it, renames it over the key's path (atomic on POSIX) and fsyncs the directory, so after
-``put`` returns the object survives a crash and a reader never sees a prefix. Temporary
+``put`` returns the object survives a crash and a reader never sees a prefix. (Lock
+records under ``locks/`` skip the fsyncs: a lock is meaningless once its writer died.)
+Objects of 1 MiB and more (packs) are written, and large ranges read, with ``O_DIRECT``
+where the filesystem supports it (see :mod:`haven.datamover.directio`). Temporary
 files are named ``.tmp-*`` and are ignored by ``list``; ``cleanup_temp`` removes those
 left behind by a crashed writer.
 """
@@ -18,12 +21,23 @@ from pathlib import Path
 
 from haven.datamover.backends.base import BackendError, ObjectInfo, ObjectNotFound
 from haven.datamover.backends.keys import check_key
-from haven.datamover.directio import ALIGN, BufferPool, open_direct, pread_aligned, write_aligned
+from haven.datamover.directio import (
+    ALIGN,
+    BufferPool,
+    is_aligned,
+    open_direct,
+    pread_aligned,
+    write_aligned,
+)
 
 _TMP = ".tmp-"
 # Objects at least this large (packs) are written and range-read with O_DIRECT: they are
 # written once and read rarely, so caching them only costs fresh pages and writeback.
 DIRECT_MIN = 1 << 20
+# Lock records are not fsynced: they only matter while their writer lives (after a crash
+# a lost lock is as good as a stale one), and other processes see the write at once.
+# Everything else (packs, indexes, manifests, config) is durable when put returns.
+_NO_FSYNC_PREFIXES = ("locks/",)
 _POOLS: dict[int, BufferPool] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -75,12 +89,13 @@ class LocalBackend:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
-                if self.fsync:
+                durable = self.fsync and not key.startswith(_NO_FSYNC_PREFIXES)
+                if durable:
                     os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
-            if self.fsync:
+            if durable:
                 _fsync_dir(path.parent)
         except OSError as exc:
             raise BackendError(f"cannot write {key}: {exc.strerror}") from None
@@ -92,14 +107,20 @@ class LocalBackend:
         if dfd is None:
             self.direct = False
             return False
-        pool = _pool(len(data))
-        buf = pool.get()
         try:
             n = len(data)
-            buf[:n] = data
-            ok = write_aligned(dfd, fd, buf, n, 0)
+            if is_aligned(data):  # a pack builder's buffer: no bounce copy
+                assert isinstance(data, memoryview)
+                ok = write_aligned(dfd, fd, data, n, 0)
+            else:
+                pool = _pool(n)
+                buf = pool.get()
+                try:
+                    buf[:n] = data
+                    ok = write_aligned(dfd, fd, buf, n, 0)
+                finally:
+                    pool.put(buf)
         finally:
-            pool.put(buf)
             os.close(dfd)
         if not ok:
             self.direct = False
