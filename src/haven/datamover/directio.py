@@ -73,11 +73,14 @@ def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def write_aligned(direct_fd: int | None, fd: int, buf: mmap.mmap, length: int, offset: int) -> bool:
+def write_aligned(
+    direct_fd: int | None, fd: int, buf: mmap.mmap | memoryview, length: int, offset: int
+) -> bool:
     """Write ``buf[:length]`` at ``offset``: the block-aligned part with ``direct_fd``
-    (when given and ``offset`` is aligned), the rest through ``fd``. ``buf`` must come
-    from :func:`aligned_buffer`. Returns False if direct I/O was refused (then everything
-    went through ``fd``; callers may stop trying)."""
+    (when given and ``offset`` is aligned), the rest through ``fd``. ``buf`` must be an
+    :func:`aligned_buffer` or a view from its start (:func:`is_aligned`). Returns False if
+    direct I/O was refused (then everything went through ``fd``; callers may stop
+    trying)."""
     view = memoryview(buf)[:length]
     try:
         if direct_fd is not None and offset % ALIGN == 0:
