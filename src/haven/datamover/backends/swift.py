@@ -259,7 +259,7 @@ class SwiftBackend:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
-        content: bytes | None = None,
+        content: bytes | memoryview | None = None,
     ) -> httpx.Response:
         """One request with the token; renews the token once on 401."""
         stale: str | None = None
@@ -276,7 +276,8 @@ class SwiftBackend:
                     url,
                     headers={"X-Auth-Token": token, **(headers or {})},
                     params=params,
-                    content=content,
+                    # a view is streamed in pieces, afresh on every attempt
+                    content=_pieces(content) if isinstance(content, memoryview) else content,
                 )
             except httpx.HTTPError as exc:
                 raise _transport_error(what, exc) from None
@@ -304,10 +305,12 @@ class SwiftBackend:
     # ------------------------------------------------------------------ Backend
     def put(self, key: str, data: bytes | memoryview) -> None:
         check_key(key)
-        body = bytes(data)
+        body = memoryview(data).cast("B")
         headers = {
             "ETag": hashlib.md5(body, usedforsecurity=False).hexdigest(),
             "Content-Type": "application/octet-stream",
+            # with an explicit length, httpx sends the iterable body as is (not chunked)
+            "Content-Length": str(len(body)),
         }
         what = f"put {key}"
         for _attempt in range(2):
@@ -519,3 +522,13 @@ def from_url(url: str, env: Mapping[str, str] | None = None) -> SwiftBackend:
     except ValueError:
         raise InvalidArgument("HAVEN_SWIFT_TIMEOUT", "must be a number of seconds") from None
     return SwiftBackend(container, prefix, auth_from_env(settings), timeout=timeout, verify=verify)
+
+
+_PIECE = 1 << 20
+
+
+def _pieces(body: memoryview) -> Iterator[bytes]:
+    """A request body in 1 MiB pieces: a 32 MiB pack is sent without copying it whole
+    (the HTTP stack copies each piece once), which bounds a backup's memory."""
+    for start in range(0, len(body), _PIECE):
+        yield bytes(body[start : start + _PIECE])
