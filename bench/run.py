@@ -478,6 +478,22 @@ def render_md(doc: dict[str, Any]) -> str:
             "Haven's own timer inside the process (without interpreter start, imports, "
             "repository open and key derivation; last round): " + ", ".join(inproc) + ".",
         ]
+    phases = [
+        f"{name} {step}: "
+        + ", ".join(
+            f"{k.replace('_', ' ')} {v:.2f}" for k, v in r[step]["detail"]["phases"].items()
+        )
+        for name, r in res.items()
+        if name.startswith("haven")
+        for step in ("incremental", "restore")
+        if "phases" in r[step].get("detail", {})
+    ]
+    if phases:
+        lines += [
+            "",
+            "Before that timer starts (seconds, last round; the key derivation is scrypt "
+            "N=2^15, r=8, p=1): " + "; ".join(phases) + ".",
+        ]
     if doc["ratios"]:
         lines += [
             "",
