@@ -43,3 +43,14 @@ def test_unknown_names_exit_3(lab: Lab) -> None:
     assert runner.invoke(app, ["protect", "nope"]).exit_code == 3
     assert runner.invoke(app, ["failover", "nope"]).exit_code == 3
     assert runner.invoke(app, ["operations", "show", "op-nope"]).exit_code == 3
+
+
+def test_drill_then_cleanup_by_plan_name(lab: Lab) -> None:
+    _json("protect", "shop")
+    drill = _json("drill", "shop")
+    assert isinstance(drill, dict) and drill["result"]["bubble"] == "shop-drill"
+    again = runner.invoke(app, ["drill", "shop", "--json"])
+    assert again.exit_code == 5  # the first drill is not cleaned up yet
+    clean = _json("cleanup", "shop")
+    assert isinstance(clean, dict) and clean["result"]["drill"] == drill["id"]
+    assert runner.invoke(app, ["cleanup", "shop"]).exit_code == 3  # nothing left
