@@ -92,6 +92,12 @@ def live_progress(enabled: bool) -> Iterator[Callable[[Operation], None] | None]
             text = f"{op.kind.value} {op.group}: {done} steps done"
             if current is not None and current.state is StepState.RUNNING:
                 text += f", running {current.name}"
+            from haven.engine.progress import latest
+
+            for t in latest()[:3]:
+                pct = 100 * t.done / t.total if t.total else 100
+                text += f"\n  {t.label}: {pct:.0f}% of {t.total / 2**20:.0f} MiB"
+                text += f" at {t.rate / 2**20:.0f} MiB/s" if t.rate else ""
             spinner.update(text=text)
 
         yield update

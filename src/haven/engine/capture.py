@@ -27,7 +27,7 @@ from haven.domain.points import (
     VolumePoint,
 )
 from haven.domain.policies import ConsistencyRequirement
-from haven.engine import resolve, services
+from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
 from haven.sites.base import (
@@ -164,13 +164,15 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
     drv = resolve.driver(ctx.active_site)
     if ctx.stopped:  # an offline point: read the volume itself (every chunk; dedup sends few)
         with drv.open_volume_writer(_volume_of(drv, disk.server_id, disk.target)) as vol:
-            result = backup_volume(repo, vol, volume=key, point_id=ctx.point_id, parent=parent_m)
+            result = backup_volume(repo, vol, volume=key, point_id=ctx.point_id, parent=parent_m,
+                                   progress=progress.reporter(f"backup {key}"))  # fmt: skip
     else:
         with drv.open_point_disk(handle, disk) as src:
             changed = src.changed_extents() if parent_m is not None else None
             result = backup_volume(
-                repo, src, volume=key, point_id=ctx.point_id, parent=parent_m, changed=changed
-            )
+                repo, src, volume=key, point_id=ctx.point_id, parent=parent_m, changed=changed,
+                progress=progress.reporter(f"backup {key}"),
+            )  # fmt: skip
     st = result.stats
     return BackupOutcome(
         VolumePoint(

@@ -22,7 +22,7 @@ from haven.domain.errors import ExternalError, HavenError
 from haven.domain.inventory import PowerState, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
 from haven.domain.points import VolumePoint
-from haven.engine import resolve, services
+from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import Note, RecoverContext
 from haven.sites.base import AgentGate, CommandGate, ReadinessGate, SiteDriver, TcpGate
@@ -78,7 +78,8 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
             _record(ctx, "volume", target.id, name)
     repo = resolve.repository(ctx.repository)
     with drv.open_volume_writer(target) as dst:
-        st = restore_volume(repo, vol.manifest, dst, into_existing=True)
+        st = restore_volume(repo, vol.manifest, dst, into_existing=True,
+                            progress=progress.reporter(f"restore {name}"))  # fmt: skip
     return Restored(vol.member, vol.volume, target, st.chunks_written, st.bytes_written, reused)
 
 
