@@ -3,6 +3,8 @@
 #
 #   bash scripts/dev.sh demo    set up, then run Haven's main job (haven demo)
 #   bash scripts/dev.sh test    set up, start the labs, run lint, types, layers and tests
+#   bash scripts/dev.sh test-openstack   bring up the two-region OpenStack lab and run
+#                               the tests marked `openstack` (~15 min; not in `test`)
 #   bash scripts/dev.sh setup   only install what is needed (idempotent)
 #   bash scripts/dev.sh down    stop every lab this script started
 #
@@ -96,7 +98,17 @@ case "${1:-}" in
     trap labs_down EXIT
     labs_up
     checks
-    run_tests "$@"
+    # The OpenStack lab costs 12-15 min (bring-up + tests): it runs by `test-openstack`.
+    run_tests -m "not openstack" "$@"
+    ;;
+  test-openstack)
+    shift
+    setup_python
+    trap 'bash lab/openstack/down.sh' EXIT
+    log "lab openstack: up (two regions)"
+    bash lab/openstack/up.sh
+    source "$HAVEN_LAB_STATE/openstack/env"
+    run_tests -m openstack "$@"
     ;;
   demo)
     shift
@@ -107,5 +119,5 @@ case "${1:-}" in
     "$VENV/bin/haven" demo "$@"
     ;;
   down) labs_down ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
 esac
