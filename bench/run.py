@@ -444,7 +444,8 @@ def render_md(doc: dict[str, Any]) -> str:
         "zstd,1` or `lz4`; restic: default (zstd auto). Restores verified identical with "
         f"`cmp`: {doc['all_verified']}.",
         "",
-        f"Medians of {doc['rounds']} interleaved round(s); wall-time samples in the .json. "
+        f"Medians of {doc['rounds']} interleaved round(s), the tool order rotated every "
+        "round; wall-time samples in the .json. "
         "Every step is a fresh process (interpreter start, repository open and key derivation "
         "included)."
         + (
@@ -574,7 +575,10 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {}
     tools = make_tools(names, work, logf)
     for rnd in range(args.repeat):  # interleaved rounds: every tool sees the same noise
-        for tool in tools:
+        # Rotate the order every round, so that no tool always runs right after the same
+        # neighbour (e.g. after haven-swift's cleanup, whose Swift daemons keep working).
+        k = rnd % len(tools)
+        for tool in tools[k:] + tools[:k]:
             log(f"round {rnd + 1}/{args.repeat}")
             r = bench_tool(tool, images, verify=not args.no_verify)
             runs.setdefault(tool.name, []).append(r)
