@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from haven.domain.points import Consistency
+
 
 class PowerState(StrEnum):
     RUNNING = "running"
@@ -24,13 +26,6 @@ class DiskRole(StrEnum):
     BOOT = "boot"  # holds the OS; restored first, attached first
     DATA = "data"  # application data
     SCRATCH = "scratch"  # not protected: re-created empty at the target
-
-
-class Consistency(StrEnum):
-    """How consistent a recovery point is across its members."""
-
-    APPLICATION = "application"  # every member frozen (or quiesced by hook) at the point
-    CRASH = "crash"  # as if power was cut at once on every member
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +96,17 @@ class VolumeInfo:
     name: str
     size_bytes: int
     format: str
+
+
+__all__ = [
+    "BootSpec",
+    "Consistency",
+    "DiskRole",
+    "DiskSpec",
+    "NetworkInfo",
+    "NicSpec",
+    "PowerState",
+    "ServerInfo",
+    "ServerSpec",
+    "VolumeInfo",
+]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 
 from haven.domain.states import StateMachine
 
 
-class Consistency(Enum):
+class Consistency(StrEnum):
+    """How consistent a recovery point is across its members (shared by sites and engine)."""
+
     APPLICATION = "application"  # every member frozen (or quiesced by hook) together
     CRASH = "crash"  # as if the power had been cut at one instant for all members
 

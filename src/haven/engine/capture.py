@@ -16,7 +16,6 @@ from haven.datamover import PointTime, RetentionPolicy, backup_volume, prune, se
 from haven.domain.codec import to_data
 from haven.domain.errors import HavenError, NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState, QuiesceMethod
-from haven.domain.inventory import Consistency as SiteConsistency
 from haven.domain.inventory import VolumeInfo
 from haven.domain.points import (
     POINT_STATES,
@@ -39,11 +38,6 @@ from haven.sites.base import (
     SiteDriver,
 )
 from haven.sites.errors import SiteError, SiteNotFound
-
-_CONSISTENCY = {
-    SiteConsistency.APPLICATION: Consistency.APPLICATION,
-    SiteConsistency.CRASH: Consistency.CRASH,
-}
 
 
 def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
@@ -92,7 +86,7 @@ def snapshot(ctx: ProtectContext) -> SnapshotResult:
         for m in reversed(members):
             for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.post_thaw, "post-thaw"):
                 notes.append(f"post-thaw {h.server}: {'ok' if h.ok else h.detail}")
-    consistency = _CONSISTENCY[SiteConsistency(handle.consistency)]
+    consistency = Consistency(handle.consistency)
     reason = handle.reason or ""
     if ctx.stopped:
         consistency, reason = Consistency.APPLICATION, "servers were shut down for this point"
@@ -127,7 +121,7 @@ def offline_handle(ctx: ProtectContext) -> PointHandle:
         for sid in ctx.servers.values()
         for d in drv.capture_server(sid).disks
     )
-    return PointHandle(ctx.point_id, ctx.active_site, None, SiteConsistency.APPLICATION, disks,
+    return PointHandle(ctx.point_id, ctx.active_site, None, Consistency.APPLICATION, disks,
                        0.0, "servers were shut down for this point", (), time.time())  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from haven.datamover import open_backend
 from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
 from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
+from haven.observability.logging import register_secret
 from haven.sites.base import SiteDriver as DriverProtocol
 
 _lock = threading.Lock()
@@ -91,11 +92,13 @@ def read_secret(ref: SecretRef) -> str:
         value = os.environ.get(ref.name)
         if value is None:
             raise SecurityError(f"secret {ref} is not set")
-        return value
-    try:
-        return Path(ref.name).read_text().rstrip("\n")
-    except OSError as exc:
-        raise SecurityError(f"secret {ref} cannot be read: {exc.strerror}") from None
+    else:
+        try:
+            value = Path(ref.name).read_text().rstrip("\n")
+        except OSError as exc:
+            raise SecurityError(f"secret {ref} cannot be read: {exc.strerror}") from None
+    register_secret(value)  # from now on, log lines show *** in its place
+    return value
 
 
 def repository_for(repo: Repository) -> DataRepository:
