@@ -444,8 +444,9 @@ def render_md(doc: dict[str, Any]) -> str:
         "zstd,1` or `lz4`; restic: default (zstd auto). Restores verified identical with "
         f"`cmp`: {doc['all_verified']}.",
         "",
-        f"Medians of {doc['rounds']} interleaved round(s), the tool order rotated every "
-        "round; wall-time samples in the .json. "
+        f"Medians of {doc['rounds']} interleaved round(s), the tool order reversed every "
+        "other round (haven-swift's rounds after the local tools'); wall-time samples in "
+        "the .json. "
         "Every step is a fresh process (interpreter start, repository open and key derivation "
         "included)."
         + (
@@ -574,17 +575,22 @@ def main() -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]
     runs: dict[str, list[dict[str, Any]]] = {}
     tools = make_tools(names, work, logf)
-    for rnd in range(args.repeat):  # interleaved rounds: every tool sees the same noise
-        # Rotate the order every round, so that no tool always runs right after the same
-        # neighbour (e.g. after haven-swift's cleanup, whose Swift daemons keep working).
-        k = rnd % len(tools)
-        for tool in tools[k:] + tools[:k]:
-            log(f"round {rnd + 1}/{args.repeat}")
-            r = bench_tool(tool, images, verify=not args.no_verify)
-            runs.setdefault(tool.name, []).append(r)
-            walls = {s: r[s]["wall_s"] for s in ("full", "incremental", "restore")}
-            log(f"{tool.name}: {json.dumps(walls)}")
-            tool.reset()
+    # Interleaved rounds (every tool sees the same noise), the order reversed every other
+    # round so that no tool always runs right after the same neighbour. Tools with a
+    # remote repository (haven-swift: Swift daemons on this machine, whose disk image is
+    # cached and written back twice) run their rounds after all local tools', so they
+    # do not disturb the local comparison.
+    local = [t for t in tools if not isinstance(t, HavenSwift)]
+    remote = [t for t in tools if isinstance(t, HavenSwift)]
+    for group in (local, remote):
+        for rnd in range(args.repeat):
+            for tool in group if rnd % 2 == 0 else group[::-1]:
+                log(f"round {rnd + 1}/{args.repeat}")
+                r = bench_tool(tool, images, verify=not args.no_verify)
+                runs.setdefault(tool.name, []).append(r)
+                walls = {s: r[s]["wall_s"] for s in ("full", "incremental", "restore")}
+                log(f"{tool.name}: {json.dumps(walls)}")
+                tool.reset()
     results = {name: median_of(rs) for name, rs in runs.items()}
     load_after = [round(x, 2) for x in os.getloadavg()]
     cpu = "?"

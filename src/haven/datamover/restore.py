@@ -200,8 +200,8 @@ class _RestoreRun:
             # Everything in the run is authenticated and hash-checked: now write it.
             if isinstance(self.target, FileTarget):
                 self.target.write_buffer(start, outbuf, pos)
-            else:
-                self.target.write(start, out[:pos])
+            else:  # a caller's target may keep what it is given: not our reused buffer
+                self.target.write(start, bytes(out[:pos]))
             out.release()
             scratch_mv.release()
         finally:
