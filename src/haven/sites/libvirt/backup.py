@@ -96,6 +96,27 @@ def begin(
     return BackupJob(dom.name(), sock, targets, tuple(scratch), parent_point_id is not None)
 
 
+def attach(dom: libvirt.virDomain, point_id: str, socket_dir: str) -> BackupJob | None:
+    """The backup job of ``point_id`` still open on ``dom``, or None.
+
+    A pull backup job lives in libvirt, not in the process that began it: after that
+    process dies (kill -9 mid-backup), a restarted engine re-attaches here instead of
+    failing. The job is recognised by its NBD socket, whose name derives from the domain
+    and the point id (see ``begin``)."""
+    sock = os.path.join(socket_dir, f"{_short(dom.UUIDString(), point_id)}.sock")
+    try:
+        root = ET.fromstring(dom.backupGetXMLDesc(0))
+    except libvirt.libvirtError:  # no backup job on this domain
+        return None
+    server = root.find("server")
+    if server is None or server.get("socket") != sock:
+        return None
+    disks = [d for d in root.findall("disks/disk") if d.get("backup", "yes") == "yes"]
+    targets = tuple(str(d.get("name")) for d in disks)
+    scratch = tuple(str(sc.get("file")) for d in disks if (sc := d.find("scratch")) is not None)
+    return BackupJob(dom.name(), sock, targets, scratch, root.find("incremental") is not None)
+
+
 def end(dom: libvirt.virDomain, job: BackupJob) -> None:
     with contextlib.suppress(libvirt.libvirtError):
         dom.abortJob()

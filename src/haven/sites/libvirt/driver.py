@@ -208,7 +208,7 @@ class LibvirtDriver:
     def open_point_disk(
         self, point: PointHandle, disk: PointDisk
     ) -> Iterator[backup.NbdPointReader]:
-        opened = self._points.get(point.point_id)
+        opened = self._points.get(point.point_id) or self._reattach(point.point_id)
         if opened is None or disk.server_id not in opened.jobs:
             raise SiteNotFound(f"point {point.point_id} is not open for {disk.server_id}")
         reader = backup.NbdPointReader(opened.jobs[disk.server_id][1], disk.target)
@@ -217,10 +217,28 @@ class LibvirtDriver:
         finally:
             reader.close()
 
+    def _reattach(self, point_id: str) -> points.OpenPoint | None:
+        """Find the backup jobs of ``point_id`` that a dead process left open in libvirt."""
+        opened = points.OpenPoint()
+        with libvirt_errors("list domains"):
+            doms = self._conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        for dom in doms:
+            job = backup.attach(dom, point_id, self._cfg.socket_dir)
+            if job is not None:
+                opened.jobs[dom.UUIDString()] = (dom, job)
+        if not opened.jobs:
+            return None
+        self._points[point_id] = opened
+        return opened
+
     def _end_jobs(self, point_id: str) -> None:
         opened = self._points.pop(point_id, None)
         if opened is not None:
             opened.end()
+        leftover = self._reattach(point_id)  # jobs a dead process left open for this point
+        self._points.pop(point_id, None)
+        if leftover is not None:
+            leftover.end()
 
     def release_point(self, point: PointHandle) -> None:
         self._end_jobs(point.point_id)
