@@ -41,6 +41,7 @@ from haven.datamover import (
 from haven.datamover.errors import InvalidArgument, KeyMissing
 from haven.datamover.locks import LOCK_PREFIX, read_locks
 from haven.domain.errors import ExitCode, NotFoundError
+from haven.observability.logging import register_secret
 
 app = typer.Typer(
     help="Create, check, prune and inspect backup repositories.", no_args_is_help=True
@@ -79,12 +80,16 @@ def parse_size(text: str, field: str) -> int:
 
 
 def read_password(password_file: Path | None) -> str | None:
+    """The passphrase, registered so that no log line can show it."""
     if password_file is not None:
         try:
-            return password_file.read_text().rstrip("\r\n")
+            password: str | None = password_file.read_text().rstrip("\r\n")
         except OSError as exc:
             raise InvalidArgument("--password-file", f"cannot read: {exc.strerror}") from None
-    return os.environ.get("HAVEN_REPO_PASSWORD")
+    else:
+        password = os.environ.get("HAVEN_REPO_PASSWORD")
+    register_secret(password)
+    return password
 
 
 def read_key_file(key_file: Path) -> bytes:

@@ -55,6 +55,7 @@ from haven.datamover.backends.base import (
 )
 from haven.datamover.backends.keys import check_key
 from haven.datamover.errors import InvalidArgument
+from haven.observability.logging import register_secret
 
 _LIST_PAGE = 10_000
 _TRANSIENT_STATUS = frozenset({408, 429})
@@ -242,6 +243,7 @@ class SwiftBackend:
         with self._lock:
             if self._token is None or self._token == stale_token:
                 self._token, self._storage_url = self.auth.authenticate(self._client)
+                register_secret(self._token)
             assert self._storage_url is not None
             return self._token, self._storage_url
 
@@ -476,6 +478,7 @@ def auth_from_env(env: Mapping[str, str] | None = None) -> SwiftAuth:
     key = get("HAVEN_SWIFT_KEY", "OS_PASSWORD")
     if not user or not key:
         raise InvalidArgument("HAVEN_SWIFT_USER", "swift user or key/password missing")
+    register_secret(key)
     if version.startswith("1"):
         return TempAuth(auth_url, user, key)
     if version.startswith("3"):
