@@ -33,7 +33,13 @@ from haven.catalog.models import (
 from haven.domain.codec import from_data, to_data
 from haven.domain.errors import NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState
-from haven.domain.operations import Operation, OperationKind, OperationState, Step
+from haven.domain.operations import (
+    Operation,
+    OperationKind,
+    OperationState,
+    Step,
+    StepState,
+)
 from haven.domain.points import RecoveryPoint
 from haven.domain.resources import KIND_TYPES, Resource, ResourceKind, Resources
 
@@ -228,31 +234,7 @@ class Catalog:
             steps = s.scalars(
                 select(StepRow).where(StepRow.operation_id == operation_id).order_by(StepRow.seq)
             ).all()
-            return Operation(
-                id=row.id,
-                kind=OperationKind(row.kind),
-                group=row.group_name,
-                state=OperationState(row.state),
-                created_at=row.created_at,
-                finished_at=row.finished_at,
-                params=row.params,
-                result=row.result,
-                error=row.error,
-                steps=tuple(
-                    from_data(
-                        Step,
-                        {
-                            "seq": st.seq,
-                            "name": st.name,
-                            "state": st.state,
-                            "started_at": st.started_at.isoformat(),
-                            "finished_at": st.finished_at.isoformat() if st.finished_at else None,
-                            "detail": st.detail,
-                        },
-                    )
-                    for st in steps
-                ),
-            )
+            return _operation(row, tuple(_step(st) for st in steps))
 
     # --- engine additions: operation listing, created resources, placement -----------------
     def operations(self, group: str | None = None, limit: int = 50) -> list[Operation]:
@@ -261,20 +243,7 @@ class Catalog:
             q = select(OperationRow).order_by(OperationRow.created_at.desc()).limit(limit)
             if group is not None:
                 q = q.where(OperationRow.group_name == group)
-            return [
-                Operation(
-                    id=r.id,
-                    kind=OperationKind(r.kind),
-                    group=r.group_name,
-                    state=OperationState(r.state),
-                    created_at=r.created_at,
-                    finished_at=r.finished_at,
-                    params=r.params,
-                    result=r.result,
-                    error=r.error,
-                )
-                for r in s.scalars(q).all()
-            ]
+            return [_operation(r) for r in s.scalars(q).all()]
 
     def group_lock_holder(self, group: str) -> str | None:
         with self.transaction() as s:
@@ -368,3 +337,29 @@ class Catalog:
             if row is None:
                 raise NotFoundError(f"no server definitions recorded for point {point_id}")
             return dict(row.data)
+
+
+def _operation(row: OperationRow, steps: tuple[Step, ...] = ()) -> Operation:
+    return Operation(
+        id=row.id,
+        kind=OperationKind(row.kind),
+        group=row.group_name,
+        state=OperationState(row.state),
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        params=row.params,
+        result=row.result,
+        error=row.error,
+        steps=steps,
+    )
+
+
+def _step(row: StepRow) -> Step:
+    return Step(
+        seq=row.seq,
+        name=row.name,
+        state=StepState(row.state),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        detail=row.detail,
+    )
