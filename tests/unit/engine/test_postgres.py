@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from haven.catalog.store import Catalog
 from haven.domain.operations import OperationKind, OperationState
@@ -17,7 +14,7 @@ from haven.engine import connect, runtime, service, services
 from haven.engine.apply import apply_spec
 from haven.engine.workflows.protect import protect_workflow
 from haven.specs import load_spec
-from tests.conftest import lab_unavailable
+from tests.conftest import fresh_pg_database
 from tests.unit.engine.lab import make_lab
 
 pytestmark = pytest.mark.postgres
@@ -25,24 +22,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    base = os.environ.get("HAVEN_TEST_PG_URL")
-    if not base:
-        lab_unavailable(
-            "HAVEN_TEST_PG_URL is not set (start lab/postgres/up.sh and source its env)"
-        )
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"haven_engine_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        lab_unavailable(f"PostgreSQL unusable: {type(exc).__name__}")
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_pg_database("haven_engine") as url:
+        yield url
 
 
 def test_protect_with_postgres_engine_state(
