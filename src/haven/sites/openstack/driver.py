@@ -3,9 +3,14 @@
 Implements the SiteDriver protocol (haven.sites.base) where OpenStack's APIs allow it.
 Points are crash-consistent Cinder group snapshots (per-volume fallback); the guest agent
 is not reachable through Nova's API, so there is no guest quiesce and no guest exec.
-Volume data moves through Cinder backup (haven.sites.openstack.native), not through
-``open_point_disk``/``open_volume_writer``: those need the image upload/download data path,
-which is not built yet and raises UnsupportedCapability.
+
+Volume data moves one of two ways, chosen per policy: Cinder backup
+(haven.sites.openstack.native), or Haven's own repository through
+``open_point_disk``/``open_volume_writer``, which move the data through Glance images
+(haven.sites.openstack.transfer: snapshot -> volume -> image -> local sparse file, and
+back by re-imaging the target volume). The per-disk figures of the last transfers are kept
+in ``transfers`` (key ``<point_id>/<server_id>/<target>`` for reads, ``volume:<id>`` for
+writes) and are also on the reader/writer objects (``figures``).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from haven.sites.base import (
     VolumeWriter,
 )
 from haven.sites.errors import SiteInputError, SiteNotFound, UnsupportedCapability
-from haven.sites.openstack import snapshots
+from haven.sites.openstack import snapshots, transfer
 from haven.sites.openstack.connection import SiteRef, connect, wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
 
@@ -70,12 +75,17 @@ class OpenStackDriver:
         region: str,
         config_file: str | None = None,
         group_name: str | None = None,
+        transfer_dir: str | None = None,
     ) -> None:
         self.name = name
         self.ref = SiteRef(cloud, region, config_file)
         self.group_name = group_name or f"haven-{name}"
+        self.transfer_dir = transfer_dir  # local temp files of image transfers; None: $TMPDIR
         self._conn: Any = None
         self._points: dict[str, snapshots.SnapshotSet] = {}
+        # point id -> (server id, disk target) -> volume id, as captured by create_point
+        self._point_volumes: dict[str, dict[tuple[str, str], str]] = {}
+        self.transfers: dict[str, transfer.TransferFigures] = {}
 
     @property
     def conn(self) -> Any:
@@ -86,6 +96,7 @@ class OpenStackDriver:
     def capabilities(self) -> Capability:
         return (
             Capability.GROUP_SNAPSHOT
+            | Capability.VOLUME_CREATION
             | Capability.SERVER_DEFINITION
             | Capability.NETWORK_CREATION
             | Capability.READINESS_TCP
@@ -159,6 +170,7 @@ class OpenStackDriver:
     # -- points ----------------------------------------------------------------------------
     def create_point(self, request: PointRequest) -> PointHandle:
         volume_ids: list[str] = []
+        by_disk: dict[tuple[str, str], str] = {}
         disks: list[PointDisk] = []
         for m in request.members:
             spec = self.capture_server(m.server_id)
@@ -169,11 +181,13 @@ class OpenStackDriver:
                             f"members[{m.server_id}]", f"disk {d.target} has no volume"
                         )
                     volume_ids.append(d.source)
+                    by_disk[(m.server_id, d.target)] = d.source
                     disks.append(PointDisk(m.server_id, d.target, d.size_bytes, False))
         snapset = snapshots.snapshot_volumes(
             self.conn, request.point_id, volume_ids, self.group_name
         )
         self._points[request.point_id] = snapset
+        self._point_volumes[request.point_id] = by_disk
         reason = NO_QUIESCE
         if snapset.reason:
             reason = f"{reason}; {snapset.reason}"
@@ -198,9 +212,27 @@ class OpenStackDriver:
     def open_point_disk(
         self, point: PointHandle, disk: PointDisk
     ) -> AbstractContextManager[PointDiskReader]:
-        raise UnsupportedCapability(
-            f"{self.name}: reading point data needs the image-transfer data path (not built); "
-            "use the Cinder backup path (haven.sites.openstack.native)"
+        """The disk's snapshot of this point, through a temporary volume and a Glance image
+        downloaded into a local sparse file (haven.sites.openstack.transfer). The cloud work
+        (minutes for large volumes) happens on entering the context; everything temporary is
+        gone when it exits. No changed-block tracking: ``changed_extents()`` is None."""
+        snapset = self.snapshot_set(point.point_id)
+        volume_id = self._point_volumes.get(point.point_id, {}).get((disk.server_id, disk.target))
+        if volume_id is None:
+            raise SiteNotFound(
+                f"{self.name}: point {point.point_id} has no disk {disk.target} "
+                f"of server {disk.server_id}"
+            )
+        snap = snapset.for_volume(volume_id)
+        figures = transfer.TransferFigures()
+        self.transfers[f"{point.point_id}/{disk.server_id}/{disk.target}"] = figures
+        return transfer.read_snapshot(
+            self.conn,
+            snap.snapshot_id,
+            snap.size_gib,
+            f"{point.point_id}-{disk.target}",
+            directory=self.transfer_dir,
+            figures=figures,
         )
 
     def release_point(self, point: PointHandle) -> None:
@@ -208,6 +240,7 @@ class OpenStackDriver:
 
     def delete_point(self, point_id: str) -> None:
         snapset = self._points.pop(point_id, None)
+        self._point_volumes.pop(point_id, None)
         if snapset is not None:
             snapshots.delete_snapshot_set(self.conn, snapset)
 
@@ -220,8 +253,26 @@ class OpenStackDriver:
         return VolumeInfo(v.id, name, gib * GiB, "raw")
 
     def open_volume_writer(self, volume: VolumeInfo) -> AbstractContextManager[VolumeWriter]:
-        raise UnsupportedCapability(
-            f"{self.name}: writing volumes needs the image-transfer data path (not built)"
+        """Writes collect in a local sparse file; on a clean exit it becomes a raw Glance
+        image that re-images the volume (same id), then the image is deleted. The whole
+        content is replaced, so the writer is ``fresh``. The volume must be available
+        (detached) and have no snapshots. Reading before writing loads the volume's
+        current content (the engine reads a stopped server's volume this way)."""
+        try:
+            v = self.conn.block_storage.get_volume(volume.id)
+        except osexc.NotFoundException as exc:
+            raise SiteNotFound(
+                f"{self.name}: volume {volume.name} ({volume.id}) not found"
+            ) from exc
+        figures = transfer.TransferFigures()
+        self.transfers[f"volume:{volume.id}"] = figures
+        return transfer.write_volume(
+            self.conn,
+            volume.id,
+            int(v.size) * GiB,
+            volume.name,
+            directory=self.transfer_dir,
+            figures=figures,
         )
 
     def delete_volume(self, volume: VolumeInfo) -> None:

@@ -1,0 +1,544 @@
+"""Volume data through images: the data path that feeds Haven's own repository.
+
+Protected site (:func:`read_snapshot`)::
+
+    point snapshot -> temporary volume from it -> Cinder upload-to-image (raw) -> stream the
+    Glance download into a local sparse file (all-zero blocks stay holes) -> readinto()
+
+Recovery site (:func:`write_volume`)::
+
+    writes land in a local sparse file -> on success: upload it to Glance as a raw image ->
+    Cinder re-image of the target volume (os-reimage, microversion 3.68) -> delete the image
+
+Why a temporary volume rather than uploading the snapshot's volume: with Cinder's NFS
+driver a volume that has snapshots is a qcow2 chain, and the known bug (issue 6,
+shared/notes/openstack-lab.md) shows such volumes can hand out qcow2 bytes; a volume
+created from the snapshot is a plain, flat copy of the point. The download is checked
+by content, not status: exactly the volume's size in bytes and the MD5 Glance recorded.
+
+Why re-image: it writes the image into the *existing* volume, so the caller's VolumeInfo
+(id, name, size) stays valid. Cinder's NFS driver writes the image into the volume's base
+file, which would be wrong for a volume with snapshots (its active layer is an overlay):
+such volumes are refused before anything is written.
+
+Contracts:
+- Every temporary volume, image and file is removed on exit, on success and on error;
+  temporary cloud objects are named after the caller's name (a point or volume name), so
+  a sweep by the caller's prefix finds leftovers of an interrupted process.
+- Memory is bounded: downloads and uploads stream in ``STREAM_BLOCK`` pieces.
+- Errors are OpenStackSiteError/OpenStackTimeout (cloud calls) or SiteIOError (the stream
+  broke); they name the object and the step, never a token or password.
+- Figures (:class:`TransferFigures`) count bytes moved over the image API per disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from openstack import exceptions as osexc
+
+from haven.domain.extents import Extent
+from haven.sites.errors import SiteConflict, SiteIOError, UnsupportedCapability
+from haven.sites.openstack.connection import wait_status
+from haven.sites.openstack.errors import OpenStackSiteError
+from haven.sites.openstack.snapshots import max_microversion
+from haven.sites.openstack.sparse import SparseFile
+
+GiB = 1024**3
+STREAM_BLOCK = 1024 * 1024
+REIMAGE_MICROVERSION = (3, 68)
+IMAGE_ERRORS = frozenset({"killed", "deleted", "pending_delete"})
+DEFAULT_TIMEOUT = 900.0
+
+
+@dataclass(slots=True)
+class TransferFigures:
+    """What one disk's transfer moved and how long each step took (seconds)."""
+
+    size: int = 0
+    image_bytes_downloaded: int = 0  # Glance -> Haven (protected site)
+    image_bytes_uploaded: int = 0  # Haven -> Glance (recovery site)
+    bytes_read: int = 0  # served to the data mover through readinto()
+    bytes_written: int = 0  # received from the data mover through write()
+    prepare_s: float = 0.0  # snapshot -> volume -> image (Cinder work)
+    download_s: float = 0.0
+    upload_s: float = 0.0
+    reimage_s: float = 0.0
+    cleanup_s: float = 0.0
+
+
+class ImageReader:
+    """A point's disk, downloaded into a local sparse file: a PointDiskReader and the data
+    mover's BlockSource + AllocationMap. Valid only inside :func:`read_snapshot`."""
+
+    def __init__(self, sparse: SparseFile, figures: TransferFigures) -> None:
+        self._file = sparse
+        self.figures = figures
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int:
+        n = self._file.pread(offset, buf)
+        with self._lock:
+            self.figures.bytes_read += n
+        return n
+
+    def allocated(self) -> list[Extent]:
+        return self._file.allocated()
+
+    def changed_extents(self) -> list[Extent] | None:
+        """None: the image API knows no changed blocks; backup dedups unchanged chunks."""
+        return None
+
+    @property
+    def bytes_read(self) -> int:
+        return self.figures.bytes_read
+
+    @property
+    def image_bytes_downloaded(self) -> int:
+        return self.figures.image_bytes_downloaded
+
+
+class ImageWriter:
+    """A volume's new content, collected in a local sparse file: a VolumeWriter.
+
+    ``fresh`` is True: the upload replaces the whole volume, so what is not written reads
+    as zeros. Reading before anything was written (the engine backs up a stopped server's
+    volume through its writer) first loads the volume's current content through a
+    snapshot; from then on ``fresh`` is False. The volume is re-imaged on exit only if
+    something was written or zeroed.
+    """
+
+    def __init__(
+        self, sparse: SparseFile, figures: TransferFigures, load: Callable[[SparseFile], None]
+    ) -> None:
+        self._file = sparse
+        self.figures = figures
+        self._load = load
+        self._lock = threading.Lock()
+        self.loaded = False
+        self.dirty = False
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    @property
+    def fresh(self) -> bool:
+        return not self.loaded
+
+    def _ensure_loaded(self) -> None:
+        with self._lock:
+            if not self.loaded and not self.dirty:
+                self._load(self._file)
+                self.loaded = True
+
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int:
+        self._ensure_loaded()
+        n = self._file.pread(offset, buf)
+        with self._lock:
+            self.figures.bytes_read += n
+        return n
+
+    def allocated(self) -> list[Extent]:
+        self._ensure_loaded()
+        return self._file.allocated()
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._file.pwrite(offset, data)
+        with self._lock:
+            self.dirty = True
+            self.figures.bytes_written += len(data)
+
+    def zero(self, offset: int, length: int) -> None:
+        self._file.zero(offset, length)
+        with self._lock:
+            self.dirty = True
+
+    def flush(self) -> None:
+        """Nothing to do: the data reaches the volume when the writer is closed."""
+
+    @property
+    def bytes_written(self) -> int:
+        return self.figures.bytes_written
+
+    @property
+    def image_bytes_uploaded(self) -> int:
+        return self.figures.image_bytes_uploaded
+
+
+# -- protected site ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def read_snapshot(
+    conn: Any,
+    snapshot_id: str,
+    size_gib: int,
+    name: str,
+    *,
+    directory: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    figures: TransferFigures | None = None,
+) -> Iterator[ImageReader]:
+    """Yield a reader over the snapshot's content (see the module contract).
+
+    ``name`` prefixes the temporary volume and image (``<name>-xfer``)."""
+    fig = figures if figures is not None else TransferFigures()
+    fig.size = size_gib * GiB
+    sparse = SparseFile(fig.size, directory)
+    try:
+        download_snapshot(conn, snapshot_id, size_gib, name, sparse, fig, timeout)
+        yield ImageReader(sparse, fig)
+    finally:
+        sparse.close()
+
+
+def download_snapshot(
+    conn: Any,
+    snapshot_id: str,
+    size_gib: int,
+    name: str,
+    sparse: SparseFile,
+    fig: TransferFigures,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Fill ``sparse`` with the snapshot's content through a temporary volume and image;
+    both are deleted before this returns, also on error."""
+    bs = conn.block_storage
+    tmp_name = f"{name}-xfer"
+    volume_id: str | None = None
+    image_id: str | None = None
+    t0 = time.monotonic()
+    try:
+        vol = _sdk(
+            f"create volume {tmp_name} from snapshot {snapshot_id}",
+            lambda: bs.create_volume(name=tmp_name, size=size_gib, snapshot_id=snapshot_id),
+        )
+        volume_id = vol.id
+        wait_status(
+            f"volume {tmp_name}", lambda: bs.get_volume(vol.id), {"available"}, timeout=timeout
+        )
+        image_id = upload_volume_to_image(conn, vol.id, tmp_name)
+        wait_image_active(conn, image_id, tmp_name, timeout)
+        wait_status(
+            f"volume {tmp_name} after upload",
+            lambda: bs.get_volume(vol.id),
+            {"available"},
+            timeout=timeout,
+        )
+        fig.prepare_s += time.monotonic() - t0
+        t1 = time.monotonic()
+        fig.image_bytes_downloaded += download_image(conn, image_id, sparse, tmp_name)
+        fig.download_s += time.monotonic() - t1
+    except BaseException:
+        _cleanup_quietly(conn, image_id=image_id, volume_id=volume_id, timeout=timeout)
+        raise
+    t2 = time.monotonic()
+    _cleanup(conn, image_id=image_id, volume_id=volume_id, timeout=timeout)
+    fig.cleanup_s += time.monotonic() - t2
+
+
+def upload_volume_to_image(conn: Any, volume_id: str, image_name: str) -> str:
+    """Cinder's upload-to-image (raw, bare, private); returns the new image's id."""
+    body = {
+        "os-volume_upload_image": {
+            "image_name": image_name,
+            "force": False,
+            "disk_format": "raw",
+            "container_format": "bare",
+        }
+    }
+    resp = _sdk(
+        f"upload volume {volume_id} to image",
+        lambda: _checked(conn.block_storage.post(f"/volumes/{volume_id}/action", json=body)),
+    )
+    return str(resp.json()["os-volume_upload_image"]["image_id"])
+
+
+def wait_image_active(conn: Any, image_id: str, what: str, timeout: float) -> Any:
+    return wait_status(
+        f"image {what} ({image_id})",
+        lambda: conn.image.get_image(image_id),
+        {"active"},
+        error=IMAGE_ERRORS,
+        timeout=timeout,
+    )
+
+
+def download_image(conn: Any, image_id: str, sparse: SparseFile, what: str) -> int:
+    """Stream the image into ``sparse``; return the bytes received. The content must be
+    exactly ``sparse.size`` bytes with the MD5 Glance recorded, else SiteIOError."""
+    image = _sdk(f"get image {what}", lambda: conn.image.get_image(image_id))
+    if image.size is not None and int(image.size) != sparse.size:
+        raise SiteIOError(
+            f"image {what} ({image_id}) holds {image.size} bytes, the volume {sparse.size}: "
+            "not a raw copy of the volume (qcow2 bytes?); nothing was backed up"
+        )
+    md5 = hashlib.md5(usedforsecurity=False)
+    resp = _sdk(
+        f"download image {what}",
+        lambda: _checked(conn.image.get(f"/images/{image_id}/file", stream=True)),
+    )
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in resp.iter_content(STREAM_BLOCK):
+            md5.update(chunk)
+            yield chunk
+
+    try:
+        got = sparse.fill_from(chunks())
+    except (OSError, ValueError) as exc:  # local disk, or a stream longer than the volume
+        raise SiteIOError(f"download of image {what} ({image_id}): {exc}") from exc
+    except Exception as exc:  # the HTTP stream broke (requests/urllib3 errors)
+        raise SiteIOError(
+            f"download of image {what} ({image_id}) broke: {type(exc).__name__}"
+        ) from exc
+    finally:
+        resp.close()
+    if got != sparse.size:
+        raise SiteIOError(
+            f"download of image {what} ({image_id}) gave {got} bytes, expected {sparse.size}"
+        )
+    if image.checksum and md5.hexdigest() != image.checksum:
+        raise SiteIOError(f"download of image {what} ({image_id}) does not match its MD5")
+    return got
+
+
+# -- recovery site ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def write_volume(
+    conn: Any,
+    volume_id: str,
+    size: int,
+    name: str,
+    *,
+    directory: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    figures: TransferFigures | None = None,
+) -> Iterator[ImageWriter]:
+    """Yield a writer for the volume (see the module contract). On a clean exit with
+    writes, the volume's whole content is replaced; on an exception it is left as it was."""
+    fig = figures if figures is not None else TransferFigures()
+    fig.size = size
+    check_reimage_possible(conn, volume_id, name)
+    sparse = SparseFile(size, directory)
+
+    def load(into: SparseFile) -> None:
+        load_volume(conn, volume_id, name, into, fig, timeout)
+
+    try:
+        writer = ImageWriter(sparse, fig, load)
+        yield writer
+        if writer.dirty:
+            upload_and_reimage(conn, volume_id, name, sparse, fig, timeout)
+    finally:
+        sparse.close()
+
+
+def check_reimage_possible(conn: Any, volume_id: str, name: str) -> None:
+    """Refuse before any data moves when the re-image cannot work or would be unsafe."""
+    if max_microversion(conn) < REIMAGE_MICROVERSION:
+        raise UnsupportedCapability(
+            f"volume {name}: writing through images needs Cinder's re-image "
+            "(block-storage API microversion 3.68, Zed or later)"
+        )
+    bs = conn.block_storage
+    vol = _sdk(f"get volume {name}", lambda: bs.get_volume(volume_id))
+    if vol.status != "available":
+        raise SiteConflict(
+            f"volume {name} ({volume_id}) is {vol.status}: detach it (status available) "
+            "before restoring into it"
+        )
+    if any(True for _ in bs.snapshots(volume_id=volume_id)):
+        raise SiteConflict(
+            f"volume {name} ({volume_id}) has snapshots: re-imaging would write under them; "
+            "delete its snapshots or restore into a new volume"
+        )
+
+
+def load_volume(
+    conn: Any, volume_id: str, name: str, sparse: SparseFile, fig: TransferFigures, timeout: float
+) -> None:
+    """The volume's current content into ``sparse``, through a temporary snapshot."""
+    bs = conn.block_storage
+    vol = _sdk(f"get volume {name}", lambda: bs.get_volume(volume_id))
+    snap = _sdk(
+        f"snapshot volume {name}",
+        lambda: bs.create_snapshot(volume_id=volume_id, force=True, name=f"{name}-xfer"),
+    )
+    try:
+        wait_status(
+            f"snapshot {name}-xfer",
+            lambda: bs.get_snapshot(snap.id),
+            {"available"},
+            timeout=timeout,
+        )
+        download_snapshot(conn, snap.id, vol.size, name, sparse, fig, timeout)
+    finally:
+        with contextlib.suppress(osexc.SDKException):
+            bs.delete_snapshot(snap.id, ignore_missing=True)
+        _wait_gone(lambda: bs.find_snapshot(snap.id), timeout)
+
+
+def upload_and_reimage(
+    conn: Any,
+    volume_id: str,
+    name: str,
+    sparse: SparseFile,
+    fig: TransferFigures,
+    timeout: float,
+) -> None:
+    image_name = f"{name}-xfer"
+    image_id: str | None = None
+    try:
+        t0 = time.monotonic()
+        image_id = create_raw_image(conn, image_name)
+        fig.image_bytes_uploaded += upload_image_data(conn, image_id, sparse, image_name)
+        wait_image_active(conn, image_id, image_name, timeout)
+        fig.upload_s += time.monotonic() - t0
+        t1 = time.monotonic()
+        reimage(conn, volume_id, image_id, name, timeout)
+        fig.reimage_s += time.monotonic() - t1
+    except BaseException:
+        _cleanup_quietly(conn, image_id=image_id, volume_id=None, timeout=timeout)
+        raise
+    t2 = time.monotonic()
+    _cleanup(conn, image_id=image_id, volume_id=None, timeout=timeout)
+    fig.cleanup_s += time.monotonic() - t2
+
+
+def create_raw_image(conn: Any, image_name: str) -> str:
+    body = {
+        "name": image_name,
+        "disk_format": "raw",
+        "container_format": "bare",
+        "visibility": "private",
+    }
+    resp = _sdk(
+        f"create image {image_name}", lambda: _checked(conn.image.post("/images", json=body))
+    )
+    return str(resp.json()["id"])
+
+
+def upload_image_data(conn: Any, image_id: str, sparse: SparseFile, what: str) -> int:
+    """Stream the file's whole content (holes as zeros: raw images are not sparse) to
+    Glance; return the bytes sent after checking Glance's MD5 of what it stored."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        for block in sparse.iter_blocks(STREAM_BLOCK):
+            md5.update(block)
+            sent += len(block)
+            yield block
+
+    _sdk(
+        f"upload image {what}",
+        lambda: _checked(
+            conn.image.put(
+                f"/images/{image_id}/file",
+                data=body(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        ),
+    )
+    image = wait_image_active(conn, image_id, what, DEFAULT_TIMEOUT)
+    if sent != sparse.size or (image.checksum and image.checksum != md5.hexdigest()):
+        raise SiteIOError(f"upload of image {what} ({image_id}) arrived incomplete or altered")
+    return sent
+
+
+def reimage(conn: Any, volume_id: str, image_id: str, name: str, timeout: float) -> None:
+    bs = conn.block_storage
+    body = {"os-reimage": {"image_id": image_id, "reimage_reserved": False}}
+    mv = f"{REIMAGE_MICROVERSION[0]}.{REIMAGE_MICROVERSION[1]}"
+    _sdk(
+        f"re-image volume {name}",
+        lambda: _checked(bs.post(f"/volumes/{volume_id}/action", json=body, microversion=mv)),
+    )
+    try:
+        wait_status(
+            f"re-image of volume {name}",
+            lambda: bs.get_volume(volume_id),
+            {"available"},
+            timeout=timeout,
+        )
+    except OpenStackSiteError as exc:
+        raise OpenStackSiteError(
+            f"{exc}; Cinder left volume {name} ({volume_id}) in error: its content is "
+            "undefined, restore into it again or delete it"
+        ) from exc
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _checked(resp: Any) -> Any:
+    osexc.raise_from_response(resp)
+    return resp
+
+
+def _sdk(what: str, call: Callable[[], Any]) -> Any:
+    """Run an SDK call; its failure becomes OpenStackSiteError naming ``what``. SDK
+    messages carry the HTTP status and the service's reason, never credentials."""
+    try:
+        return call()
+    except osexc.SDKException as exc:
+        status = getattr(exc, "status_code", None)
+        detail = getattr(exc, "details", None) or type(exc).__name__
+        raise OpenStackSiteError(
+            f"{what}: HTTP {status} {detail}" if status else f"{what}: {detail}"
+        ) from exc
+
+
+def _cleanup_quietly(
+    conn: Any, *, image_id: str | None, volume_id: str | None, timeout: float
+) -> None:
+    """Cleanup on an error path: the original error matters more than a cleanup failure
+    (whose objects carry the caller's name, so a sweep by that name finds them)."""
+    with contextlib.suppress(Exception):
+        _cleanup(conn, image_id=image_id, volume_id=volume_id, timeout=timeout)
+
+
+def _cleanup(conn: Any, *, image_id: str | None, volume_id: str | None, timeout: float) -> None:
+    """Delete the temporary image and volume; a failure is raised after both were tried."""
+    problems: list[str] = []
+    if image_id is not None:
+        try:
+            conn.image.delete_image(image_id, ignore_missing=True)
+        except osexc.SDKException as exc:
+            problems.append(f"image {image_id}: {type(exc).__name__}")
+    if volume_id is not None:
+        bs = conn.block_storage
+        try:
+            # a volume still uploading cannot be deleted: wait until it settles first
+            wait_status(
+                f"volume {volume_id} before delete",
+                lambda: bs.get_volume(volume_id),
+                {"available", "error"},
+                error=frozenset(),
+                timeout=timeout,
+            )
+            bs.delete_volume(volume_id, ignore_missing=True)
+            _wait_gone(lambda: bs.find_volume(volume_id), timeout)
+        except (osexc.SDKException, OpenStackSiteError) as exc:
+            problems.append(f"volume {volume_id}: {exc}")
+    if problems:
+        raise OpenStackSiteError("temporary transfer objects left behind: " + "; ".join(problems))
+
+
+def _wait_gone(find: Callable[[], Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.3
+    while find() is not None:
+        if time.monotonic() > deadline:
+            raise OpenStackSiteError("deletion did not finish in time")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 3.0)
