@@ -9,8 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   [ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  apt-get -o DPkg::Lock::Timeout=900 update -qq
+  apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 BIN=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n1)")
 id postgres >/dev/null 2>&1 || useradd --system --home "$STATE" postgres

@@ -194,8 +194,10 @@ def sweep(conn: openstack.connection.Connection, prefix: str) -> None:
     for gs in bs.group_snapshots():
         if (gs.name or "").startswith(("haven-p1-" + prefix, "haven-p2-" + prefix)):
             bs.delete_group_snapshot(gs)
+    # Only snapshots of this prefix's volumes: other tests (or other people) share the lab.
+    mine = {v.id for v in bs.volumes() if (v.name or "").startswith(prefix)}
     for snap in bs.snapshots():
-        if snap.status in ("available", "error"):
+        if snap.volume_id in mine and snap.status in ("available", "error"):
             with contextlib.suppress(Exception):
                 bs.delete_snapshot(snap)
     for g in bs.groups():
