@@ -4,9 +4,10 @@ Drivers and repositories are cached per process (a libvirt connection or an unlo
 repository is costly). Secrets (repository passphrases) are read from their SecretRef at
 the moment the repository is opened and are never logged or kept in errors.
 
-Fake sites (``driver: fake``): ``uri`` ``file:///dir`` gives a file-backed fake whose
-state survives the process (crash tests, demos without a lab); no ``uri`` gives an
-in-memory fake. Tests may ``register_driver`` their own instance for a site name.
+OpenStack sites (``driver: openstack``) connect through openstacksdk with the site's
+``cloud`` and ``region``. Fake sites (``driver: fake``): ``uri`` ``file:///dir`` gives a
+file-backed fake whose state survives the process (crash tests, demos without a lab); no
+``uri`` gives an in-memory fake. Tests may ``register_driver`` their own instance for a site name.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def _build(site: Site) -> Any:
         if not site.uri:
             raise ValidationError(f"sites.{site.name}.uri", "a libvirt site needs a uri")
         return LibvirtDriver(LibvirtSiteConfig(name=site.name, uri=site.uri))
+    if site.driver is SiteDriver.OPENSTACK:
+        from haven.sites.openstack.driver import OpenStackDriver
+
+        if not site.cloud or not site.region:
+            raise ValidationError(
+                f"sites.{site.name}.cloud",
+                "an openstack site needs 'cloud' (a clouds.yaml entry) and 'region'",
+            )
+        # clouds.yaml is found the way every OpenStack client finds it
+        # (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack);
+        # the catalog holds only the cloud and region names, never credentials.
+        return OpenStackDriver(site.name, site.cloud, site.region)
     raise ValidationError(
         f"sites.{site.name}.driver", f"driver {site.driver.value!r} is not supported yet"
     )
