@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,13 +47,15 @@ from openstack import exceptions as osexc
 from haven.domain.points import Consistency
 from haven.sites import consistency
 from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceStep
-from haven.sites.errors import QuiesceFailed, SiteError
+from haven.sites.errors import QuiesceFailed, SiteConflict, SiteError, SiteNotFound
 from haven.sites.openstack.connection import wait_status
 from haven.sites.openstack.snapshots import SnapshotSet, VolumeSnap
 
 NOVA_METHOD = "nova-image"
 REQUIRE_QUIESCE = "os_require_quiesce"
 PRESYNC_TIMEOUT_S = 10.0
+# what haven.sites.libvirt raises (libvirt_errors translates to all three)
+_SITE_ERRORS = (SiteError, SiteNotFound, SiteConflict)
 _TRUE = {"1", "t", "true", "on", "y", "yes"}  # oslo strutils.bool_from_string, as Nova reads it
 
 
@@ -247,14 +250,17 @@ def _libvirt_guests(
             try:
                 g = hosts.guest(uri, domain)
                 answering = g.ping(request.freeze_timeout_s)
-            except SiteError as exc:
+            except _SITE_ERRORS as exc:
                 return None, f"server {sid}: domain {domain!r} on {host}: {_redact(exc, uri)}"
             if not answering:
                 return None, f"server {sid}: guest agent of {domain!r} on {host} does not answer"
             guests[sid] = g
-        for g in guests.values():  # outside the window: agent timeouts, pre-sync
-            with contextlib.suppress(SiteError):
+        for sid, g in guests.items():  # outside the window: agent timeouts, pre-sync
+            try:
                 g.prepare(request.freeze_timeout_s, config.presync)
+            except _SITE_ERRORS as exc:
+                host, uri, domain = places[sid]
+                return None, f"server {sid}: domain {domain!r} on {host}: {_redact(exc, uri)}"
         handed_over = True
         return _Guests(hosts, guests), ""
     finally:
@@ -285,24 +291,27 @@ def _libvirt_point(
 
 
 class _RealGuest:
-    def __init__(self, dom: Any, agent: Any) -> None:
-        self._dom, self._agent = dom, agent
+    def __init__(self, dom: Any, agent: Any, libvirt_errors: Any) -> None:
+        self._dom, self._agent, self._libvirt_errors = dom, agent, libvirt_errors
 
     def ping(self, timeout_s: float) -> bool:
         return bool(self._agent.ping(self._dom, timeout_s))
 
     def prepare(self, timeout_s: float, presync: bool) -> None:
+        """Best-effort sync (a failure is not a quiesce failure); then the agent response
+        timeout that bounds freeze and thaw (a failure here makes the guest unusable)."""
         if presync:
-            with contextlib.suppress(SiteError):
+            with contextlib.suppress(*_SITE_ERRORS):
                 self._agent.guest_exec(self._dom, ["sync"], PRESYNC_TIMEOUT_S)
-        self._agent._set_timeout(self._dom, timeout_s)
+        with self._libvirt_errors(f"agent timeout on {self._dom.name()}"):
+            self._dom.agentSetResponseTimeout(max(1, math.ceil(timeout_s)), 0)
 
+    # freeze/thaw raise GuestAgentError only; the timeout set by prepare bounds them
     def freeze(self, timeout_s: float) -> None:
         self._agent.freeze(self._dom, timeout_s, set_timeout=False)
 
     def thaw(self, timeout_s: float) -> None:
-        # a thaw must not depend on the freeze's timeout having been set: set it again
-        self._agent.thaw(self._dom, timeout_s, set_timeout=True)
+        self._agent.thaw(self._dom, timeout_s, set_timeout=False)
 
 
 class _RealHosts:
@@ -320,7 +329,7 @@ class _RealHosts:
             c = self._open[uri] = self._conn.connect(uri)
         with self._conn.libvirt_errors(f"domain {domain}"):
             dom = c.lookupByName(domain)
-        return _RealGuest(dom, self._agent)
+        return _RealGuest(dom, self._agent, self._conn.libvirt_errors)
 
     def close(self) -> None:
         for c in self._open.values():

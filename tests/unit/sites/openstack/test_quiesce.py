@@ -21,7 +21,7 @@ from openstack import exceptions as osexc
 
 from haven.domain.points import Consistency
 from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceMember
-from haven.sites.errors import GuestAgentError, QuiesceFailed, SiteUnavailable
+from haven.sites.errors import GuestAgentError, QuiesceFailed, SiteNotFound, SiteUnavailable
 from haven.sites.openstack.quiesce import (
     NOVA_METHOD,
     QuiesceConfig,
@@ -207,11 +207,14 @@ class Guest:
         self.freeze_error: str | None = None
         self.freeze_delay_s = 0.0
         self.prepared = False
+        self.prepare_error: Exception | None = None
 
     def ping(self, timeout_s: float) -> bool:
         return self.answers
 
     def prepare(self, timeout_s: float, presync: bool) -> None:
+        if self.prepare_error is not None:
+            raise self.prepare_error
         self.prepared = True
 
     def freeze(self, timeout_s: float) -> None:
@@ -423,6 +426,17 @@ def test_silent_agent_falls_through() -> None:
     assert point.consistency is Consistency.CRASH and point.rung is Rung.NONE
     assert point.reason is not None and "does not answer" in point.reason and b.id in point.reason
     assert not hosts.log and hosts.closed == 1  # nobody frozen when one member is unreachable
+
+
+def test_unsettable_agent_timeout_falls_through_before_any_freeze() -> None:
+    cloud, hosts = Cloud(), Hosts()
+    a, b = (cloud.add_server(n) for n in ("db", "app"))
+    hosts.add(URI, str(a.instance_name))
+    hosts.add(URI, str(b.instance_name)).prepare_error = SiteNotFound("domain vanished")
+    snap = Snapshotter(cloud, cloud.volume_ids(a, b), hosts)
+    point = take_point(cloud, _request(a, b), snap.volume_ids, snap, CONFIG, hosts.factory)
+    assert point.rung is Rung.NONE and point.reason is not None
+    assert "domain vanished" in point.reason and not hosts.log and hosts.closed == 1
 
 
 def test_missing_libvirt_python_falls_through() -> None:
