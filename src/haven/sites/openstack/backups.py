@@ -158,3 +158,26 @@ def restore(
     if bootable:
         bs.set_volume_bootable_status(vol, True)
     return str(vid)
+
+
+def start_restore(conn: Connection, backup_id: str, volume_id: str) -> None:
+    """Restore a backup onto an existing ``available`` volume at least as large (Cinder
+    keeps the volume's id, type and name). Wait with :func:`wait_restored`."""
+    conn.block_storage.restore_backup(backup_id, volume=volume_id)
+
+
+def wait_restored(
+    conn: Connection, backup_id: str, volume_id: str, bootable: bool, timeout: float = 1800
+) -> None:
+    bs = conn.block_storage
+    vol = wait_status(
+        f"restore of {backup_id} into {volume_id}",
+        lambda: bs.get_volume(volume_id),
+        {"available"},
+        timeout=timeout,
+    )
+    wait_status(
+        f"backup {backup_id}", lambda: bs.get_backup(backup_id), {"available"}, timeout=timeout
+    )
+    if bootable:
+        bs.set_volume_bootable_status(vol, True)

@@ -33,6 +33,7 @@ def capture(conn: Connection, site: str, server_ids: Iterable[str]) -> AppInvent
     images: dict[str, ImageRec] = {}
     vtypes: set[str] = set()
     fips: list[tuple[str, str, str]] = []
+    fip_nets: dict[str, str] = {}
     for s in servers:
         flavor = _flavor(s.flavor)
         flavors[flavor.name] = flavor
@@ -57,6 +58,10 @@ def capture(conn: Connection, site: str, server_ids: Iterable[str]) -> AppInvent
             )
             for fip in conn.network.ips(port_id=port.id):
                 fips.append((fip.floating_ip_address, s.name, fip.fixed_ip_address))
+                ext = net_ids.get(fip.floating_network_id) or conn.network.get_network(
+                    fip.floating_network_id
+                )
+                fip_nets[fip.floating_ip_address] = ext.name
         nics.sort(key=lambda n: n.mac or "")
         groups = tuple(sorted({g["name"] for g in (s.security_groups or [])}))
         sg_names.update(groups)
@@ -124,6 +129,7 @@ def capture(conn: Connection, site: str, server_ids: Iterable[str]) -> AppInvent
         floating_ips=tuple(fips),
         project=conn.current_project.name if conn.current_project else None,
         role_assignments=_roles(conn, project_id),
+        floating_ip_networks=fip_nets,
     )
 
 

@@ -144,6 +144,8 @@ class AppInventory:
     floating_ips: tuple[tuple[str, str, str], ...]  # (address, server name, fixed ip)
     project: str | None = None
     role_assignments: tuple[tuple[str, str], ...] = ()  # (user name, role name)
+    # floating IP address -> its external network's name (points before this field: empty)
+    floating_ip_networks: dict[str, str] = field(default_factory=dict)
 
     def server(self, name: str) -> ServerRec:
         for s in self.servers:
@@ -210,4 +212,5 @@ class AppInventory:
             floating_ips=tuple(tuple(f) for f in d["floating_ips"]),  # type: ignore[misc]
             project=d.get("project"),
             role_assignments=tuple(tuple(r) for r in d.get("role_assignments", ())),  # type: ignore[misc]
+            floating_ip_networks=dict(d.get("floating_ip_networks", {})),
         )

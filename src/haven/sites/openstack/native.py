@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from openstack.connection import Connection
 
-from haven.sites.openstack import backups, inventory, recovery, snapshots
+from haven.sites.openstack import backups, floating, identity, inventory, recovery, snapshots
+from haven.sites.openstack.connection import wait_status
 from haven.sites.openstack.model import AppInventory
 
 
@@ -65,6 +66,30 @@ class RecoveryResult:
     missing: list[recovery.Missing]
     rto_s: float
     timings: dict[str, float] = field(default_factory=dict)
+    floating_ips: list[floating.FloatingIpResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was decided and why, for the user
+    project_id: str | None = None  # the project the servers run in
+
+
+Target = tuple[str, str]  # (source server name, source volume name)
+
+
+def preflight(
+    conn: Connection, inv: AppInventory, mapping: recovery.Mapping, drill: bool = False
+) -> list[recovery.Missing]:
+    """Everything the target lacks, identity first. A drill needs no production network,
+    router or external network: its bubble stands in for them."""
+    missing = identity.preflight(conn, inv, mapping)
+    pid = identity.project_id(conn, mapping)
+    missing += recovery.preflight(
+        conn, inv, mapping, project_exists=bool(pid), project_id=pid or None
+    )
+    if drill:
+        return [m for m in missing if m.kind not in _BUBBLE_KINDS]
+    return missing + floating.preflight(conn, inv, mapping)
+
+
+_BUBBLE_KINDS = {"network", "router", "external_network"}
 
 
 def recover(
@@ -73,49 +98,115 @@ def recover(
     stages: Sequence[Sequence[str]],
     mapping: recovery.Mapping | None = None,
     drill: str | None = None,
+    into: dict[Target, str] | None = None,
 ) -> RecoveryResult:
     """Bring the point's servers up at ``conn``'s region. ``drill`` names a test bubble:
-    the servers then run only on the bubble's isolated networks."""
+    the servers then run only on the bubble's isolated networks.
+
+    Preflight runs before anything is created and stops the recovery when the target lacks
+    something Haven cannot create. ``into`` names existing ``available`` volumes to restore
+    onto (failback into the original volumes); the others are created with the captured
+    size and volume type, then restored. A drill that fails is cleaned up before the error
+    propagates, so it leaves nothing half-made; a failover that fails keeps what it made
+    (its ledger is on the error as ``ledger``) for a retry or an explicit cleanup.
+    """
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     ledger = recovery.Ledger()
     inv = point.inventory
     mapping = mapping or recovery.Mapping()
-    missing = recovery.preflight(conn, inv, mapping)
+    into = into or {}
+    missing = preflight(conn, inv, mapping, drill=bool(drill))
+    recovery.check(missing, mapping)
+    timings["preflight"] = time.monotonic() - t0
+    notes: list[str] = []
     try:
+        conn, idnotes = identity.ensure_project(conn, inv, mapping, ledger)
+        notes += idnotes
         if drill:
             # production networks are neither used nor needed: the bubble stands in for them
             bubble_map = recovery.bubble(conn, inv, drill, ledger)
             bubble_map.flavors, bubble_map.keypairs = mapping.flavors, mapping.keypairs
             bubble_map.security_groups = mapping.security_groups
-            net_free = AppInventory(**{**_fields(inv), "networks": (), "routers": ()})
+            net_free = replace(inv, networks=(), routers=())
             recovery.ensure_infrastructure(conn, net_free, bubble_map, ledger)
             mapping = bubble_map
         else:
             recovery.ensure_infrastructure(conn, inv, mapping, ledger)
         timings["infrastructure"] = time.monotonic() - t0
-        volumes = {}
-        for srv in inv.servers:
-            for v in srv.volumes:
-                vb = point.backups[v.source_id]
-                backups.import_chain(conn, vb.chain)
-                vid = backups.restore(
-                    conn,
-                    vb.backup_id,
-                    f"{mapping.server_prefix}{v.name}",
-                    v.bootable or v.boot_index == 0,
-                )
-                ledger.add("volume", vid)
-                volumes[(srv.name, v.name)] = vid
+        volumes = restore_volumes(conn, point, mapping.server_prefix, ledger, into)
         timings["volumes"] = time.monotonic() - t0
         booted = recovery.boot_servers(conn, inv, stages, volumes, mapping, ledger)
         timings["servers"] = time.monotonic() - t0
-    except Exception:
+        fips: list[floating.FloatingIpResult] = []
+        if drill:
+            if inv.floating_ips:
+                notes.append(
+                    f"drill: {len(inv.floating_ips)} floating IP(s) not created "
+                    "(the bubble has no external network)"
+                )
+        else:
+            fips = floating.restore(conn, inv, booted, mapping, ledger)
+            timings["floating_ips"] = time.monotonic() - t0
+    except Exception as exc:
         if drill:
             recovery.cleanup(conn, ledger)
+        else:
+            exc.ledger = ledger  # type: ignore[attr-defined]
         raise
-    return RecoveryResult(booted, volumes, ledger, mapping, missing, time.monotonic() - t0, timings)
+    return RecoveryResult(
+        booted,
+        volumes,
+        ledger,
+        mapping,
+        missing,
+        time.monotonic() - t0,
+        timings,
+        fips,
+        notes,
+        conn.current_project_id,
+    )
 
 
-def _fields(inv: AppInventory) -> dict[str, object]:
-    return {f: getattr(inv, f) for f in AppInventory.__dataclass_fields__}
+def restore_volumes(
+    conn: Connection,
+    point: ProtectedPoint,
+    prefix: str,
+    ledger: recovery.Ledger,
+    into: dict[Target, str],
+) -> dict[Target, str]:
+    """Import each volume's backup chain and restore its last backup: onto the volume
+    ``into`` names, else onto a new volume of the captured size and type (Cinder's restore
+    into a new volume would ignore the type). All restores run at once; each new volume
+    carries ``haven:source`` (the source volume's id) so failback can find its original."""
+    bs = conn.block_storage
+    jobs: list[tuple[Target, str, str, bool, str]] = []  # target, backup, volume, boot, source
+    created = []
+    for srv in point.inventory.servers:
+        for v in srv.volumes:
+            vb = point.backups[v.source_id]
+            backups.import_chain(conn, vb.chain)
+            boot = v.bootable or v.boot_index == 0
+            vid = into.get((srv.name, v.name))
+            if vid is not None:
+                ledger.add("restored_into", vid)
+            else:
+                kw: dict[str, object] = {"size": v.size_gib, "name": f"{prefix}{v.name}"}
+                if v.volume_type:
+                    kw["volume_type"] = v.volume_type
+                vol = bs.create_volume(**kw)
+                ledger.add("volume", vol.id)
+                vid = vol.id
+                created.append(vid)
+            jobs.append(((srv.name, v.name), vb.backup_id, vid, boot, v.source_id))
+    for vid in created:
+        wait_status(f"volume {vid}", lambda vid=vid: bs.get_volume(vid), {"available"})
+    for _t, bid, vid, _b, _s in jobs:
+        backups.start_restore(conn, bid, vid)
+    out = {}
+    for target, bid, vid, boot, source in jobs:
+        backups.wait_restored(conn, bid, vid, boot)
+        if vid in created:  # after the restore: Cinder writes the backed-up metadata back
+            bs.set_volume_metadata(vid, **{"haven:source": source})
+        out[target] = vid
+    return out

@@ -33,9 +33,25 @@ class Mapping:
     server_prefix: str = ""
     keep_fixed_ips: bool = True
     create_missing: bool = True  # create networks, flavors, ... the target lacks
+    # the target project's name; None: the connection's own project. A project that is
+    # missing is created and the captured (user, role) assignments are re-created there.
+    project: str | None = None
 
     def net(self, name: str) -> str:
+        """Mapped network name; external networks (routers' gateways, floating IP pools)
+        are mapped through the same table."""
         return self.networks.get(name, name)
+
+    def inverse(self) -> Mapping:
+        """The mapping for the way back (failback): target names -> source names."""
+        return Mapping(
+            networks={v: k for k, v in self.networks.items()},
+            flavors={v: k for k, v in self.flavors.items()},
+            keypairs={v: k for k, v in self.keypairs.items()},
+            security_groups={v: k for k, v in self.security_groups.items()},
+            keep_fixed_ips=self.keep_fixed_ips,
+            create_missing=self.create_missing,
+        )
 
 
 @dataclass
@@ -58,9 +74,22 @@ class Missing:
     creatable: bool
 
 
-def preflight(conn: Connection, inv: AppInventory, mapping: Mapping) -> list[Missing]:
-    """What the target lacks for this application, before anything is created."""
+def preflight(
+    conn: Connection,
+    inv: AppInventory,
+    mapping: Mapping,
+    project_exists: bool = True,
+    project_id: str | None = None,
+) -> list[Missing]:
+    """What the target lacks for this application, before anything is created.
+
+    Networks, routers and security groups count only when they belong to the connection's
+    project (or are shared/external): an admin sees every project's, and a name in
+    another project is no use. ``project_exists`` False (a mapped project still to be
+    created): nothing project-owned exists yet. ``project_id``: the target project when it
+    is not the connection's."""
     out: list[Missing] = []
+    pid = project_id or conn.current_project_id
     flavors = {f.name for f in conn.compute.flavors()}
     for f in inv.flavors:
         if mapping.flavors.get(f.name, f.name) not in flavors:
@@ -69,16 +98,20 @@ def preflight(conn: Connection, inv: AppInventory, mapping: Mapping) -> list[Mis
     for k in inv.keypairs:
         if mapping.keypairs.get(k.name, k.name) not in keys:
             out.append(Missing("keypair", mapping.keypairs.get(k.name, k.name), True))
-    nets = {n.name for n in conn.network.networks()}
+    all_nets = list(conn.network.networks())
+    public = {n.name for n in all_nets if n.is_shared or n.is_router_external}
+    nets = public | {n.name for n in all_nets if project_exists and n.project_id == pid}
     for n in inv.networks:
         if mapping.net(n.name) not in nets:
             out.append(Missing("network", mapping.net(n.name), not n.external))
-    routers = {r.name for r in conn.network.routers()}
+    routers = {r.name for r in conn.network.routers(project_id=pid)} if project_exists else set()
     for r in inv.routers:
         if r.name not in routers:
-            ext_ok = r.external_network is None or mapping.net(r.external_network) in nets
+            ext_ok = r.external_network is None or mapping.net(r.external_network) in public
             out.append(Missing("router", r.name, ext_ok))
-    sgs = {g.name for g in conn.network.security_groups(project_id=conn.current_project_id)}
+    sgs = (
+        {g.name for g in conn.network.security_groups(project_id=pid)} if project_exists else set()
+    )
     for g in inv.security_groups:
         if mapping.security_groups.get(g.name, g.name) not in sgs:
             out.append(Missing("security_group", g.name, True))
@@ -89,13 +122,25 @@ def preflight(conn: Connection, inv: AppInventory, mapping: Mapping) -> list[Mis
     return out
 
 
+def find_network(conn: Connection, name: str) -> Any:
+    """The project's network of that name, else a shared or external one."""
+    net = conn.network.find_network(name, project_id=conn.current_project_id)
+    return net or conn.network.find_network(name, ignore_missing=False)
+
+
+def check(missing: Sequence[Missing], mapping: Mapping) -> None:
+    """Raise :class:`PreflightFailed` when the recovery cannot go on: something is missing
+    that Haven cannot create, or anything is missing and creating is not allowed."""
+    blocked = [f"{m.kind} {m.name}" for m in missing if not m.creatable]
+    if blocked or (missing and not mapping.create_missing):
+        raise PreflightFailed(blocked or [f"{m.kind} {m.name}" for m in missing])
+
+
 def ensure_infrastructure(
     conn: Connection, inv: AppInventory, mapping: Mapping, ledger: Ledger
 ) -> None:
     missing = preflight(conn, inv, mapping)
-    blocked = [f"{m.kind} {m.name}" for m in missing if not m.creatable]
-    if blocked or (missing and not mapping.create_missing):
-        raise PreflightFailed(blocked or [f"{m.kind} {m.name}" for m in missing])
+    check(missing, mapping)
     want = {(m.kind, m.name) for m in missing}
     for t in inv.volume_types:
         if ("volume_type", t) in want:
@@ -180,7 +225,7 @@ def create_router(
     ledger.add("router", router.id)
     ids = list(subnet_ids)
     for sname in subnet_names:
-        s = conn.network.find_subnet(sname)
+        s = conn.network.find_subnet(sname, project_id=conn.current_project_id)
         if s is not None:
             ids.append(s.id)
     for sid in ids:
@@ -222,7 +267,8 @@ def _ensure_security_groups(
             }
             if r.remote_group:
                 remote = created.get(r.remote_group) or conn.network.find_security_group(
-                    mapping.security_groups.get(r.remote_group, r.remote_group)
+                    mapping.security_groups.get(r.remote_group, r.remote_group),
+                    project_id=conn.current_project_id,
                 )
                 kw["remote_group_id"] = remote.id if remote else None
             with contextlib.suppress(osexc.ConflictException):
@@ -305,7 +351,7 @@ def _create_server(
     bdm.sort(key=lambda b: b["boot_index"] != 0)
     nets = []
     for nic in rec.nics:
-        net = conn.network.find_network(mapping.net(nic.network), ignore_missing=False)
+        net = find_network(conn, mapping.net(nic.network))
         port_kw: dict[str, Any] = {
             "network_id": net.id,
             "name": f"{mapping.server_prefix}{rec.name}",
@@ -315,7 +361,9 @@ def _create_server(
             if subnet is not None and _ip_free(conn, net.id, nic.fixed_ips[0]):
                 port_kw["fixed_ips"] = [{"subnet_id": subnet.id, "ip_address": nic.fixed_ips[0]}]
         sgs = [
-            conn.network.find_security_group(mapping.security_groups.get(g, g))
+            conn.network.find_security_group(
+                mapping.security_groups.get(g, g), project_id=conn.current_project_id
+            )
             for g in rec.security_groups
         ]
         port_kw["security_group_ids"] = [g.id for g in sgs if g is not None]
@@ -349,7 +397,10 @@ def _ip_free(conn: Connection, network_id: str, ip: str) -> bool:
 
 
 def cleanup(conn: Connection, ledger: Ledger, timeout: float = 600) -> None:
-    """Remove what the ledger recorded, newest first (servers before volumes and ports)."""
+    """Remove what the ledger recorded, newest first (servers before volumes and ports).
+
+    Kinds that record use rather than creation (``restored_into``: an existing volume a
+    backup was restored onto) are left alone."""
     cmp, net, bs = conn.compute, conn.network, conn.block_storage
     servers = ledger.ids("server")
     for sid in servers:
@@ -359,7 +410,21 @@ def cleanup(conn: Connection, ledger: Ledger, timeout: float = 600) -> None:
         if s is not None:
             cmp.wait_for_delete(s, wait=timeout)
     for kind, rid in reversed(ledger.items):
-        if kind == "volume":
+        if kind == "floating_ip":
+            net.delete_ip(rid, ignore_missing=True)
+        elif kind == "floating_ip_assoc":  # an existing address Haven only associated
+            with contextlib.suppress(osexc.NotFoundException):
+                net.update_ip(rid, port_id=None)
+        elif kind == "role_assignment":
+            project_id, user_id, role_id = rid.split(":")
+            with contextlib.suppress(osexc.NotFoundException):
+                conn.identity.unassign_project_role_from_user(project_id, user_id, role_id)
+        elif kind == "project":
+            # Neutron made the project a default security group; Keystone won't remove it
+            for g in net.security_groups(project_id=rid):
+                net.delete_security_group(g, ignore_missing=True)
+            conn.identity.delete_project(rid, ignore_missing=True)
+        elif kind == "volume":
             v = bs.find_volume(rid)
             if v is not None:
                 wait_status(
@@ -376,7 +441,7 @@ def cleanup(conn: Connection, ledger: Ledger, timeout: float = 600) -> None:
         elif kind == "router_interface":
             router_id, subnet_id = rid.split(":")
             with contextlib.suppress(osexc.NotFoundException):
-                net.remove_interface_from_router(router_id, subnet_id=subnet_id)
+                net.remove_interface_from_router(router_id, subnet=subnet_id)
         elif kind == "router":
             net.delete_router(rid, ignore_missing=True)
         elif kind == "subnet":
