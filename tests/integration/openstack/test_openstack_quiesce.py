@@ -23,6 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ def _sweep(c: Any, prefix: str) -> None:
         with contextlib.suppress(Exception):
             bs.delete_snapshot(s, ignore_missing=True)
     for s in snaps:
-        _gone(lambda s=s: bs.find_snapshot(s.id))
+        _gone(partial(bs.find_snapshot, s.id))
     for v in bs.volumes():
         if (v.name or "").startswith(prefix) and v.status in ("available", "error"):
             bs.delete_volume(v, ignore_missing=True)
@@ -98,7 +99,7 @@ def site(lab: oslab.Lab) -> Iterator[dict[str, Any]]:
             v = bs.wait_for_status(bs.get_volume(v.id), "available", failures=["error"], wait=300)
             state["vols"][n] = v.id
             if n.endswith("-boot"):
-                bs.set_volume_bootable_status(v, True)
+                bs.set_volume_bootable_status(v.id, True)
         bs.set_volume_image_metadata(
             state["vols"]["solo-boot"], os_require_quiesce="yes", hw_qemu_guest_agent="yes"
         )
@@ -131,7 +132,7 @@ def site(lab: oslab.Lab) -> Iterator[dict[str, Any]]:
         for sid in state["servers"].values():
             c.compute.delete_server(sid, ignore_missing=True)
         for sid in state["servers"].values():
-            _gone(lambda sid=sid: c.compute.find_server(sid))
+            _gone(partial(c.compute.find_server, sid))
         _sweep(c, p)
         with contextlib.suppress(Exception):
             c.compute.delete_flavor(flavor, ignore_missing=True)
