@@ -124,10 +124,21 @@ class OpenStackDriver:
         ]
 
     def _server(self, server_id: str) -> Any:
+        """By id, else by name (the engine names group members by server name, as the
+        libvirt driver's domains are); a name held by several servers is an error."""
         try:
             return self.conn.compute.get_server(server_id)
-        except osexc.NotFoundException as exc:
-            raise SiteNotFound(f"{self.name}: server {server_id} not found") from exc
+        except osexc.NotFoundException:
+            pass
+        found = list(self.conn.compute.servers(details=True, name=f"^{server_id}$"))
+        found = [s for s in found if s.name == server_id]
+        if len(found) > 1:
+            raise SiteInputError(
+                "server", f"{self.name}: {len(found)} servers are named {server_id}; use ids"
+            )
+        if not found:
+            raise SiteNotFound(f"{self.name}: server {server_id} not found")
+        return found[0]
 
     def _info(self, s: Any) -> ServerInfo:
         return ServerInfo(s.id, s.name, _POWER.get(s.status, PowerState.UNKNOWN), self._spec(s))
@@ -236,7 +247,12 @@ class OpenStackDriver:
         )
 
     def release_point(self, point: PointHandle) -> None:
-        """Nothing to release: snapshots stay until delete_point (backups may read them)."""
+        """Delete the point's snapshots: its disks have been read (the engine releases a
+        point after backing up every disk) and there is no CBT checkpoint to keep. A
+        snapshot left in place would also break the next point on NFS-like drivers: the
+        next snapshot becomes a qcow2 layer with a backing file, which Cinder's image safety
+        check refuses to copy into a volume. Releasing an unknown point is a no-op."""
+        self.delete_point(point.point_id)
 
     def delete_point(self, point_id: str) -> None:
         snapset = self._points.pop(point_id, None)

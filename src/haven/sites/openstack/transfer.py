@@ -223,9 +223,17 @@ def download_snapshot(
             lambda: bs.create_volume(name=tmp_name, size=size_gib, snapshot_id=snapshot_id),
         )
         volume_id = vol.id
-        wait_status(
-            f"volume {tmp_name}", lambda: bs.get_volume(vol.id), {"available"}, timeout=timeout
-        )
+        try:
+            wait_status(
+                f"volume {tmp_name}", lambda: bs.get_volume(vol.id), {"available"}, timeout=timeout
+            )
+        except OpenStackSiteError as exc:
+            raise OpenStackSiteError(
+                f"{exc}: Cinder could not copy snapshot {snapshot_id} into a volume. On NFS-like "
+                "drivers this happens while an older snapshot of the same volume exists (the "
+                "point's snapshot is then a qcow2 layer with a backing file, which Cinder's "
+                "image safety check refuses): release earlier points before taking the next"
+            ) from exc
         image_id = upload_volume_to_image(conn, vol.id, tmp_name)
         wait_image_active(conn, image_id, tmp_name, timeout)
         wait_status(
