@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from tests.conftest import lab_unavailable
 from tests.integration.openstack import oslab
 from tests.integration.openstack.oslab import R1, MiB
 
@@ -262,3 +263,78 @@ def test_nova_rung_not_tried_without_require_quiesce(site: dict[str, Any]) -> No
         assert not [i for i in c.image.images() if (i.name or "").startswith(f"haven-{p}")]
     finally:
         snapshots.delete_snapshot_set(c, point.snapset)
+
+
+# -- both labs: a KVM lab guest stands in for each fake-compute server's libvirt domain -------
+@pytest.fixture(scope="module")
+def kvm_guests() -> Iterator[tuple[str, list[str]]]:
+    """Two real guests with real agents at the KVM lab's site a: (URI, domain names)."""
+    from tests.integration.kvm import labkit
+
+    try:
+        kvm = labkit.open_lab()
+    except labkit.LabMissing as exc:
+        lab_unavailable(str(exc))
+    labkit.remove_leftovers(kvm.a, f"{PREFIX}-")
+    specs = [labkit.guest_spec(kvm, f"{PREFIX}-g{i}") for i in (1, 2)]
+    ids = labkit.boot_guests(kvm.a, specs)
+    try:
+        yield labkit._lab_env()["HAVEN_LAB_SITE_A_URI"], [s.name for s in specs]
+    finally:
+        labkit.remove_guests(kvm.a, ids)
+
+
+@pytest.mark.kvm
+def test_compute_host_libvirt_rung_with_kvm_lab_guests(
+    site: dict[str, Any], kvm_guests: tuple[str, list[str]]
+) -> None:
+    import libvirt
+
+    from haven.sites.libvirt import agent
+
+    c, p = site["conn"], site["prefix"]
+    uri, domains = kvm_guests
+    order = [site["servers"]["solo"], site["servers"]["plain"]]
+    hosts = {c.compute.get_server(sid).hypervisor_hostname for sid in order}
+    config = QuiesceConfig(
+        libvirt_uris=dict.fromkeys(hosts, uri), domain_names=dict(zip(order, domains, strict=True))
+    )
+    vids = [site["vols"][n] for n in ("solo-boot", "solo-data", "plain-boot")]
+    lv = libvirt.open(uri)
+    doms = [lv.lookupByName(d) for d in domains]
+    seen: list[str] = []
+
+    class FreezeCheckingSnapshotter(Snapshotter):
+        def __call__(self) -> snapshots.SnapshotSet:
+            seen.extend(agent.command(d, "guest-fsfreeze-status", None, 5.0) for d in doms)
+            return super().__call__()
+
+    snap = FreezeCheckingSnapshotter(c, f"{p}-k1", vids)
+    req = PointRequest(f"{p}-k1", tuple(QuiesceMember(s) for s in order), freeze_timeout_s=5.0)
+    try:
+        point = take_point(c, req, vids, snap, config)
+        try:
+            assert point.rung is Rung.LIBVIRT_AGENT
+            assert point.consistency is Consistency.APPLICATION and point.reason is None
+            assert seen == ["frozen", "frozen"]  # both guests frozen while Cinder snapshotted
+            assert [agent.command(d, "guest-fsfreeze-status", None, 5.0) for d in doms] == [
+                "thawed",
+                "thawed",
+            ]
+            assert [(s.server_id, s.action, s.ok) for s in point.steps] == [
+                (order[0], "freeze", True),
+                (order[1], "freeze", True),
+                (order[1], "thaw", True),
+                (order[0], "thaw", True),
+            ]
+            assert snap.calls == 1 and len(point.snapset.snaps) == 3
+            assert point.timings["snapshot"] >= point.freeze_window_s > 0
+            print(
+                f"\nlibvirt rung: window {point.freeze_window_s:.2f}s "
+                f"(Cinder per-volume snapshots of 3 volumes inside), steps "
+                + ", ".join(f"{s.action} {s.duration_s * 1000:.0f} ms" for s in point.steps)
+            )
+        finally:
+            snapshots.delete_snapshot_set(c, point.snapset)
+    finally:
+        lv.close()
