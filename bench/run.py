@@ -93,6 +93,38 @@ def settle() -> None:
     os.sync()
 
 
+def disk_ceiling(work: Path, logf: Path, nbytes: int) -> dict[str, Any]:
+    """What this disk can do for a restore, measured in the same run: ``dd`` writing
+    ``nbytes`` (what a sparse restore of the changed image writes) with ``O_DIRECT``
+    and a final fsync, then reading it back with ``O_DIRECT``. No tool can restore
+    faster than the disk writes, so restore is also reported as a fraction of this."""
+    bs = 8 * MiB
+    count = max(1, nbytes // bs)
+    path = work / "ceiling.img"
+    env = dict(os.environ)
+    settle()
+    try:
+        w = measure(
+            ["dd", "if=/dev/zero", f"of={path}", f"bs={bs}", f"count={count}",
+             "oflag=direct", "conv=fsync"],
+            env=env, cwd=work, logf=logf,
+        )  # fmt: skip
+        r = measure(
+            ["dd", f"if={path}", "of=/dev/null", f"bs={bs}", "iflag=direct"],
+            env=env, cwd=work, logf=logf,
+        )  # fmt: skip
+    finally:
+        path.unlink(missing_ok=True)
+    n = count * bs
+    return {
+        "bytes": n,
+        "write_s": w["wall_s"],
+        "read_s": r["wall_s"],
+        "write_mb_s": round(n / MB / w["wall_s"], 1),
+        "read_mb_s": round(n / MB / r["wall_s"], 1),
+    }
+
+
 def set_volume(src_dir: Path, image: Path) -> Path:
     """``src_dir/vol.img`` becomes a hard link to ``image``: same path for every backup."""
     vol = src_dir / "vol.img"
@@ -397,6 +429,33 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def ceiling_summary(samples: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Medians of the per-round dd measurements (samples kept)."""
+    if not samples:
+        return None
+    out: dict[str, Any] = {"bytes": samples[0]["bytes"], "samples": samples}
+    for k in ("write_s", "read_s", "write_mb_s", "read_mb_s"):
+        out[k] = statistics.median(x[k] for x in samples)
+    return out
+
+
+def restore_vs_disk(h: dict[str, Any], disk: dict[str, Any] | None, size: int) -> str | None:
+    """Haven's restore against the disk: the time dd needs to write the bytes Haven's
+    restore wrote, divided by Haven's restore wall time (1.0 = as fast as the disk)."""
+    if not disk:
+        return None
+    written = h["restore"].get("detail", {}).get("bytes_written")
+    if not written:
+        return None
+    ideal = written / (disk["write_mb_s"] * MB)
+    frac = ideal / h["restore"]["wall_s"]
+    return (
+        f"{frac:.2f} of the disk's O_DIRECT write ceiling ({disk['write_mb_s']:.0f} MB/s: "
+        f"writing the restored {written / MB:.0f} MB takes dd {ideal:.2f} s, i.e. at most "
+        f"{size / 1e9 / ideal:.2f} GB/s of volume)"
+    )
+
+
 def targets(results: dict[str, dict[str, Any]], size: int) -> list[tuple[str, str, bool]]:
     h, r, b = results.get("haven"), results.get("restic"), results.get("borg-zstd")
     out: list[tuple[str, str, bool]] = []
@@ -416,6 +475,7 @@ def targets(results: dict[str, dict[str, Any]], size: int) -> list[tuple[str, st
         out.append(("repository size within 5% of borg zstd,1", f"{d * 100:+.1f}%", abs(d) <= 0.05))
     gbs = size / 1e9 / h["restore"]["wall_s"]
     out.append(("restore from a local repository >= 1 GB/s", f"{gbs:.2f} GB/s", gbs >= 1))
+
     rss = max(h[s]["peak_rss_mib"] for s in ("full", "incremental", "restore"))
     out.append(("peak RSS < 500 MB for a 2 GiB volume", f"{rss:.0f} MiB", rss * MiB < 500 * MB))
     return out
@@ -496,6 +556,17 @@ def render_md(doc: dict[str, Any]) -> str:
             "Before that timer starts (seconds, last round; the key derivation is scrypt "
             "N=2^15, r=8, p=1): " + "; ".join(phases) + ".",
         ]
+    disk = doc.get("disk")
+    if disk:
+        lines += [
+            "",
+            f"Disk ceiling, same run (`dd` with `oflag=direct conv=fsync`, then "
+            f"`iflag=direct`, {disk['bytes'] / MB:.0f} MB = the changed image's allocated "
+            f"bytes, medians of {len(disk['samples'])}): write {disk['write_mb_s']:.0f} MB/s "
+            f"({disk['write_s']:.2f} s), read {disk['read_mb_s']:.0f} MB/s "
+            f"({disk['read_s']:.2f} s). A restore writes about that much (and reads the "
+            "packs from the same disk), so it cannot finish faster than the write time.",
+        ]
     if doc["ratios"]:
         lines += [
             "",
@@ -513,6 +584,8 @@ def render_md(doc: dict[str, Any]) -> str:
         lines += ["", "| target | measured | met |", "| --- | ---: | :---: |"]
         for t, v, ok in doc["targets"]:
             lines.append(f"| {t} | {v} | {'yes' if ok else 'NO'} |")
+    if doc.get("restore_vs_disk"):
+        lines += ["", f"Haven's restore ran at {doc['restore_vs_disk']}."]
     lines.append("")
     return "\n".join(lines)
 
@@ -549,12 +622,19 @@ def main() -> int:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--tag", default="datamover")
     ap.add_argument("--render", help="only re-render the .md (and ratios) from this .json")
+    ap.add_argument(
+        "--no-ceiling", action="store_true", help="skip the dd disk-ceiling measurement"
+    )
     args = ap.parse_args()
     if args.render:
         src = Path(args.render)
         doc = json.loads(src.read_text())
         doc["ratios"] = ratios(doc["results"])
         doc["targets"] = targets(doc["results"], doc["images"]["size"])
+        if "haven" in doc["results"]:
+            doc["restore_vs_disk"] = restore_vs_disk(
+                doc["results"]["haven"], doc.get("disk"), doc["images"]["size"]
+            )
         src.write_text(json.dumps(doc, indent=2) + "\n")
         src.with_suffix(".md").write_text(render_md(doc))
         print(render_md(doc))
@@ -582,8 +662,15 @@ def main() -> int:
     # do not disturb the local comparison.
     local = [t for t in tools if not isinstance(t, HavenSwift)]
     remote = [t for t in tools if isinstance(t, HavenSwift)]
+    # bytes a sparse restore writes: the changed image's allocated blocks
+    restore_bytes = images["changed"].stat().st_blocks * 512
+    ceilings: list[dict[str, Any]] = []
     for group in (local, remote):
         for rnd in range(args.repeat):
+            if group is local and not args.no_ceiling:
+                log(f"round {rnd + 1}/{args.repeat}: disk ceiling (dd, O_DIRECT)")
+                ceilings.append(disk_ceiling(work, logf, restore_bytes))
+                log(f"disk: {json.dumps(ceilings[-1])}")
             for tool in group if rnd % 2 == 0 else group[::-1]:
                 log(f"round {rnd + 1}/{args.repeat}")
                 r = bench_tool(tool, images, verify=not args.no_verify)
@@ -614,9 +701,12 @@ def main() -> int:
         if not args.no_verify
         else "not checked",
         "results": results,
-        "ratios": ratios(results),
-        "targets": targets(results, meta["size"]),
+        "disk": ceiling_summary(ceilings),
     }
+    doc["ratios"] = ratios(results)
+    doc["targets"] = targets(results, meta["size"])
+    if "haven" in results:
+        doc["restore_vs_disk"] = restore_vs_disk(results["haven"], doc["disk"], meta["size"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{now.strftime('%Y-%m-%d')}-{args.tag}"

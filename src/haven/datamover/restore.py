@@ -147,41 +147,39 @@ class _RestoreRun:
             )
 
     def _process_fresh_run(self, group: list[int]) -> None:
-        """Chunks ``group`` (consecutive in the volume): one ranged read per stretch of
-        them stored back to back in one pack, decrypt/decompress/verify each into one
-        buffer, then one write of the whole run."""
-        locs: list[Location] = []
+        """Chunks ``group`` (consecutive in the volume): one ranged read per window of
+        their blobs in one pack, decrypt/decompress/verify each into its place in one
+        buffer, then one write of the whole run.
+
+        A full backup's workers append chunks to a pack in the order they finish, so
+        consecutive chunks sit close together in a pack but not always back to back or
+        in order: windows are cut in pack order (see :func:`_windows`) and may include
+        a few bytes of other chunks, which is far cheaper than many small reads."""
+        items: list[tuple[int, Location]] = []
         for i in group:
             cid = self.m.chunks[i]
             loc = self.repo.index.get(cid) if cid is not None else None
             if loc is None:
                 raise AssertionError("runs hold only indexed non-zero chunks")
-            locs.append(loc)
+            items.append((i, loc))
         inbuf, outbuf, scratch = self._get_bufs()
         fetched = 0
         try:
             out = memoryview(outbuf)
             scratch_mv = memoryview(scratch)
             start, _ = self.m.chunk_span(group[0])
-            pos = 0
-            k = 0
-            while k < len(group):
-                # the stretch group[k:e] is back to back in one pack
-                e = k + 1
-                while (
-                    e < len(group)
-                    and locs[e].pack_id == locs[k].pack_id
-                    and locs[e].offset == locs[e - 1].offset + locs[e - 1].length
-                ):
-                    e += 1
-                first, last = locs[k], locs[e - 1]
-                span = last.offset + last.length - first.offset
+            total = 0
+            for window in _windows(items, len(inbuf) - 2 * ALIGN):
+                first = window[0][1]
+                last_end = max(loc.offset + loc.length for _, loc in window)
+                span = last_end - first.offset
                 blob = self.repo.read_span(first.pack_id, first.offset, span, inbuf)
                 fetched += span
                 where = f"data/{first.pack_id[:2]}/{first.pack_id}"
-                for i, loc in zip(group[k:e], locs[k:e], strict=True):
+                for i, loc in window:
                     off, length = self.m.chunk_span(i)
-                    if off != start + pos:
+                    pos = off - start
+                    if not 0 <= pos <= len(out) - length:
                         raise AssertionError("runs are consecutive chunks")
                     rel = loc.offset - first.offset
                     cid = self.m.chunks[i]
@@ -194,9 +192,12 @@ class _RestoreRun:
                         scratch_mv,
                         where,
                     )
-                    pos += length
+                    total += length
                 blob.release()
-                k = e
+            last_off, last_len = self.m.chunk_span(group[-1])
+            pos = last_off + last_len - start
+            if total != pos:
+                raise AssertionError("runs are consecutive chunks")
             # Everything in the run is authenticated and hash-checked: now write it.
             if isinstance(self.target, FileTarget):
                 self.target.write_buffer(start, outbuf, pos)
@@ -279,6 +280,35 @@ class _RestoreRun:
 
 
 _GROUP_BYTES = 8 << 20
+# Bytes of other objects a read window may include between two wanted blobs.
+_MAX_GAP = 1 << 20
+
+
+def _windows(items: list[tuple[int, Location]], capacity: int) -> list[list[tuple[int, Location]]]:
+    """Split (volume index, location) pairs into read windows: sorted by pack and offset,
+    a window is a run of blobs in one pack whose gaps are at most ``_MAX_GAP`` and whose
+    span fits in ``capacity`` bytes; its first entry has the lowest offset."""
+    ordered = sorted(items, key=lambda it: (it[1].pack_id, it[1].offset))
+    out: list[list[tuple[int, Location]]] = []
+    cur: list[tuple[int, Location]] = []
+    end = 0
+    for it in ordered:
+        loc = it[1]
+        if (
+            cur
+            and loc.pack_id == cur[0][1].pack_id
+            and loc.offset - end <= _MAX_GAP
+            and max(end, loc.offset + loc.length) - cur[0][1].offset <= capacity
+        ):
+            cur.append(it)
+            end = max(end, loc.offset + loc.length)
+            continue
+        if cur:
+            out.append(cur)
+        cur, end = [it], loc.offset + loc.length
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _groups(

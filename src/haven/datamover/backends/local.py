@@ -34,6 +34,9 @@ _TMP = ".tmp-"
 # Objects at least this large (packs) are written and range-read with O_DIRECT: they are
 # written once and read rarely, so caching them only costs fresh pages and writeback.
 DIRECT_MIN = 1 << 20
+# Ranges of packs at least this large are read with O_DIRECT (restore's windows): a
+# buffered read would fill fresh page-cache pages and then copy them once more.
+DIRECT_READ_MIN = 64 << 10
 # Lock records are not fsynced: they only matter while their writer lives (after a crash
 # a lost lock is as good as a stale one), and other processes see the write at once.
 # Everything else (packs, indexes, manifests, config) is durable when put returns.
@@ -139,7 +142,7 @@ class LocalBackend:
             raise ObjectNotFound(key) from None
         dfd = None
         try:
-            if self.direct and length >= DIRECT_MIN:
+            if self.direct and length >= DIRECT_READ_MIN:
                 dfd = open_direct(self._path(key), os.O_RDONLY)
             return pread_aligned(dfd, fd, buf, offset, length)
         finally:
