@@ -55,7 +55,7 @@ def _gone(find: Any, timeout: float = 300) -> None:
 def source(lab: oslab.Lab) -> Iterator[dict[str, Any]]:
     """A RegionOne server booting from a 1 GiB volume; cleaned up whatever happens."""
     c = lab.conn(R1)
-    p = f"hdp{uuid.uuid4().hex[:6]}"
+    p = f"hdp-{uuid.uuid4().hex[:6]}"
     state: dict[str, Any] = {"prefix": p}
     flavor = server = vol = None
     try:

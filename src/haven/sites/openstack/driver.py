@@ -15,6 +15,7 @@ writes) and are also on the reader/writer objects (``figures``).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ from haven.sites.base import (
     TcpGate,
     VolumeWriter,
 )
-from haven.sites.errors import SiteInputError, SiteNotFound, UnsupportedCapability
+from haven.sites.errors import SiteConflict, SiteInputError, SiteNotFound, UnsupportedCapability
 from haven.sites.openstack import snapshots, transfer
 from haven.sites.openstack.connection import SiteRef, connect, wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
@@ -116,6 +117,37 @@ class OpenStackDriver:
         return [
             NetworkInfo(n.id, n.name, n.status == "ACTIVE") for n in self.conn.network.networks()
         ]
+
+    # -- test bubbles: isolated networks the engine creates for drills and removes after ----
+    BUBBLE_CIDR = "10.254.0.0/24"
+
+    def create_network(self, name: str) -> NetworkInfo:
+        """An isolated network with one subnet (``BUBBLE_CIDR``, no router, no gateway), so
+        servers booted on it get addresses but reach nothing outside the bubble."""
+        net = self.conn.network
+        if net.find_network(name) is not None:
+            raise SiteConflict(f"{self.name}: network {name} exists")
+        n = net.create_network(name=name, description="Haven test bubble")
+        try:
+            net.create_subnet(network_id=n.id, name=f"{name}-subnet", ip_version=4,
+                              cidr=self.BUBBLE_CIDR, gateway_ip=None)  # fmt: skip
+        except Exception:
+            net.delete_network(n, ignore_missing=True)  # no half-made bubble
+            raise
+        return NetworkInfo(n.id, n.name, True)
+
+    def delete_network(self, name: str) -> None:
+        """Remove a bubble made by create_network: its leftover ports, subnets, network."""
+        net = self.conn.network
+        n = net.find_network(name)
+        if n is None:
+            raise SiteNotFound(f"{self.name}: network {name} not found")
+        for port in net.ports(network_id=n.id):
+            if not port.device_owner or port.device_owner.startswith("compute:"):
+                net.delete_port(port, ignore_missing=True)
+        for sub in net.subnets(network_id=n.id):
+            net.delete_subnet(sub, ignore_missing=True)
+        net.delete_network(n, ignore_missing=True)
 
     def list_volumes(self) -> list[VolumeInfo]:
         return [
@@ -194,9 +226,10 @@ class OpenStackDriver:
                     volume_ids.append(d.source)
                     by_disk[(m.server_id, d.target)] = d.source
                     disks.append(PointDisk(m.server_id, d.target, d.size_bytes, False))
-        snapset = snapshots.snapshot_volumes(
-            self.conn, request.point_id, volume_ids, self.group_name
-        )
+        # one Cinder group per protection group: a group snapshot covers every volume of
+        # its Cinder group, so groups shared between applications would snapshot strangers
+        group_name = f"haven-{request.group}" if request.group else self.group_name
+        snapset = snapshots.snapshot_volumes(self.conn, request.point_id, volume_ids, group_name)
         self._points[request.point_id] = snapset
         self._point_volumes[request.point_id] = by_disk
         reason = NO_QUIESCE
@@ -215,10 +248,13 @@ class OpenStackDriver:
         )
 
     def snapshot_set(self, point_id: str) -> snapshots.SnapshotSet:
-        try:
-            return self._points[point_id]
-        except KeyError as exc:
-            raise SiteNotFound(f"{self.name}: point {point_id} unknown") from exc
+        """The point's snapshots: remembered by this process, else found in Cinder by the
+        names create_point gave them (a process that resumes another's work)."""
+        found = self._points.get(point_id) or snapshots.find_snapshot_set(self.conn, point_id)
+        if found is None:
+            raise SiteNotFound(f"{self.name}: point {point_id} unknown")
+        self._points[point_id] = found
+        return found
 
     def open_point_disk(
         self, point: PointHandle, disk: PointDisk
@@ -229,6 +265,9 @@ class OpenStackDriver:
         gone when it exits. No changed-block tracking: ``changed_extents()`` is None."""
         snapset = self.snapshot_set(point.point_id)
         volume_id = self._point_volumes.get(point.point_id, {}).get((disk.server_id, disk.target))
+        if volume_id is None:  # another process took the point: the disk's volume now
+            with contextlib.suppress(SiteNotFound, KeyError):
+                volume_id = self.capture_server(disk.server_id).disk(disk.target).source
         if volume_id is None:
             raise SiteNotFound(
                 f"{self.name}: point {point.point_id} has no disk {disk.target} "
@@ -255,7 +294,9 @@ class OpenStackDriver:
         self.delete_point(point.point_id)
 
     def delete_point(self, point_id: str) -> None:
-        snapset = self._points.pop(point_id, None)
+        snapset = self._points.pop(point_id, None) or snapshots.find_snapshot_set(
+            self.conn, point_id
+        )
         self._point_volumes.pop(point_id, None)
         if snapset is not None:
             snapshots.delete_snapshot_set(self.conn, snapset)
@@ -327,7 +368,11 @@ class OpenStackDriver:
             )
         nets = []
         for nic in spec.nics:
-            target = network_map.get(nic.network, nic.network)
+            # every NIC's network must be mapped (the engine passes identity mappings
+            # explicitly), as for the other drivers: no silent fallback to the same name
+            target = network_map.get(nic.network)
+            if target is None:
+                raise SiteInputError(f"network_map.{nic.network}", "no target network for this NIC")
             n = net.find_network(target)
             if n is None:
                 raise SiteNotFound(f"{self.name}: network {target} not found")
@@ -385,8 +430,10 @@ class OpenStackDriver:
     def wait_ready(
         self, server_id: str, gates: Sequence[ReadinessGate], timeout_s: float
     ) -> ReadinessResult:
+        """The server is ACTIVE (a precondition, not a gate), then each gate in order.
+        ``passed`` names the gates that passed by type, as the other drivers do."""
         t0 = time.monotonic()
-        passed = []
+        passed: list[str] = []
         try:
             wait_status(
                 "server active",
@@ -396,20 +443,23 @@ class OpenStackDriver:
             )
         except OpenStackSiteError as exc:
             return ReadinessResult(False, time.monotonic() - t0, str(exc))
-        passed.append("active")
         for g in gates:
+            kind = type(g).__name__
             if isinstance(g, (AgentGate, CommandGate)):
                 return ReadinessResult(
                     False,
                     time.monotonic() - t0,
-                    "guest agent not reachable through OpenStack",
+                    f"{kind}: guest agent not reachable through OpenStack",
                     tuple(passed),
                 )
             if isinstance(g, TcpGate) and not _tcp(g, t0 + timeout_s):
                 return ReadinessResult(
-                    False, time.monotonic() - t0, f"tcp {g.host}:{g.port} closed", tuple(passed)
+                    False,
+                    time.monotonic() - t0,
+                    f"{kind} {g.host}:{g.port} closed",
+                    tuple(passed),
                 )
-            passed.append(str(g))
+            passed.append(kind)
         return ReadinessResult(True, time.monotonic() - t0, "", tuple(passed))
 
 

@@ -365,7 +365,7 @@ def check_reimage_possible(conn: Any, volume_id: str, name: str) -> None:
             f"volume {name} ({volume_id}) is {vol.status}: detach it (status available) "
             "before restoring into it"
         )
-    if any(True for _ in bs.snapshots(volume_id=volume_id)):
+    if any(s.volume_id == volume_id for s in bs.snapshots(volume_id=volume_id)):
         raise SiteConflict(
             f"volume {name} ({volume_id}) has snapshots: re-imaging would write under them; "
             "delete its snapshots or restore into a new volume"
