@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from haven.datamover.blockio import AllocationMap, BlockSource, FileSource
+from haven.datamover.blockio import AllocationMap, BlockSource
 from haven.datamover.codec import encode_chunk
 from haven.datamover.errors import InvalidArgument, VolumeIOError
 from haven.datamover.locks import LockKind
@@ -228,11 +228,6 @@ class _BackupRun:
         # pool bounds how many packs can wait for upload.
         self.uploads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="haven-up")
         self._upload_error: BaseException | None = None
-        # Zero-copy reads where the source is our own FileSource (not part of the
-        # BlockSource protocol that site drivers implement).
-        self._view: Callable[[int, int], memoryview | None] | None = (
-            source.view if isinstance(source, FileSource) else None
-        )
 
     def upload(self, sealed: SealedPack) -> None:
         def job() -> None:
@@ -253,26 +248,12 @@ class _BackupRun:
     def process(self, index: int, buf: bytearray) -> None:
         off = index * self.cs
         length = min(self.cs, self.size - off)
-        # Zero-copy where the source can map itself (FileSource); otherwise read into
-        # the lent buffer.
-        mapped = self._view(off, length) if self._view is not None else None
-        if mapped is not None:
-            view = mapped
-        else:
-            view = memoryview(buf)[:length]
-            got = self.source.readinto(off, view)
-            if got < length:  # a source shorter than announced reads as zeros at the end
-                view[got:] = _zeros(length - got)
-        try:
-            self._store(index, view, length)
-        finally:
-            if mapped is not None:
-                mapped.release()
-
-    def _store(self, index: int, view: memoryview, length: int) -> None:
-        # bytes.startswith takes any buffer and compares with memcmp (memoryview == bytes
-        # compares item by item, ~100x slower).
-        cid = None if _zeros(length).startswith(view) else self.repo.keys.chunk_id(view)
+        view = memoryview(buf)[:length]
+        got = self.source.readinto(off, view)
+        if got < length:  # a source shorter than announced reads as zeros at the end
+            view[got:] = _zeros(length - got)
+        is_zero = (buf == _zeros(self.cs)) if length == self.cs else bytes(view) == _zeros(length)
+        cid = None if is_zero else self.repo.keys.chunk_id(view)
         new = False
         if cid is not None:
             with self._lock:

@@ -14,11 +14,9 @@ files (sparse) and block devices.
 from __future__ import annotations
 
 import contextlib
-import errno
 import mmap
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -79,32 +77,14 @@ def _pread_full(fd: int, offset: int, buf: memoryview) -> int:
     return done
 
 
-# MADV_POPULATE_READ (Linux 5.14): fault a range in, failing with an error (not SIGBUS)
-# where the file has no pages any more.
-_MADV_POPULATE_READ: int = getattr(mmap, "MADV_POPULATE_READ", 22)
-
-
 class FileSource:
-    """A regular file or block device, read with ``preadv`` (releases the GIL).
+    """A regular file or block device, read with ``preadv`` (releases the GIL)."""
 
-    With ``mapped=True`` (the default) it also offers :meth:`view`, a zero-copy read
-    through a read-only shared mapping: backup hashes and compresses the page cache's
-    pages in place instead of copying every byte into a buffer first (the copy was ~11%
-    of a full backup's CPU). Each range is populated with ``MADV_POPULATE_READ`` before
-    it is handed out, so a range that vanished (file truncated) falls back to
-    ``readinto``; a file truncated by another process *while* a populated range is being
-    hashed can still raise SIGBUS, which is why sources should be snapshots or quiesced
-    files (as every backup source already must be to be consistent). Pass
-    ``mapped=False`` to never map."""
-
-    def __init__(self, path: str | os.PathLike[str], *, mapped: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self.fd = os.open(self.path, os.O_RDONLY)
         self._size = _device_size(self.fd)
         self.is_regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
-        self._mapped = mapped and self._size > 0 and hasattr(mmap, "madvise")
-        self._map: mmap.mmap | None = None
-        self._map_lock = threading.Lock()
         with contextlib.suppress(OSError, AttributeError):
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
@@ -114,33 +94,6 @@ class FileSource:
 
     def readinto(self, offset: int, buf: memoryview) -> int:
         return _pread_full(self.fd, offset, buf)
-
-    def view(self, offset: int, length: int) -> memoryview | None:
-        """A read-only view of ``length`` bytes at ``offset`` (within ``size``) without
-        copying them, or None when mapping is off or failed (then use :meth:`readinto`).
-        The caller must ``release()`` the view before :meth:`close`."""
-        if not self._mapped or offset < 0 or length <= 0 or offset + length > self._size:
-            return None
-        m = self._map
-        if m is None:
-            with self._map_lock:
-                m = self._map
-                if m is None:
-                    try:
-                        m = self._map = mmap.mmap(
-                            self.fd, self._size, mmap.MAP_SHARED, mmap.PROT_READ
-                        )
-                    except (OSError, ValueError, OverflowError):
-                        self._mapped = False
-                        return None
-        start = offset & ~(mmap.PAGESIZE - 1)
-        try:
-            m.madvise(_MADV_POPULATE_READ, start, offset + length - start)
-        except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.ENOSYS):  # kernel without it: stop mapping
-                self._mapped = False
-            return None
-        return memoryview(m)[offset : offset + length]
 
     def allocated(self) -> list[Extent]:
         """Data extents via SEEK_DATA/SEEK_HOLE; the whole file if unsupported."""
@@ -164,10 +117,6 @@ class FileSource:
         return out
 
     def close(self) -> None:
-        if self._map is not None:
-            with contextlib.suppress(BufferError):  # a view still held: unmapped by GC
-                self._map.close()
-            self._map = None
         os.close(self.fd)
 
     def __enter__(self) -> FileSource:
