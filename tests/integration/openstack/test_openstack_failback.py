@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import os
 import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tests.integration.openstack import oslab
+from tests.integration.openstack import oslab, prefix_sweep
 from tests.integration.openstack.oslab import R1, R2, MiB
 
 from haven.sites.errors import SiteConflict
@@ -45,82 +44,11 @@ def lab() -> oslab.Lab:
     return oslab.open_lab()
 
 
-def _gone(find, timeout: float = 300) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while find() is not None and time.monotonic() < deadline:
-        time.sleep(1)
-
-
-def _sweep(conn: Any, prefix: str) -> None:
-    """What an interrupted earlier run of this module left (names starting with
-    ``prefix``; floating IPs whose description names such a server)."""
-    cmp, net, bs, idn = conn.compute, conn.network, conn.block_storage, conn.identity
-    for f in net.ips():
-        if prefix in (f.description or ""):
-            net.delete_ip(f, ignore_missing=True)
-    servers = [s for s in cmp.servers(all_projects=True) if s.name.startswith(prefix)]
-    for s in servers:
-        cmp.delete_server(s, ignore_missing=True)
-    for s in servers:
-        _gone(lambda s=s: cmp.find_server(s.id, all_projects=True))
-    for b in sorted(bs.backups(all_projects=True), key=lambda b: b.created_at or "", reverse=True):
-        if prefix in (b.name or "") and b.status in ("available", "error"):
-            with contextlib.suppress(Exception):
-                bs.delete_backup(b)
-                _gone(lambda b=b: bs.find_backup(b.id))
-    for snap in bs.snapshots(all_projects=True):
-        if prefix in (snap.name or "") and snap.status in ("available", "error"):
-            with contextlib.suppress(Exception):
-                bs.delete_snapshot(snap)
-    for gs in bs.group_snapshots():
-        if prefix in (gs.name or ""):
-            with contextlib.suppress(Exception):
-                bs.delete_group_snapshot(gs)
-    for g in bs.groups():
-        if (g.name or "").startswith(prefix):
-            with contextlib.suppress(Exception):
-                bs.delete_group(g, delete_volumes=True)
-    for v in bs.volumes(all_projects=True):
-        if (v.name or "").startswith(prefix) and v.status in ("available", "error"):
-            with contextlib.suppress(Exception):
-                bs.delete_volume(v)
-    for r in net.routers():
-        if r.name.startswith(prefix):
-            for p in net.ports(device_id=r.id, device_owner="network:router_interface"):
-                with contextlib.suppress(Exception):
-                    net.remove_interface_from_router(r, port=p.id)
-            with contextlib.suppress(Exception):
-                net.delete_router(r)
-    for p in net.ports():
-        if p.name.startswith(prefix) and not p.device_id:
-            net.delete_port(p, ignore_missing=True)
-    for n in net.networks():
-        if n.name.startswith(prefix):
-            with contextlib.suppress(Exception):
-                net.delete_network(n)
-    for g in net.security_groups():
-        if g.name.startswith(prefix):
-            with contextlib.suppress(Exception):
-                net.delete_security_group(g)
-    for k in cmp.keypairs():
-        if k.name.startswith(prefix):
-            cmp.delete_keypair(k)
-    for f in cmp.flavors():
-        if f.name.startswith(prefix):
-            cmp.delete_flavor(f)
-    for p in idn.projects():
-        if p.name.startswith(prefix):
-            idn.delete_project(p, ignore_missing=True)
-    for u in idn.users():
-        if u.name.startswith(prefix):
-            idn.delete_user(u, ignore_missing=True)
-
-
 @pytest.fixture(scope="module")
 def app(lab: oslab.Lab) -> Iterator[dict[str, Any]]:
     c, c2 = lab.conn(R1), lab.conn(R2)
     for conn in (c, c2):
-        _sweep(conn, PREFIX)
+        prefix_sweep.sweep(conn, PREFIX)
     p = f"{PREFIX}{uuid.uuid4().hex[:6]}"
     ledger = recovery.Ledger()
     state: dict[str, Any] = {"prefix": p, "ledger": ledger, "r1_ledgers": [], "r2_ledgers": []}
@@ -234,19 +162,21 @@ def _teardown(c: Any, c2: Any, p: str, ledger: recovery.Ledger, state: dict) -> 
                         continue
                     with contextlib.suppress(Exception):
                         conn.block_storage.delete_backup(b)
-                        _gone(lambda b=b, conn=conn: conn.block_storage.find_backup(b.id))
+                        prefix_sweep.gone(
+                            lambda b=b, conn=conn: conn.block_storage.find_backup(b.id)
+                        )
     for s in state.get("servers", {}).values():
         c.compute.delete_server(s.id, ignore_missing=True)
-        _gone(lambda s=s: c.compute.find_server(s.id))
+        prefix_sweep.gone(lambda s=s: c.compute.find_server(s.id))
     for g in c.block_storage.groups():
         if g.name == f"{p}-pg":
             c.block_storage.delete_group(g, delete_volumes=True)
-            _gone(lambda g=g: c.block_storage.find_group(g.id))
+            prefix_sweep.gone(lambda g=g: c.block_storage.find_group(g.id))
     recovery.cleanup(c, ledger)
     if state.get("user_id"):
         c.identity.delete_user(state["user_id"], ignore_missing=True)
     for conn in (c, c2):
-        _sweep(conn, p)
+        prefix_sweep.sweep(conn, p)
 
 
 @pytest.fixture(scope="module")

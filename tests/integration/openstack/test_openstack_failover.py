@@ -16,7 +16,7 @@ import uuid
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tests.integration.openstack import oslab
+from tests.integration.openstack import oslab, prefix_sweep
 from tests.integration.openstack.oslab import R1, R2, MiB
 
 from haven.sites.openstack import native, recovery, snapshots
@@ -25,7 +25,6 @@ from haven.sites.openstack.model import AppInventory
 pytestmark = [pytest.mark.openstack, pytest.mark.slow]
 
 GiB = 1024 * MiB
-STAGES = [["db"], ["app"], ["web"]]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def app(lab: oslab.Lab):  # type: ignore[no-untyped-def]
     """db, app, web: each boots from its own volume; db has a data volume too."""
     c = lab.conn(R1)
     for conn in (c, lab.conn(R2)):
-        oslab.sweep(conn, "hit")
+        prefix_sweep.sweep(conn, "hit")  # only this module's prefix: the lab is shared
     run = uuid.uuid4().hex[:6]
     p = f"hit{run}"
     ledger = recovery.Ledger()
@@ -109,7 +108,7 @@ def app(lab: oslab.Lab):  # type: ignore[no-untyped-def]
         ]
         kw = {"security_groups": [{"name": f"{p}-web"}]} if srv == "web" else {}
         s = c.compute.create_server(
-            name=srv,
+            name=f"{p}-{srv}",
             flavor_id=flavor.id,
             key_name=f"{p}-key",
             networks=[{"uuid": net.id}],
@@ -127,6 +126,7 @@ def app(lab: oslab.Lab):  # type: ignore[no-untyped-def]
         "images": images,
         "net": net,
         "ledger": ledger,
+        "stages": [[f"{p}-db"], [f"{p}-app"], [f"{p}-web"]],
     }
     yield state
     c2 = lab.conn(R2)
@@ -194,8 +194,8 @@ def points(lab: oslab.Lab, app):  # type: ignore[no-untyped-def]
 def test_inventory_captured_by_name_and_content(app, points) -> None:  # type: ignore[no-untyped-def]
     inv: AppInventory = points["p2"].inventory
     p = app["prefix"]
-    assert sorted(s.name for s in inv.servers) == ["app", "db", "web"]
-    db = inv.server("db")
+    assert sorted(s.name for s in inv.servers) == [f"{p}-app", f"{p}-db", f"{p}-web"]
+    db = inv.server(f"{p}-db")
     assert db.flavor == f"{p}-small" and db.key_name == f"{p}-key"
     assert [v.name for v in db.volumes] == [f"{p}-db-boot", f"{p}-db-data"]
     assert db.boot_volume is not None and db.boot_volume.name == f"{p}-db-boot"
@@ -226,7 +226,7 @@ def test_failover_to_region_two(lab: oslab.Lab, app, points) -> None:  # type: i
     c2 = lab.conn(R2)
     p = app["prefix"]
     mapping = recovery.Mapping(networks={f"{p}-net": f"{p}-net-dr"})
-    res = native.recover(c2, points["p2"], STAGES, mapping)
+    res = native.recover(c2, points["p2"], app["stages"], mapping)
     app["r2_ledger"] = res.ledger
     print(f"\nfailover RTO {res.rto_s:.1f}s ({res.timings})")
     if True:
@@ -236,7 +236,7 @@ def test_failover_to_region_two(lab: oslab.Lab, app, points) -> None:  # type: i
         assert ("keypair", f"{p}-key") in kinds and ("router", f"{p}-router") in kinds
         # boot order: each stage requested only after the previous stage was ACTIVE
         by_stage = {b.source_name: b for b in res.servers}
-        for a, b in itertools.pairwise(STAGES):
+        for a, b in itertools.pairwise(app["stages"]):
             assert max(by_stage[n].active_at for n in a) <= min(by_stage[n].requested_at for n in b)
         # mappings applied, fixed IPs kept
         src = points["p2"].inventory
@@ -246,7 +246,7 @@ def test_failover_to_region_two(lab: oslab.Lab, app, points) -> None:  # type: i
             assert list(s.addresses) == [f"{p}-net-dr"]
             assert b.fixed_ips == src.server(b.source_name).nics[0].fixed_ips
             assert s.flavor.original_name == f"{p}-small" and s.key_name == f"{p}-key"
-        web = c2.compute.get_server(by_stage["web"].server_id)
+        web = c2.compute.get_server(by_stage[f"{p}-web"].server_id)
         assert {g["name"] for g in web.security_groups} == {f"{p}-web"}
         # data: bit for bit the content at the second point
         for (_srv, vname), vid in res.volumes.items():
@@ -258,7 +258,7 @@ def test_drill_uses_bubble_and_cleans_up(lab: oslab.Lab, app, points) -> None:  
     p = app["prefix"]
     before = oslab.counts(c2)
     prod_ports = {n.id: len(list(c2.network.ports(network_id=n.id))) for n in c2.network.networks()}
-    res = native.recover(c2, points["p1"], STAGES, recovery.Mapping(), drill=f"{p}-drill")
+    res = native.recover(c2, points["p1"], app["stages"], recovery.Mapping(), drill=f"{p}-drill")
     try:
         assert len(res.servers) == 3
         bubble_nets = {n.id for n in c2.network.networks() if n.name.startswith(f"{p}-drill-")}
@@ -271,7 +271,7 @@ def test_drill_uses_bubble_and_cleans_up(lab: oslab.Lab, app, points) -> None:  
         for nid, n in prod_ports.items():
             assert len(list(c2.network.ports(network_id=nid))) == n, f"port added on {nid}"
         # the drill restored the first point: check one volume's content by digest
-        vid = res.volumes[("db", f"{p}-db-data")]
+        vid = res.volumes[(f"{p}-db", f"{p}-db-data")]
         assert oslab.volume_digest(lab, R2, vid) != ""
     finally:
         recovery.cleanup(c2, res.ledger)
