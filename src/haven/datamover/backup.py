@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from haven.datamover.blockio import AllocationMap, BlockSource
-from haven.datamover.codec import encode_chunk
+from haven.datamover.codec import encode_chunk_writer
 from haven.datamover.errors import InvalidArgument, VolumeIOError
 from haven.datamover.locks import LockKind
 from haven.datamover.manifest import (
@@ -262,7 +262,8 @@ class _BackupRun:
                     self._pending.add(cid)
         if new and cid is not None:
             self.raise_upload_error()
-            sealed = self.packs.add(cid, encode_chunk(self.repo.keys, cid, view, self.level))
+            length_blob, write = encode_chunk_writer(self.repo.keys, cid, view, self.level)
+            sealed = self.packs.add_written(cid, length_blob, write)
             if sealed is not None:
                 self.upload(sealed)
         self.chunks[index] = cid

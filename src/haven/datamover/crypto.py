@@ -81,6 +81,14 @@ class KeyRing:
         nonce = os.urandom(NONCE_LEN)
         return nonce, self._data.encrypt(nonce, data, ad)
 
+    def seal_data_into(
+        self, nonce: bytes, data: bytes | bytearray | memoryview, ad: bytes, out: memoryview
+    ) -> None:
+        """``ciphertext || tag`` of ``data`` written into ``out`` (exactly
+        ``len(data) + TAG_LEN`` bytes) instead of a new object; ``nonce`` must be fresh
+        random bytes (:meth:`seal_data` draws its own)."""
+        self._data.encrypt_into(nonce, data, ad, out)
+
     def open_data(self, blob: bytes | memoryview, ad: bytes, where: str) -> bytes:
         return _open(self._data, blob, ad, where)
 

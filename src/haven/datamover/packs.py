@@ -20,7 +20,7 @@ import os
 import queue
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from haven.datamover.crypto import FORMAT_VERSION, KeyRing
@@ -155,18 +155,45 @@ class PackBuilder:
                 return aligned_buffer(self._capacity)
         return self._pool.get()
 
-    def _append(self, part: bytes | memoryview) -> None:
+    def _room(self, n: int) -> mmap.mmap:
+        """The current buffer (started if needed) with room for ``n`` more bytes."""
         if self._buf is None:
             self._buf = self._take()
             self._buf[: len(PACK_MAGIC)] = PACK_MAGIC
             self._size = len(PACK_MAGIC)
-        end = self._size + len(part)
+        end = self._size + n
         if end > len(self._buf):  # rare: many tiny entries or a huge last blob
             bigger = aligned_buffer(end + (end >> 2))
             bigger[: self._size] = self._buf[: self._size]
             self._buf = bigger  # replaces the smaller buffer in the pool on release
-        self._buf[self._size : end] = part
+        return self._buf
+
+    def _append(self, part: bytes | memoryview) -> None:
+        buf = self._room(len(part))
+        end = self._size + len(part)
+        buf[self._size : end] = part
         self._size = end
+
+    def add_written(
+        self, chunk_id: bytes, length: int, write: Callable[[memoryview], None]
+    ) -> SealedPack | None:
+        """Like :meth:`add`, for a blob of ``length`` bytes that ``write`` puts straight
+        into the pack's buffer (given exactly ``length`` bytes; see
+        :func:`haven.datamover.codec.encode_chunk_writer`). If ``write`` raises, nothing
+        is added."""
+        with self._lock:
+            buf = self._room(length)
+            start = self._size
+            view = memoryview(buf)[start : start + length]
+            try:
+                write(view)
+            finally:
+                view.release()
+            self._size = start + length
+            self._entries.append(PackEntry(chunk_id, start, length))
+            if self._size >= self._target:
+                return self._seal()
+            return None
 
     def add(self, chunk_id: bytes, blob: bytes | list[bytes]) -> SealedPack | None:
         """Append one chunk blob (bytes, or its parts in order)."""

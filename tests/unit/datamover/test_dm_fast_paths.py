@@ -89,3 +89,25 @@ def test_restore_of_chunks_stored_out_of_volume_order(repo_factory, tmp_path: Pa
     assert 1 <= Counting.reads <= packs < len(order)
     assert rs.verified and rs.chunks_written == len(order)
     assert out.read_bytes() == data
+
+
+def test_chunk_written_into_a_buffer_decodes_like_encode_chunk() -> None:
+    from haven.datamover.codec import Codec, decode_chunk, encode_chunk_writer
+    from haven.datamover.crypto import KeyRing
+    from haven.datamover.packs import PackBuilder, open_trailer
+
+    keys = KeyRing(os.urandom(32))
+    builder = PackBuilder(keys, 1 << 20)
+    chunks = [os.urandom(CHUNK), b"text " * (CHUNK // 5)]  # stored raw, then zstd
+    for data in chunks:
+        cid = keys.chunk_id(data)
+        length, write = encode_chunk_writer(keys, cid, memoryview(data), 1)
+        assert builder.add_written(cid, length, write) is None
+    sealed = builder.flush()
+    assert sealed is not None
+    pack = bytes(sealed.data)
+    entries = open_trailer(keys, sealed.pack_id, pack)
+    assert [pack[e.offset] for e in entries] == [Codec.RAW, Codec.ZSTD]
+    for e, data in zip(entries, chunks, strict=True):
+        blob = pack[e.offset : e.offset + e.length]
+        assert decode_chunk(keys, e.chunk_id, blob, "test") == data
