@@ -16,12 +16,12 @@ that prefix.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import secrets
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -31,7 +31,8 @@ from tests.integration.openstack import oslab, prefix_sweep
 from tests.integration.openstack.oslab import R1, R2, MiB
 
 from haven.sites.errors import SiteConflict
-from haven.sites.openstack import failback, native, recovery
+from haven.sites.openstack import backups, failback, native, recovery
+from haven.sites.openstack.model import KeypairRec
 
 pytestmark = [pytest.mark.openstack, pytest.mark.slow]
 
@@ -93,10 +94,14 @@ def _build(lab: oslab.Lab, c: Any, p: str, ledger: recovery.Ledger, state: dict)
     flavor = c.compute.create_flavor(name=f"{p}-small", vcpus=1, ram=128, disk=0)
     ledger.add("flavor", flavor.id)
     layout = {"db": ["boot", "data"], "app": ["boot"], "web": ["boot"]}
+    # db's data volume has a type RegionTwo lacks: the recovery must create it and use it
+    gold = c.block_storage.create_type(name=f"{p}-gold")
+    ledger.add("volume_type", gold.id)
     vol_ids: dict[str, str] = {}
     for srv, vols in layout.items():
         for v in vols:
-            vol = c.block_storage.create_volume(size=1, name=f"{p}-{srv}-{v}")
+            kw = {"volume_type": gold.name} if (srv, v) == ("db", "data") else {}
+            vol = c.block_storage.create_volume(size=1, name=f"{p}-{srv}-{v}", **kw)
             ledger.add("volume", vol.id)
             vol_ids[f"{p}-{srv}-{v}"] = vol.id
     images: dict[str, oslab.Image] = {}
@@ -149,34 +154,45 @@ def _build(lab: oslab.Lab, c: Any, p: str, ledger: recovery.Ledger, state: dict)
 
 
 def _teardown(c: Any, c2: Any, p: str, ledger: recovery.Ledger, state: dict) -> None:  # type: ignore[type-arg]
+    """Every step runs even when one fails; the failures are raised together at the end."""
+    errors: list[str] = []
+
+    def step(what: str, fn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            fn()
+        except Exception as exc:  # collected and raised below
+            errors.append(f"{what}: {exc!r}")
+
     for led in state["r2_ledgers"]:
-        recovery.cleanup(c2, led)
+        step("RegionTwo ledger", lambda led=led: recovery.cleanup(c2, led))
     for led in state["r1_ledgers"]:
-        recovery.cleanup(c, led)
+        step("RegionOne ledger", lambda led=led: recovery.cleanup(c, led))
     for pt in reversed(state["points"]):  # children before their parents
         for conn in (c2, c):  # imported records first, then the originals
             for vb in pt.backups.values():
                 for rec in reversed(vb.chain):
-                    b = conn.block_storage.find_backup(rec.backup_id)
-                    if b is None:
-                        continue
-                    with contextlib.suppress(Exception):
-                        conn.block_storage.delete_backup(b)
-                        prefix_sweep.gone(
-                            lambda b=b, conn=conn: conn.block_storage.find_backup(b.id)
-                        )
+                    step("backup", lambda conn=conn, rec=rec: _drop_backup(conn, rec.backup_id))
     for s in state.get("servers", {}).values():
         c.compute.delete_server(s.id, ignore_missing=True)
         prefix_sweep.gone(lambda s=s: c.compute.find_server(s.id))
     for g in c.block_storage.groups():
         if g.name == f"{p}-pg":
-            c.block_storage.delete_group(g, delete_volumes=True)
+            step("group", lambda g=g: c.block_storage.delete_group(g, delete_volumes=True))
             prefix_sweep.gone(lambda g=g: c.block_storage.find_group(g.id))
-    recovery.cleanup(c, ledger)
+    step("RegionOne fixture ledger", lambda: recovery.cleanup(c, ledger))
     if state.get("user_id"):
         c.identity.delete_user(state["user_id"], ignore_missing=True)
     for conn in (c, c2):
-        prefix_sweep.sweep(conn, p)
+        step("sweep", lambda conn=conn: prefix_sweep.sweep(conn, p))
+    if errors:
+        raise AssertionError("teardown: " + "; ".join(errors))
+
+
+def _drop_backup(conn: Any, backup_id: str) -> None:
+    b = conn.block_storage.find_backup(backup_id)
+    if b is not None:
+        conn.block_storage.delete_backup(b)
+        prefix_sweep.gone(lambda: conn.block_storage.find_backup(backup_id))
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +218,12 @@ def test_failover_recreates_floating_ip(lab: oslab.Lab, app: dict, failover) -> 
     assert port.device_id == web.server_id
     assert fip.fixed_ip_address == web.fixed_ips[0]
     assert ("floating_ip", fip.id) in failover.ledger.items
+    # the volume type RegionTwo lacked was created (preflight said so) and used
+    assert recovery.Missing("volume_type", f"{p}-gold", True) in failover.missing
+    src_types = {v.name: v.volume_type for s in app["p1"].inventory.servers for v in s.volumes}
+    assert src_types[f"{p}-db-data"] == f"{p}-gold"
+    for (_srv, vname), vid in failover.volumes.items():
+        assert c2.block_storage.get_volume(vid).volume_type == src_types[vname], vname
     # the data came across bit for bit
     for (_srv, vname), vid in failover.volumes.items():
         assert oslab.volume_digest(lab, R2, vid) == app["images"][vname].digest(), vname
@@ -251,6 +273,22 @@ def test_drill_into_mapped_project(lab: oslab.Lab, app: dict, failover) -> None:
     assert oslab.counts(c2) == before
 
 
+def test_failed_drill_leaves_nothing(lab: oslab.Lab, app: dict, failover) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A drill that fails after it created a project, role assignments and its bubble
+    removes all of it before the error propagates."""
+    c2 = lab.conn(R2)
+    p = app["prefix"]
+    bad_key = KeypairRec(f"{p}-badkey", "not a public key")
+    point = replace(app["p1"], inventory=replace(app["p1"].inventory, keypairs=(bad_key,)))
+    before = oslab.counts(c2)
+    mapping = recovery.Mapping(project=f"{p}-proj2")
+    with pytest.raises(Exception, match=r"(?i)key"):
+        native.recover(c2, point, app["stages"], mapping, drill=f"{p}-bad")
+    assert c2.identity.find_project(f"{p}-proj2") is None
+    assert not [n for n in c2.network.networks() if n.name.startswith(f"{p}-bad")]
+    assert oslab.counts(c2) == before
+
+
 def test_failback_round_trip(lab: oslab.Lab, app: dict, failover) -> None:  # type: ignore[no-untyped-def,type-arg]
     c, c2 = lab.conn(R1), lab.conn(R2)
     p = app["prefix"]
@@ -284,6 +322,7 @@ def test_failback_round_trip(lab: oslab.Lab, app: dict, failover) -> None:  # ty
         raise
     app["points"].append(res.final)
     app["r1_ledgers"].append(res.home.ledger)
+    app["failback"] = res
     b2 = oslab.dir_bytes(lab.backup_store)
     print(
         f"\nfailback {res.duration_s:.1f}s, downtime {res.downtime_s:.1f}s ({res.timings}); "
@@ -324,3 +363,29 @@ def test_failback_round_trip(lab: oslab.Lab, app: dict, failover) -> None:  # ty
         assert c2.block_storage.find_volume(vid) is None
     assert sorted(res.dr_volumes_deleted) == sorted(dr_vols.values())
     assert not list(c2.network.ips(floating_ip_address=failover.floating_ips[0].address))
+
+
+def test_home_protection_continues_incrementally(lab: oslab.Lab, app: dict) -> None:  # type: ignore[type-arg]
+    """Restored onto the original volumes, home keeps their forward chains: the next
+    point there is incremental on the pre-failover point, and restores bit for bit."""
+    if "failback" not in app:
+        pytest.skip("needs test_failback_round_trip")
+    c = lab.conn(R1)
+    p = app["prefix"]
+    res: failback.FailbackResult = app["failback"]
+    ids = [b.server_id for b in res.home.servers]
+    b0 = oslab.dir_bytes(lab.backup_store)
+    p2 = native.protect(c, "lab/RegionOne", ids, f"p2-{p}", f"{p}-pg", previous=app["p1"])
+    app["points"].append(p2)
+    moved = oslab.dir_bytes(lab.backup_store) - b0
+    print(f"\nhome point after failback: {moved} bytes, {p2.duration_s:.1f}s")
+    for vid, vb in p2.backups.items():
+        assert [r.incremental for r in vb.chain] == [False, True], vid
+        assert vb.chain[0].backup_id == app["p1"].backups[vid].backup_id
+    db_data = next(v for v in p2.inventory.server(f"{p}-db").volumes if v.name.endswith("-data"))
+    vid = backups.restore(c, p2.backups[db_data.source_id].backup_id, f"{p}-check", False)
+    try:
+        assert oslab.volume_digest(lab, R1, vid) == app["images"][db_data.name].digest()
+    finally:
+        c.block_storage.delete_volume(vid, ignore_missing=True)
+        prefix_sweep.gone(lambda: c.block_storage.find_volume(vid))

@@ -229,7 +229,7 @@ def create_router(
         if s is not None:
             ids.append(s.id)
     for sid in ids:
-        conn.network.add_interface_to_router(router, subnet_id=sid)
+        conn.network.add_interface_to_router(router, subnet=sid)
         ledger.add("router_interface", f"{router.id}:{sid}")
     return router
 
