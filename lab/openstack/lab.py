@@ -589,6 +589,9 @@ def cinder(r: str) -> None:
             "volume_name_template": "volume-%s", "image_conversion_dir": state / "conversion",
             "storage_availability_zone": "nova", "default_availability_zone": "nova",
             "allow_availability_zone_fallback": "true",
+            # tests run side by side in one project: no per-project caps (default 10 volumes)
+            "quota_volumes": -1, "quota_snapshots": -1, "quota_gigabytes": -1,
+            "quota_backups": -1, "quota_backup_gigabytes": -1, "quota_groups": -1,
         },
         "nfs": {
             "volume_driver": "cinder.volume.drivers.nfs.NfsDriver", "volume_backend_name": "nfs",
@@ -631,6 +634,9 @@ def neutron(r: str) -> None:
         "oslo_concurrency": lock(f"{r}-neutron"),
         "oslo_messaging_notifications": {"driver": "noop"},
         "agent": {"root_helper": "sudo"},
+        "quotas": {"quota_network": -1, "quota_subnet": -1, "quota_port": -1, "quota_router": -1,
+                   "quota_floatingip": -1, "quota_security_group": -1,
+                   "quota_security_group_rule": -1},
     })
     changed |= ini(d / "ml2_conf.ini", {
         "ml2": {"type_drivers": "flat,vxlan", "tenant_network_types": "vxlan",
@@ -672,6 +678,7 @@ def nova(r: str) -> None:
         "glance": {"api_servers": f"http://{HOST}:{reg['glance']}"},
         "scheduler": {"discover_hosts_in_cells_interval": -1, "workers": 1},
         "conductor": {"workers": 1},
+        "quota": {"instances": -1, "cores": -1, "ram": -1, "key_pairs": -1},
         "oslo_concurrency": lock(f"{r}-nova"),
         "oslo_messaging_notifications": {"driver": "noop"},
         "vnc": {"enabled": "false"},

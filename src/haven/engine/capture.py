@@ -57,7 +57,9 @@ def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
         if ctx.consistency is ConsistencyRequirement.APPLICATION
         else OnQuiesceFailure.CRASH_CONSISTENT
     )
-    return PointRequest(ctx.point_id, members, parent, ctx.freeze_timeout_s, on_fail)
+    return PointRequest(
+        ctx.point_id, members, parent, ctx.freeze_timeout_s, on_fail, group=ctx.group
+    )
 
 
 def snapshot(ctx: ProtectContext) -> SnapshotResult:

@@ -72,6 +72,9 @@ class PointRequest:
     parent_point_id: str | None = None  # incremental against this point's checkpoint
     freeze_timeout_s: float = 2.0  # bound on each member's freeze call
     on_quiesce_failure: OnQuiesceFailure = OnQuiesceFailure.CRASH_CONSISTENT
+    # the protection group's name: drivers that keep a per-group object at the site (a
+    # Cinder consistency group) name it after this; "" = the driver's own default
+    group: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,9 +200,16 @@ def sweep(conn: openstack.connection.Connection, prefix: str) -> None:
         if snap.volume_id in mine and snap.status in ("available", "error"):
             with contextlib.suppress(Exception):
                 bs.delete_snapshot(snap)
-    for g in bs.groups():
-        if (g.name or "").startswith(prefix):
-            _retry(lambda g=g: bs.delete_group(g, delete_volumes=True))
+    # Cinder groups of this prefix (the engine's are haven-<protection group>): their
+    # group snapshots first, then the group with its volumes
+    groups = [g for g in bs.groups() if (g.name or "").startswith((prefix, f"haven-{prefix}"))]
+    gids = {g.id for g in groups}
+    for gs in bs.group_snapshots(details=True):
+        if getattr(gs, "group_id", None) in gids:
+            bs.delete_group_snapshot(gs)
+            _retry(lambda gs=gs: _gone(bs.find_group_snapshot(gs.id)))
+    for g in groups:
+        _retry(lambda g=g: bs.delete_group(g, delete_volumes=True))
     for v in bs.volumes():
         if (v.name or "").startswith(prefix) and v.status in ("available", "error"):
             _retry(lambda v=v: bs.delete_volume(v))
@@ -226,6 +233,11 @@ def sweep(conn: openstack.connection.Connection, prefix: str) -> None:
     for f in cmp.flavors():
         if f.name.startswith(prefix):
             cmp.delete_flavor(f)
+
+
+def _gone(found: object) -> None:
+    if found is not None:
+        raise RuntimeError("still there")
 
 
 def _retry(fn, tries: int = 30) -> None:  # type: ignore[no-untyped-def]

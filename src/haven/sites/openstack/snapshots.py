@@ -163,6 +163,25 @@ def _per_volume(
     )
 
 
+def find_snapshot_set(conn: Connection, point_id: str) -> SnapshotSet | None:
+    """The point's snapshots found by the names snapshot_volumes gave them (a group
+    snapshot ``haven-<point>``, else per-volume ``haven-<point>-<volume>``); None if none."""
+    bs = conn.block_storage
+    gs = next((g for g in bs.group_snapshots() if g.name == f"haven-{point_id}"), None)
+    if gs is not None:
+        members = [
+            s for s in bs.snapshots(details=True) if getattr(s, "group_snapshot_id", None) == gs.id
+        ]
+        snaps = tuple(VolumeSnap(s.volume_id, s.volume_id, s.id, s.size) for s in members)
+        return SnapshotSet(point_id, "group", snaps, gs.group_id, gs.id)
+    prefix = f"haven-{point_id}-"
+    mine = [s for s in bs.snapshots(details=True) if (s.name or "").startswith(prefix)]
+    if not mine:
+        return None
+    snaps = tuple(VolumeSnap(s.volume_id, s.volume_id, s.id, s.size) for s in mine)
+    return SnapshotSet(point_id, "per-volume", snaps)
+
+
 def delete_snapshot_set(conn: Connection, snapset: SnapshotSet, timeout: float = 600) -> None:
     bs = conn.block_storage
     if snapset.group_snapshot_id:
