@@ -86,3 +86,29 @@ def sweep(conn: Any, prefix: str) -> None:
     for u in idn.users():
         if u.name.startswith(prefix):
             idn.delete_user(u, ignore_missing=True)
+
+
+def counts(conn: Any, prefix: str) -> dict[str, int]:
+    """Resource counts at one region, limited to ``prefix`` (all projects): "cleanup leaves
+    things as they were" must not depend on what other sessions do in the shared lab."""
+    net, bs = conn.network, conn.block_storage
+    nets = [n for n in net.networks() if n.name.startswith(prefix)]
+    net_ids = {n.id for n in nets}
+    projects = [p for p in conn.identity.projects() if p.name.startswith(prefix)]
+    return {
+        "servers": sum(s.name.startswith(prefix) for s in conn.compute.servers(all_projects=True)),
+        "volumes": sum((v.name or "").startswith(prefix) for v in bs.volumes(all_projects=True)),
+        "volume_types": sum(t.name.startswith(prefix) for t in bs.types()),
+        "networks": len(nets),
+        "subnets": sum(s.name.startswith(prefix) for s in net.subnets()),
+        "routers": sum(r.name.startswith(prefix) for r in net.routers()),
+        "ports": sum(p.network_id in net_ids or p.name.startswith(prefix) for p in net.ports()),
+        "security_groups": sum(g.name.startswith(prefix) for g in net.security_groups()),
+        "keypairs": sum(k.name.startswith(prefix) for k in conn.compute.keypairs()),
+        "flavors": sum(f.name.startswith(prefix) for f in conn.compute.flavors()),
+        "floating_ips": sum(_mentions(f.description, prefix) for f in net.ips()),
+        "projects": len(projects),
+        "project_security_groups": sum(
+            1 for p in projects for _g in net.security_groups(project_id=p.id)
+        ),
+    }

@@ -235,17 +235,17 @@ def test_preflight_stops_before_creating_anything(lab: oslab.Lab, app: dict) -> 
     mapping = recovery.Mapping(networks={"public": f"{p}-no-such-ext"})
     missing = native.preflight(c2, app["p1"].inventory, mapping)
     assert recovery.Missing("external_network", f"{p}-no-such-ext", False) in missing
-    before = oslab.counts(c2)
+    before = prefix_sweep.counts(c2, p)
     with pytest.raises(SiteConflict, match=f"external_network {p}-no-such-ext"):
         native.recover(c2, app["p1"], app["stages"], mapping)
-    assert oslab.counts(c2) == before
+    assert prefix_sweep.counts(c2, p) == before
 
 
 def test_drill_into_mapped_project(lab: oslab.Lab, app: dict, failover) -> None:  # type: ignore[no-untyped-def,type-arg]
     c2 = lab.conn(R2)
     p = app["prefix"]
     proj = f"{p}-proj"
-    before = oslab.counts(c2)
+    before = prefix_sweep.counts(c2, p)
     mapping = recovery.Mapping(project=proj)
     res = native.recover(c2, app["p1"], app["stages"], mapping, drill=f"{p}-drill")
     try:
@@ -270,7 +270,7 @@ def test_drill_into_mapped_project(lab: oslab.Lab, app: dict, failover) -> None:
     finally:
         recovery.cleanup(c2, res.ledger)
     assert c2.identity.find_project(proj) is None
-    assert oslab.counts(c2) == before
+    assert prefix_sweep.counts(c2, p) == before
 
 
 def test_failed_drill_leaves_nothing(lab: oslab.Lab, app: dict, failover) -> None:  # type: ignore[no-untyped-def,type-arg]
@@ -280,13 +280,13 @@ def test_failed_drill_leaves_nothing(lab: oslab.Lab, app: dict, failover) -> Non
     p = app["prefix"]
     bad_key = KeypairRec(f"{p}-badkey", "not a public key")
     point = replace(app["p1"], inventory=replace(app["p1"].inventory, keypairs=(bad_key,)))
-    before = oslab.counts(c2)
+    before = prefix_sweep.counts(c2, p)
     mapping = recovery.Mapping(project=f"{p}-proj2")
     with pytest.raises(Exception, match=r"(?i)key"):
         native.recover(c2, point, app["stages"], mapping, drill=f"{p}-bad")
     assert c2.identity.find_project(f"{p}-proj2") is None
     assert not [n for n in c2.network.networks() if n.name.startswith(f"{p}-bad")]
-    assert oslab.counts(c2) == before
+    assert prefix_sweep.counts(c2, p) == before
 
 
 def test_failback_round_trip(lab: oslab.Lab, app: dict, failover) -> None:  # type: ignore[no-untyped-def,type-arg]

@@ -128,6 +128,7 @@ def recover(
             bubble_map = recovery.bubble(conn, inv, drill, ledger)
             bubble_map.flavors, bubble_map.keypairs = mapping.flavors, mapping.keypairs
             bubble_map.security_groups = mapping.security_groups
+            bubble_map.project = mapping.project
             net_free = replace(inv, networks=(), routers=())
             recovery.ensure_infrastructure(conn, net_free, bubble_map, ledger)
             mapping = bubble_map
