@@ -50,7 +50,7 @@ from haven.sites.base import (
     VolumeWriter,
 )
 from haven.sites.errors import SiteConflict, SiteInputError, SiteNotFound, UnsupportedCapability
-from haven.sites.openstack import snapshots, transfer
+from haven.sites.openstack import qemuimg, snapshots, transfer
 from haven.sites.openstack.connection import SiteRef, connect, wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
 
@@ -77,11 +77,23 @@ class OpenStackDriver:
         config_file: str | None = None,
         group_name: str | None = None,
         transfer_dir: str | None = None,
+        image_format: str = "auto",
     ) -> None:
         self.name = name
         self.ref = SiteRef(cloud, region, config_file)
         self.group_name = group_name or f"haven-{name}"
         self.transfer_dir = transfer_dir  # local temp files of image transfers; None: $TMPDIR
+        # how volume data crosses Glance: "raw" (the whole volume, no local tooling),
+        # "qcow2" (allocated data only, needs qemu-img here) or "auto" (qcow2 when qemu-img
+        # is installed). Content is verified the same way either way (transfer module).
+        if image_format == "auto":
+            image_format = "qcow2" if qemuimg.available() else "raw"
+        try:
+            self.image_format = transfer.ImageFormat(image_format)
+        except ValueError as exc:
+            raise SiteInputError(
+                "image_format", f"{image_format!r} is not one of: auto, raw, qcow2"
+            ) from exc
         self._conn: Any = None
         self._points: dict[str, snapshots.SnapshotSet] = {}
         # point id -> (server id, disk target) -> volume id, as captured by create_point
@@ -283,6 +295,7 @@ class OpenStackDriver:
             f"{point.point_id}-{disk.target}",
             directory=self.transfer_dir,
             figures=figures,
+            image_format=self.image_format,
         )
 
     def release_point(self, point: PointHandle) -> None:
@@ -330,6 +343,7 @@ class OpenStackDriver:
             volume.name,
             directory=self.transfer_dir,
             figures=figures,
+            image_format=self.image_format,
         )
 
     def delete_volume(self, volume: VolumeInfo) -> None:

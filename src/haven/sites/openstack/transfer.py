@@ -2,13 +2,18 @@
 
 Protected site (:func:`read_snapshot`)::
 
-    point snapshot -> temporary volume from it -> Cinder upload-to-image (raw) -> stream the
+    point snapshot -> temporary volume from it -> Cinder upload-to-image -> stream the
     Glance download into a local sparse file (all-zero blocks stay holes) -> readinto()
 
 Recovery site (:func:`write_volume`)::
 
-    writes land in a local sparse file -> on success: upload it to Glance as a raw image ->
+    writes land in a local sparse file -> on success: upload it to Glance as an image ->
     Cinder re-image of the target volume (os-reimage, microversion 3.68) -> delete the image
+
+Image format (:class:`ImageFormat`): ``raw`` moves the whole volume both ways (a raw image
+has no holes: a 1 GiB volume is 1 GiB over the image API whatever it holds); ``qcow2``
+moves only allocated clusters (Cinder converts on upload-to-image and on re-image; Haven
+converts locally with qemu-img, see haven.sites.openstack.qemuimg).
 
 Why a temporary volume rather than uploading the snapshot's volume: with Cinder's NFS
 driver a volume that has snapshots is a qcow2 chain, and the known bug (issue 6,
@@ -35,16 +40,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from openstack import exceptions as osexc
 
 from haven.domain.extents import Extent
 from haven.sites.errors import SiteConflict, SiteIOError, UnsupportedCapability
+from haven.sites.openstack import qemuimg
 from haven.sites.openstack.connection import wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
 from haven.sites.openstack.snapshots import max_microversion
@@ -55,6 +64,11 @@ STREAM_BLOCK = 1024 * 1024
 REIMAGE_MICROVERSION = (3, 68)
 IMAGE_ERRORS = frozenset({"killed", "deleted", "pending_delete"})
 DEFAULT_TIMEOUT = 900.0
+
+
+class ImageFormat(StrEnum):
+    RAW = "raw"  # no local tooling; the whole volume crosses the image API
+    QCOW2 = "qcow2"  # only allocated data crosses; needs qemu-img on the Haven host
 
 
 @dataclass(slots=True)
@@ -187,6 +201,7 @@ def read_snapshot(
     directory: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     figures: TransferFigures | None = None,
+    image_format: ImageFormat = ImageFormat.RAW,
 ) -> Iterator[ImageReader]:
     """Yield a reader over the snapshot's content (see the module contract).
 
@@ -195,7 +210,7 @@ def read_snapshot(
     fig.size = size_gib * GiB
     sparse = SparseFile(fig.size, directory)
     try:
-        download_snapshot(conn, snapshot_id, size_gib, name, sparse, fig, timeout)
+        download_snapshot(conn, snapshot_id, size_gib, name, sparse, fig, timeout, image_format)
         yield ImageReader(sparse, fig)
     finally:
         sparse.close()
@@ -209,9 +224,10 @@ def download_snapshot(
     sparse: SparseFile,
     fig: TransferFigures,
     timeout: float = DEFAULT_TIMEOUT,
+    image_format: ImageFormat = ImageFormat.RAW,
 ) -> None:
-    """Fill ``sparse`` with the snapshot's content through a temporary volume and image;
-    both are deleted before this returns, also on error."""
+    """Fill ``sparse`` (all zeros) with the snapshot's content through a temporary volume
+    and image; both are deleted before this returns, also on error."""
     bs = conn.block_storage
     tmp_name = f"{name}-xfer"
     volume_id: str | None = None
@@ -234,8 +250,8 @@ def download_snapshot(
                 "point's snapshot is then a qcow2 layer with a backing file, which Cinder's "
                 "image safety check refuses): release earlier points before taking the next"
             ) from exc
-        image_id = upload_volume_to_image(conn, vol.id, tmp_name)
-        wait_image_active(conn, image_id, tmp_name, timeout)
+        image_id = upload_volume_to_image(conn, vol.id, tmp_name, image_format)
+        image = wait_image_active(conn, image_id, tmp_name, timeout)
         wait_status(
             f"volume {tmp_name} after upload",
             lambda: bs.get_volume(vol.id),
@@ -244,7 +260,13 @@ def download_snapshot(
         )
         fig.prepare_s += time.monotonic() - t0
         t1 = time.monotonic()
-        fig.image_bytes_downloaded += download_image(conn, image_id, sparse, tmp_name)
+        if image_format is ImageFormat.RAW:
+            fig.image_bytes_downloaded += download_image(conn, image, sparse, tmp_name)
+        else:
+            local_dir = os.path.dirname(sparse.path)
+            with SparseFile(int(image.size or 0), local_dir, "haven-xfer-qcow2-") as q:
+                fig.image_bytes_downloaded += download_image(conn, image, q, tmp_name)
+                qemuimg.qcow2_to_raw(q.path, sparse.path, sparse.size, f"image {tmp_name}")
         fig.download_s += time.monotonic() - t1
     except BaseException:
         _cleanup_quietly(conn, image_id=image_id, volume_id=volume_id, timeout=timeout)
@@ -254,13 +276,15 @@ def download_snapshot(
     fig.cleanup_s += time.monotonic() - t2
 
 
-def upload_volume_to_image(conn: Any, volume_id: str, image_name: str) -> str:
-    """Cinder's upload-to-image (raw, bare, private); returns the new image's id."""
+def upload_volume_to_image(
+    conn: Any, volume_id: str, image_name: str, image_format: ImageFormat = ImageFormat.RAW
+) -> str:
+    """Cinder's upload-to-image (bare, private); returns the new image's id."""
     body = {
         "os-volume_upload_image": {
             "image_name": image_name,
             "force": False,
-            "disk_format": "raw",
+            "disk_format": str(image_format),
             "container_format": "bare",
         }
     }
@@ -281,14 +305,15 @@ def wait_image_active(conn: Any, image_id: str, what: str, timeout: float) -> An
     )
 
 
-def download_image(conn: Any, image_id: str, sparse: SparseFile, what: str) -> int:
-    """Stream the image into ``sparse``; return the bytes received. The content must be
-    exactly ``sparse.size`` bytes with the MD5 Glance recorded, else SiteIOError."""
-    image = _sdk(f"get image {what}", lambda: conn.image.get_image(image_id))
+def download_image(conn: Any, image: Any, sparse: SparseFile, what: str) -> int:
+    """Stream the (active) image into ``sparse``; return the bytes received. The content
+    must be exactly ``sparse.size`` bytes with the MD5 Glance recorded, else SiteIOError
+    (for a raw image this also catches qcow2 bytes handed out as a volume's content)."""
+    image_id = image.id
     if image.size is not None and int(image.size) != sparse.size:
         raise SiteIOError(
-            f"image {what} ({image_id}) holds {image.size} bytes, the volume {sparse.size}: "
-            "not a raw copy of the volume (qcow2 bytes?); nothing was backed up"
+            f"image {what} ({image_id}) holds {image.size} bytes, expected {sparse.size}: "
+            "not a copy of the volume in the requested format; nothing was read"
         )
     md5 = hashlib.md5(usedforsecurity=False)
     resp = _sdk(
@@ -331,6 +356,7 @@ def write_volume(
     directory: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     figures: TransferFigures | None = None,
+    image_format: ImageFormat = ImageFormat.RAW,
 ) -> Iterator[ImageWriter]:
     """Yield a writer for the volume (see the module contract). On a clean exit with
     writes, the volume's whole content is replaced; on an exception it is left as it was."""
@@ -340,13 +366,13 @@ def write_volume(
     sparse = SparseFile(size, directory)
 
     def load(into: SparseFile) -> None:
-        load_volume(conn, volume_id, name, into, fig, timeout)
+        load_volume(conn, volume_id, name, into, fig, timeout, image_format)
 
     try:
         writer = ImageWriter(sparse, fig, load)
         yield writer
         if writer.dirty:
-            upload_and_reimage(conn, volume_id, name, sparse, fig, timeout)
+            upload_and_reimage(conn, volume_id, name, sparse, fig, timeout, image_format)
     finally:
         sparse.close()
 
@@ -373,7 +399,13 @@ def check_reimage_possible(conn: Any, volume_id: str, name: str) -> None:
 
 
 def load_volume(
-    conn: Any, volume_id: str, name: str, sparse: SparseFile, fig: TransferFigures, timeout: float
+    conn: Any,
+    volume_id: str,
+    name: str,
+    sparse: SparseFile,
+    fig: TransferFigures,
+    timeout: float,
+    image_format: ImageFormat = ImageFormat.RAW,
 ) -> None:
     """The volume's current content into ``sparse``, through a temporary snapshot."""
     bs = conn.block_storage
@@ -389,7 +421,7 @@ def load_volume(
             {"available"},
             timeout=timeout,
         )
-        download_snapshot(conn, snap.id, vol.size, name, sparse, fig, timeout)
+        download_snapshot(conn, snap.id, vol.size, name, sparse, fig, timeout, image_format)
     finally:
         with contextlib.suppress(osexc.SDKException):
             bs.delete_snapshot(snap.id, ignore_missing=True)
@@ -403,13 +435,24 @@ def upload_and_reimage(
     sparse: SparseFile,
     fig: TransferFigures,
     timeout: float,
+    image_format: ImageFormat = ImageFormat.RAW,
 ) -> None:
     image_name = f"{name}-xfer"
     image_id: str | None = None
+    qcow2_path: str | None = None
     try:
         t0 = time.monotonic()
-        image_id = create_raw_image(conn, image_name)
-        fig.image_bytes_uploaded += upload_image_data(conn, image_id, sparse, image_name)
+        image_id = create_image(conn, image_name, image_format)
+        if image_format is ImageFormat.RAW:
+            path, length = sparse.path, sparse.size
+        else:
+            fd, qcow2_path = tempfile.mkstemp(
+                prefix="haven-xfer-", suffix=".qcow2", dir=os.path.dirname(sparse.path)
+            )
+            os.close(fd)
+            qemuimg.raw_to_qcow2(sparse.path, qcow2_path, f"image {image_name}")
+            path, length = qcow2_path, os.path.getsize(qcow2_path)
+        fig.image_bytes_uploaded += upload_image_data(conn, image_id, path, length, image_name)
         wait_image_active(conn, image_id, image_name, timeout)
         fig.upload_s += time.monotonic() - t0
         t1 = time.monotonic()
@@ -418,15 +461,19 @@ def upload_and_reimage(
     except BaseException:
         _cleanup_quietly(conn, image_id=image_id, volume_id=None, timeout=timeout)
         raise
+    finally:
+        if qcow2_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(qcow2_path)
     t2 = time.monotonic()
     _cleanup(conn, image_id=image_id, volume_id=None, timeout=timeout)
     fig.cleanup_s += time.monotonic() - t2
 
 
-def create_raw_image(conn: Any, image_name: str) -> str:
+def create_image(conn: Any, image_name: str, image_format: ImageFormat) -> str:
     body = {
         "name": image_name,
-        "disk_format": "raw",
+        "disk_format": str(image_format),
         "container_format": "bare",
         "visibility": "private",
     }
@@ -436,18 +483,20 @@ def create_raw_image(conn: Any, image_name: str) -> str:
     return str(resp.json()["id"])
 
 
-def upload_image_data(conn: Any, image_id: str, sparse: SparseFile, what: str) -> int:
-    """Stream the file's whole content (holes as zeros: raw images are not sparse) to
-    Glance; return the bytes sent after checking Glance's MD5 of what it stored."""
+def upload_image_data(conn: Any, image_id: str, path: str, length: int, what: str) -> int:
+    """Stream the file at ``path`` (``length`` bytes; holes read as zeros: raw images are
+    not sparse) to Glance; return the bytes sent after checking Glance's MD5 of what it
+    stored."""
     md5 = hashlib.md5(usedforsecurity=False)
     sent = 0
 
     def body() -> Iterator[bytes]:
         nonlocal sent
-        for block in sparse.iter_blocks(STREAM_BLOCK):
-            md5.update(block)
-            sent += len(block)
-            yield block
+        with open(path, "rb") as f:
+            while block := f.read(STREAM_BLOCK):
+                md5.update(block)
+                sent += len(block)
+                yield block
 
     _sdk(
         f"upload image {what}",
@@ -460,7 +509,7 @@ def upload_image_data(conn: Any, image_id: str, sparse: SparseFile, what: str) -
         ),
     )
     image = wait_image_active(conn, image_id, what, DEFAULT_TIMEOUT)
-    if sent != sparse.size or (image.checksum and image.checksum != md5.hexdigest()):
+    if sent != length or (image.checksum and image.checksum != md5.hexdigest()):
         raise SiteIOError(f"upload of image {what} ({image_id}) arrived incomplete or altered")
     return sent
 
