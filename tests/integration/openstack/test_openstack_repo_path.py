@@ -30,6 +30,7 @@ from tests.integration.openstack.oslab import R1, R2, MiB
 
 from haven.datamover import Repository, backup_volume, new_master_key, restore_volume
 from haven.datamover.backends.swift import KeystoneV3, SwiftBackend
+from haven.domain.inventory import VolumeInfo
 from haven.sites.base import Capability, PointRequest, QuiesceMember
 from haven.sites.errors import SiteConflict
 from haven.sites.openstack.driver import OpenStackDriver
@@ -264,43 +265,43 @@ def test_writer_error_leaves_volume_untouched(lab: oslab.Lab, source: dict[str, 
         r2.delete_volume(vol)
 
 
-def test_writer_reads_current_content_and_refuses_volumes_with_snapshots(
+def test_writer_reads_an_attached_volume_and_refuses_writes_under_snapshots(
     lab: oslab.Lab, source: dict[str, Any]
 ) -> None:
     """The engine backs up a stopped server's volume through its writer: reading first
-    loads the volume's content (through a temporary snapshot); with no writes the volume
-    is not re-imaged. A volume with snapshots is refused before anything moves."""
+    loads the volume's content (through a temporary snapshot, also while attached); with
+    no writes nothing is re-imaged. Writing into a volume with snapshots is refused."""
     p = source["prefix"]
-    r2 = OpenStackDriver(f"{p}-r2", oslab.CLOUD, R2, lab.clouds_yaml)
-    bs = r2.conn.block_storage
-    vol = r2.create_volume(f"{p}-offline", GiB)
-    snap = None
-    try:
-        data = os.urandom(MiB)
-        oslab.write_volume(lab, R2, vol.id, 100 * MiB, data)
-        before = oslab.volume_digest(lab, R2, vol.id)
-        with r2.open_volume_writer(vol) as w:
-            assert w.fresh
-            buf = bytearray(MiB)
-            assert w.readinto(100 * MiB, buf) == MiB and bytes(buf) == data
-            assert not w.fresh  # now a copy of the volume: restore must not skip zeros
-            assert sum(e.length for e in w.allocated()) <= 2 * MiB  # type: ignore[attr-defined]
-        fig = r2.transfers[f"volume:{vol.id}"]
-        if r2.image_format == "raw":
-            assert fig.image_bytes_downloaded == GiB
-        else:  # "auto" picked qcow2 (qemu-img is here): the allocated MiB and metadata
-            assert MiB <= fig.image_bytes_downloaded <= 4 * MiB
-        assert fig.image_bytes_uploaded == 0
-        assert oslab.volume_digest(lab, R2, vol.id) == before
-        assert not _xfer_leftovers(r2.conn, p)
-        assert not [s for s in bs.snapshots(volume_id=vol.id) if s.volume_id == vol.id]
+    r1 = OpenStackDriver(f"{p}-r1", oslab.CLOUD, R1, lab.clouds_yaml)
+    bs = r1.conn.block_storage
+    vid = source["volume_id"]
+    assert bs.get_volume(vid).status == "in-use"
+    data = os.urandom(MiB)
+    oslab.write_volume(lab, R1, vid, 100 * MiB, data)
+    before = oslab.volume_digest(lab, R1, vid)
+    vol = VolumeInfo(vid, f"{p}-boot", GiB, "raw")
+    with r1.open_volume_writer(vol) as w:
+        assert w.fresh
+        buf = bytearray(MiB)
+        assert w.readinto(100 * MiB, buf) == MiB and bytes(buf) == data
+        assert not w.fresh  # now a copy of the volume: restore must not skip zeros
+        assert sum(e.length for e in w.allocated()) <= 2 * MiB  # type: ignore[attr-defined]
+    fig = r1.transfers[f"volume:{vid}"]
+    if r1.image_format == "raw":
+        assert fig.image_bytes_downloaded == GiB
+    else:  # "auto" picked qcow2 (qemu-img is here): the allocated MiB and metadata
+        assert MiB <= fig.image_bytes_downloaded <= 4 * MiB
+    assert fig.image_bytes_uploaded == 0
+    assert oslab.volume_digest(lab, R1, vid) == before
+    assert not _xfer_leftovers(r1.conn, p)
+    assert not [s for s in bs.snapshots(volume_id=vid) if s.volume_id == vid]
 
-        snap = bs.create_snapshot(volume_id=vol.id, name=f"{p}-keep")
+    snap = bs.create_snapshot(volume_id=vid, name=f"{p}-keep", force=True)
+    try:
         bs.wait_for_status(snap, "available", failures=["error"], wait=300)
-        with pytest.raises(SiteConflict, match="snapshots"), r2.open_volume_writer(vol):
-            pass
+        with pytest.raises(SiteConflict), r1.open_volume_writer(vol) as w:
+            w.write(0, b"x")
+        assert oslab.volume_digest(lab, R1, vid) == before
     finally:
-        if snap is not None:
-            bs.delete_snapshot(snap, ignore_missing=True)
-            _gone(lambda: bs.find_snapshot(snap.id))
-        r2.delete_volume(vol)
+        bs.delete_snapshot(snap, ignore_missing=True)
+        _gone(lambda: bs.find_snapshot(snap.id))

@@ -129,18 +129,35 @@ class ImageWriter:
     as zeros. Reading before anything was written (the engine backs up a stopped server's
     volume through its writer) first loads the volume's current content through a
     snapshot; from then on ``fresh`` is False. The volume is re-imaged on exit only if
-    something was written or zeroed.
+    something was written or zeroed. ``before_write`` runs once, before the first write or
+    zero takes effect (it checks that the volume may be re-imaged; reading needs no such
+    check, so a stopped server's attached volume can be read through its writer).
     """
 
     def __init__(
-        self, sparse: SparseFile, figures: TransferFigures, load: Callable[[SparseFile], None]
+        self,
+        sparse: SparseFile,
+        figures: TransferFigures,
+        load: Callable[[SparseFile], None],
+        before_write: Callable[[], None] = lambda: None,
     ) -> None:
         self._file = sparse
         self.figures = figures
         self._load = load
+        self._before_write = before_write
         self._lock = threading.Lock()
+        self._gate = threading.Lock()
+        self._write_checked = False
         self.loaded = False
         self.dirty = False
+
+    def _check_write(self) -> None:
+        if self._write_checked:
+            return
+        with self._gate:
+            if not self._write_checked:
+                self._before_write()
+                self._write_checked = True
 
     @property
     def size(self) -> int:
@@ -168,12 +185,14 @@ class ImageWriter:
         return self._file.allocated()
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._check_write()
         self._file.pwrite(offset, data)
         with self._lock:
             self.dirty = True
             self.figures.bytes_written += len(data)
 
     def zero(self, offset: int, length: int) -> None:
+        self._check_write()
         self._file.zero(offset, length)
         with self._lock:
             self.dirty = True
@@ -362,14 +381,17 @@ def write_volume(
     writes, the volume's whole content is replaced; on an exception it is left as it was."""
     fig = figures if figures is not None else TransferFigures()
     fig.size = size
-    check_reimage_possible(conn, volume_id, name)
+    check_reimage_supported(conn, name)
     sparse = SparseFile(size, directory)
 
     def load(into: SparseFile) -> None:
         load_volume(conn, volume_id, name, into, fig, timeout, image_format)
 
+    def before_write() -> None:
+        check_volume_writable(conn, volume_id, name)
+
     try:
-        writer = ImageWriter(sparse, fig, load)
+        writer = ImageWriter(sparse, fig, load, before_write)
         yield writer
         if writer.dirty:
             upload_and_reimage(conn, volume_id, name, sparse, fig, timeout, image_format)
@@ -377,13 +399,17 @@ def write_volume(
         sparse.close()
 
 
-def check_reimage_possible(conn: Any, volume_id: str, name: str) -> None:
-    """Refuse before any data moves when the re-image cannot work or would be unsafe."""
+def check_reimage_supported(conn: Any, name: str) -> None:
+    """Refuse at once where Cinder has no re-image (checked when the writer opens)."""
     if max_microversion(conn) < REIMAGE_MICROVERSION:
         raise UnsupportedCapability(
             f"volume {name}: writing through images needs Cinder's re-image "
             "(block-storage API microversion 3.68, Zed or later)"
         )
+
+
+def check_volume_writable(conn: Any, volume_id: str, name: str) -> None:
+    """Refuse before the first write when the re-image would fail or be unsafe."""
     bs = conn.block_storage
     vol = _sdk(f"get volume {name}", lambda: bs.get_volume(volume_id))
     if vol.status != "available":

@@ -132,3 +132,27 @@ def test_writer_after_writes_never_loads(tmp_path: os.PathLike[str]) -> None:
         w.readinto(0, buf)
         assert bytes(buf) == b"\0" * 5 + b"new"
         assert w.dirty and w.fresh and w.bytes_written == 3
+
+
+def test_writer_checks_once_before_the_first_write_and_never_for_reads(
+    tmp_path: os.PathLike[str],
+) -> None:
+    checks: list[int] = []
+
+    def refuse() -> None:
+        checks.append(1)
+        raise RuntimeError("volume in use")
+
+    with SparseFile(MiB, str(tmp_path)) as f:
+        w = ImageWriter(f, TransferFigures(), lambda into: None, refuse)
+        w.readinto(0, bytearray(16))  # reading needs no check
+        assert checks == []
+        with pytest.raises(RuntimeError, match="in use"):
+            w.write(0, b"x")
+        assert not w.dirty and f.allocated() == []  # nothing was written
+        ok: list[int] = []
+        w2 = ImageWriter(f, TransferFigures(), lambda into: None, lambda: ok.append(1))
+        w2.write(0, b"a")
+        w2.zero(0, 1)
+        w2.write(1, b"b")
+        assert ok == [1]
