@@ -45,9 +45,18 @@ class VolumePoint:
     member: str
     volume: str
     size: int
-    manifest: str  # repository manifest id, or storage-native snapshot/backup id
+    manifest: str  # repository manifest id, or NATIVE_PREFIX + the site's own backup ref
     bytes_read: int = 0
     bytes_sent: int = 0
+
+    @property
+    def native(self) -> bool:
+        """True when the data is kept by the site's backup service (data path
+        cinder-backup), not in a Haven repository."""
+        return self.manifest.startswith(NATIVE_PREFIX)
+
+
+NATIVE_PREFIX = "native:"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from haven.datamover import PointTime, RetentionPolicy, backup_volume, prune, select_keep
 from haven.domain.codec import to_data
-from haven.domain.errors import HavenError, NotFoundError
+from haven.domain.errors import HavenError, NotFoundError, ValidationError
 from haven.domain.groups import GROUP_STATES, GroupState, QuiesceMethod
 from haven.domain.inventory import VolumeInfo
 from haven.domain.points import (
@@ -25,11 +25,12 @@ from haven.domain.points import (
     RecoveryPoint,
     VolumePoint,
 )
-from haven.domain.policies import ConsistencyRequirement
+from haven.domain.policies import ConsistencyRequirement, DataPath
 from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
 from haven.sites.base import (
+    NativeBackups,
     OnQuiesceFailure,
     PointDisk,
     PointHandle,
@@ -144,6 +145,8 @@ def disk_label(ctx: ProtectContext, disk: PointDisk) -> str:
 
 def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupOutcome:
     server, _, target = disk_label(ctx, disk).partition("/")
+    if ctx.data_path is DataPath.CINDER_BACKUP:
+        return _native_backup(ctx, handle, disk, server, target)
     key = volume_key(ctx.group, server, target)
     repo = resolve.repository(ctx.repository)
     try:
@@ -174,6 +177,32 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
         VolumePoint(
             server, target, st.size, result.manifest.manifest_id, st.bytes_read, st.bytes_uploaded
         )
+    )
+
+
+def _native_backup(
+    ctx: ProtectContext, handle: PointHandle, disk: PointDisk, server: str, target: str
+) -> BackupOutcome:
+    """Data path cinder-backup: the site's backup service keeps the disk (incremental from
+    the parent point's copy of the same disk); the point records the driver's ref."""
+    drv = resolve.driver(ctx.active_site)
+    if not isinstance(drv, NativeBackups) or ctx.stopped:
+        raise ValidationError(
+            f"policies.{resolve.group(ctx.group).policy}.data_path",
+            f"site {ctx.active_site} cannot keep point data itself (cinder-backup needs an "
+            "OpenStack site and running servers); use data_path: repository",
+        )
+    parent_ref = None
+    if ctx.parent_point:
+        parent = resolve.point(ctx.group, ctx.parent_point)
+        parent_ref = next(
+            (v.manifest for v in parent.volumes
+             if v.member == server and v.volume == target and v.native),
+            None,
+        )  # fmt: skip
+    copy = drv.backup_point_disk(handle, disk, parent_ref)
+    return BackupOutcome(
+        VolumePoint(server, target, disk.size_bytes, copy.ref, copy.bytes_read, copy.bytes_sent)
     )
 
 
@@ -232,6 +261,14 @@ def retention(ctx: ProtectContext) -> Note:
     expired = [p for p in points if p.id not in keep]
     if not expired:
         return Note(f"kept {len(points)} points")
+    if ctx.data_path is DataPath.CINDER_BACKUP:
+        # Cinder keeps a backup while an incremental depends on it, so the chain stays
+        # whole; the expired points leave the catalog (a new full chain is a later step)
+        cat = services.catalog()
+        for p in expired:
+            cat.save_point(replace(p, state=PointState.EXPIRED))
+            cat.save_point(replace(p, state=PointState.DELETED))
+        return Note(f"expired {len(expired)} points, kept {len(keep)} (Cinder keeps the chain)")
     repo = resolve.repository(ctx.repository)
     cat = services.catalog()
     for p in expired:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import RecoveryPlan
 from haven.domain.points import Consistency, VolumePoint
-from haven.domain.policies import ConsistencyRequirement, Retention
+from haven.domain.policies import ConsistencyRequirement, DataPath, Retention
 
 
 def volume_key(group: str, server: str, disk: str) -> str:
@@ -34,6 +34,7 @@ class ProtectContext:
     retention: Retention
     started_at: float
     lock_owner: str
+    data_path: DataPath = DataPath.REPOSITORY  # where disk data goes: repository or native
 
 
 @dataclass(frozen=True, slots=True)

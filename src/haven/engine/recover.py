@@ -18,14 +18,21 @@ from dataclasses import dataclass
 
 from haven.catalog.store import CreatedResource
 from haven.datamover import restore_volume
-from haven.domain.errors import ExternalError, HavenError
+from haven.domain.errors import ExternalError, HavenError, ValidationError
 from haven.domain.inventory import PowerState, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
 from haven.domain.points import VolumePoint
 from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import Note, RecoverContext
-from haven.sites.base import AgentGate, CommandGate, ReadinessGate, SiteDriver, TcpGate
+from haven.sites.base import (
+    AgentGate,
+    CommandGate,
+    NativeBackups,
+    ReadinessGate,
+    SiteDriver,
+    TcpGate,
+)
 
 
 class GateFailed(ExternalError):
@@ -76,6 +83,15 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
         else:
             target = drv.create_volume(name, vol.size)
             _record(ctx, "volume", target.id, name)
+    if vol.native:  # data path cinder-backup: the target site restores its own copy
+        if not isinstance(drv, NativeBackups):
+            raise ValidationError(
+                f"sites.{ctx.target_site}.driver",
+                f"point {ctx.point_id} was kept by the site's backup service; "
+                f"{ctx.target_site} cannot restore it",
+            )
+        written = drv.restore_native(vol.manifest, target)
+        return Restored(vol.member, vol.volume, target, 0, written, reused)
     repo = resolve.repository(ctx.repository)
     with drv.open_volume_writer(target) as dst:
         st = restore_volume(repo, vol.manifest, dst, into_existing=True,

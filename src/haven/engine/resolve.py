@@ -8,7 +8,7 @@ from haven.domain.errors import ValidationError
 from haven.domain.groups import ProtectionGroup
 from haven.domain.plans import RecoveryPlan
 from haven.domain.points import PointState, RecoveryPoint
-from haven.domain.policies import Policy
+from haven.domain.policies import DataPath, Policy
 from haven.domain.resources import ResourceKind
 from haven.domain.sites import Repository, Site
 from haven.engine import connect, services
@@ -40,8 +40,12 @@ def driver(site_name: str) -> SiteDriver:
 
 
 def repository_name(g: ProtectionGroup) -> str:
+    """The group's repository; "" when its policy keeps data in the site's own backup
+    service (data path cinder-backup) and the group names none."""
     if g.repository:
         return g.repository
+    if policy(g.policy).data_path is DataPath.CINDER_BACKUP:
+        return ""
     repos = services.catalog().resources().repositories
     if len(repos) == 1:
         return repos[0].name

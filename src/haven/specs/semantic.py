@@ -168,6 +168,18 @@ def _check_groups(res: Resources, incoming: frozenset[str]) -> list[ValidationEr
                     f"policy {policy.name!r} uses data_path 'repository'; name one {_known(repos)}",
                 )
             )
+        if policy and policy.data_path is DataPath.CINDER_BACKUP:
+            drivers = {x.name: x.driver for x in res.sites}
+            for end in (group.source_site, group.target_site):
+                if end in drivers and drivers[end] is not SiteDriver.OPENSTACK:
+                    problems.append(
+                        ValidationError(
+                            f"{path}.policy",
+                            f"policy {policy.name!r} uses data_path 'cinder-backup', which "
+                            f"needs OpenStack sites; site {end!r} is {drivers[end].value} "
+                            "(use data_path: repository)",
+                        )
+                    )
         problems += _check_members(group, policy.consistency if policy else None)
         for index, member in enumerate(group.members):
             key = (group.source_site, member.kind.value, member.ref)

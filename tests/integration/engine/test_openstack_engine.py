@@ -61,6 +61,27 @@ plans:
 """
 
 
+# data path 1: the same application kept by Cinder backup (no Haven repository); its
+# network is mapped to <net>-dr at RegionTwo, as in SPEC
+NATIVE_SPEC = """\
+apiVersion: haven/v1
+sites:
+  - {{name: r1, driver: openstack, cloud: haven-lab, region: RegionOne}}
+  - {{name: r2, driver: openstack, cloud: haven-lab, region: RegionTwo}}
+policies:
+  - {{name: p, rpo: 1h, retention: {{keep_last: 5}}, data_path: cinder-backup}}
+groups:
+  - {{name: hencb, source: r1, target: r2, policy: p, members: [{{server: {server}}}]}}
+plans:
+  - name: hencb
+    group: hencb
+    stages:
+      - servers: [{server}]
+    mappings:
+      networks: {{{net}: {net}-dr}}
+"""
+
+
 def _swift_env(lab: oslab.Lab) -> dict[str, str]:
     """The Swift backend's Keystone settings, from the lab's clouds.yaml."""
     import json
@@ -144,8 +165,9 @@ def _drop_container(lab: oslab.Lab, container: str) -> None:
         pass
 
 
-@pytest.fixture
-def engine(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _start_engine(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec_text: str
+) -> Iterator[None]:
     from haven.engine import connect, runtime
 
     monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
@@ -156,7 +178,7 @@ def engine(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for k, v in _swift_env(app.lab).items():
         monkeypatch.setenv(k, v)
     spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC.format(container=app.container, server=app.server, net=app.net))
+    spec.write_text(spec_text)
     cat = Catalog.open()
     apply_spec(cat, load_spec(spec))
     services.use_catalog(cat)
@@ -166,6 +188,19 @@ def engine(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         runtime.shutdown()
         connect.forget_all()
         services.use_catalog(None)
+
+
+@pytest.fixture
+def engine(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    text = SPEC.format(container=app.container, server=app.server, net=app.net)
+    yield from _start_engine(app, tmp_path, monkeypatch, text)
+
+
+@pytest.fixture
+def native_engine(app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from _start_engine(
+        app, tmp_path, monkeypatch, NATIVE_SPEC.format(server=app.server, net=app.net)
+    )
 
 
 def _mine(conn: Any) -> dict[str, set[str]]:
@@ -183,8 +218,8 @@ def _mine(conn: Any) -> dict[str, set[str]]:
     }
 
 
-def _run(kind: OperationKind, wf: Any, *args: Any) -> dict[str, Any]:
-    op = service.run(kind, "hen", wf, *args)
+def _run(kind: OperationKind, wf: Any, *args: Any, group: str = "hen") -> dict[str, Any]:
+    op = service.run(kind, group, wf, *args)
     assert op.state is OperationState.SUCCEEDED, op.error
     return {**op.result, "op_id": op.id}
 
@@ -226,4 +261,33 @@ def test_protect_drill_failover_through_the_swift_repository(app: App, engine: N
     assert nets == {f"{app.net}-dr"}
     vols = [att.volume_id for att in c2.compute.volume_attachments(srv)]
     assert len(vols) == 1
+    assert oslab.volume_digest(app.lab, R2, vols[0]) == app.image.digest()
+
+
+def test_cinder_backup_data_path_chosen_by_policy(app: App, native_engine: None) -> None:
+    """Policy data_path cinder-backup: points are Cinder backups (incremental after the
+    first) whose records travel in the point; failover imports and restores them."""
+    from haven.sites.openstack import nativecopy
+
+    c2 = app.lab.conn(R2)
+    for old in c2.compute.servers(name=f"^{app.server}$"):  # the other test's failover
+        c2.compute.delete_server(old)
+        c2.compute.wait_for_delete(old, wait=300)
+    first = _run(OperationKind.PROTECT, protect_workflow, "hencb", group="hencb")
+    change = os.urandom(2 * MiB)
+    oslab.write_volume(app.lab, R1, app.volume_id, 700 * MiB, change)
+    app.image.write(700 * MiB, change)
+    second = _run(OperationKind.PROTECT, protect_workflow, "hencb", group="hencb")
+    p1 = resolve.point("hencb", first["point"])
+    p2 = resolve.point("hencb", second["point"])
+    assert all(v.native for v in p1.volumes + p2.volumes)
+    chain1 = nativecopy.from_ref(p1.volumes[0].manifest).chain
+    chain2 = nativecopy.from_ref(p2.volumes[0].manifest).chain
+    assert [r.incremental for r in chain2][-1] and chain2[:-1] == chain1
+    fo = _run(OperationKind.FAILOVER, failover_workflow, "hencb", group="hencb")
+    print(f"\nfigures: cinder-backup failover {fo}")
+    sid = resolve.placement(resolve.group("hencb")).servers[app.server]
+    srv = c2.compute.get_server(sid)
+    assert srv.status == "ACTIVE"
+    vols = [att.volume_id for att in c2.compute.volume_attachments(srv)]
     assert oslab.volume_digest(app.lab, R2, vols[0]) == app.image.digest()

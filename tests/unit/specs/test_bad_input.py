@@ -198,3 +198,17 @@ def test_probe_fields_must_match_the_type() -> None:
     data = example()
     data["plans"][0]["stages"][0]["gates"] = [{"type": "tcp"}]
     assert problems(data) == ["plans.shop.stages[0].gates[0]: a 'tcp' probe needs 'port'"]
+
+
+def test_cinder_backup_data_path_needs_openstack_sites() -> None:
+    data = example()
+    data["policies"][0]["data_path"] = "cinder-backup"
+    msgs = problems(data)
+    assert msgs and all(
+        m.startswith("groups.shop.policy: policy 'gold' uses data_path") for m in msgs
+    )
+    assert "needs OpenStack sites" in msgs[0] and "use data_path: repository" in msgs[0]
+    for site in data["sites"]:
+        site.update(driver="openstack", cloud="c", region=site["name"])
+        site.pop("uri", None)
+    assert problems(data) == []

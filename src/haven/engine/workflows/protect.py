@@ -26,6 +26,7 @@ from haven.domain.groups import GroupState
 from haven.domain.ids import new_id
 from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
+from haven.domain.policies import DataPath
 from haven.engine import capture, ops, resolve, services
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
 from haven.engine.recover import same_volume_name
@@ -72,6 +73,7 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
         retention=pol.retention,
         started_at=time.time(),
         lock_owner=lock_owner,
+        data_path=pol.data_path,
     )
 
 
@@ -146,7 +148,7 @@ def protect_workflow(
             for d in handle.disks
         ]
         _release(op_id, ctx, handle)
-        if ctx.warm_standby:
+        if ctx.warm_standby and ctx.data_path is DataPath.REPOSITORY:
             for v in vols:
                 _replica(op_id, ctx, v, label=f"{v.member}/{v.volume}")
         _commit(op_id, ctx, vols)
