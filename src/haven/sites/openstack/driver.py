@@ -25,7 +25,6 @@ from typing import Any
 from openstack import exceptions as osexc
 
 from haven.domain.inventory import (
-    Consistency,
     DiskRole,
     DiskSpec,
     NetworkInfo,
@@ -40,6 +39,7 @@ from haven.sites.base import (
     Capability,
     CommandGate,
     ExecResult,
+    NativeCopy,
     PointDisk,
     PointDiskReader,
     PointHandle,
@@ -50,7 +50,7 @@ from haven.sites.base import (
     VolumeWriter,
 )
 from haven.sites.errors import SiteConflict, SiteInputError, SiteNotFound, UnsupportedCapability
-from haven.sites.openstack import qemuimg, snapshots, transfer
+from haven.sites.openstack import nativecopy, qemuimg, quiesce, snapshots, transfer
 from haven.sites.openstack.connection import SiteRef, connect, wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
 
@@ -62,10 +62,6 @@ _POWER = {
     "SUSPENDED": PowerState.PAUSED,
     "ERROR": PowerState.CRASHED,
 }
-NO_QUIESCE = (
-    "crash-consistent: the guest agent is not reachable through the OpenStack API "
-    "(no compute-host libvirt access configured)"
-)
 
 
 class OpenStackDriver:
@@ -78,8 +74,10 @@ class OpenStackDriver:
         group_name: str | None = None,
         transfer_dir: str | None = None,
         image_format: str = "auto",
+        quiesce_config: quiesce.QuiesceConfig | None = None,
     ) -> None:
         self.name = name
+        self.quiesce_config = quiesce_config or quiesce.QuiesceConfig()
         self.ref = SiteRef(cloud, region, config_file)
         self.group_name = group_name or f"haven-{name}"
         self.transfer_dir = transfer_dir  # local temp files of image transfers; None: $TMPDIR
@@ -241,22 +239,32 @@ class OpenStackDriver:
         # one Cinder group per protection group: a group snapshot covers every volume of
         # its Cinder group, so groups shared between applications would snapshot strangers
         group_name = f"haven-{request.group}" if request.group else self.group_name
-        snapset = snapshots.snapshot_volumes(self.conn, request.point_id, volume_ids, group_name)
+        # the consistency ladder (haven.sites.openstack.quiesce): compute-host libvirt
+        # freeze around the snapshot, else a Nova image snapshot of a single server, else
+        # crash-consistent with the reason
+        qp = quiesce.take_point(
+            self.conn,
+            request,
+            volume_ids,
+            lambda: snapshots.snapshot_volumes(self.conn, request.point_id, volume_ids, group_name),
+            self.quiesce_config,
+        )
+        snapset = qp.snapset
         self._points[request.point_id] = snapset
         self._point_volumes[request.point_id] = by_disk
-        reason = NO_QUIESCE
-        if snapset.reason:
+        reason = qp.reason
+        if reason and snapset.reason:
             reason = f"{reason}; {snapset.reason}"
         return PointHandle(
             request.point_id,
             self.name,
             request.parent_point_id,
-            Consistency.CRASH,
+            qp.consistency,
             tuple(disks),
-            0.0,
+            qp.freeze_window_s,
             reason,
-            (),
-            snapset.taken_at,
+            qp.steps,
+            qp.taken_at,
         )
 
     def snapshot_set(self, point_id: str) -> snapshots.SnapshotSet:
@@ -275,17 +283,7 @@ class OpenStackDriver:
         downloaded into a local sparse file (haven.sites.openstack.transfer). The cloud work
         (minutes for large volumes) happens on entering the context; everything temporary is
         gone when it exits. No changed-block tracking: ``changed_extents()`` is None."""
-        snapset = self.snapshot_set(point.point_id)
-        volume_id = self._point_volumes.get(point.point_id, {}).get((disk.server_id, disk.target))
-        if volume_id is None:  # another process took the point: the disk's volume now
-            with contextlib.suppress(SiteNotFound, KeyError):
-                volume_id = self.capture_server(disk.server_id).disk(disk.target).source
-        if volume_id is None:
-            raise SiteNotFound(
-                f"{self.name}: point {point.point_id} has no disk {disk.target} "
-                f"of server {disk.server_id}"
-            )
-        snap = snapset.for_volume(volume_id)
+        snap = self._disk_snapshot(point, disk)
         figures = transfer.TransferFigures()
         self.transfers[f"{point.point_id}/{disk.server_id}/{disk.target}"] = figures
         return transfer.read_snapshot(
@@ -297,6 +295,35 @@ class OpenStackDriver:
             figures=figures,
             image_format=self.image_format,
         )
+
+    def _disk_snapshot(self, point: PointHandle, disk: PointDisk) -> snapshots.VolumeSnap:
+        snapset = self.snapshot_set(point.point_id)
+        volume_id = self._point_volumes.get(point.point_id, {}).get((disk.server_id, disk.target))
+        if volume_id is None:  # another process took the point: the disk's volume now
+            with contextlib.suppress(SiteNotFound, KeyError):
+                volume_id = self.capture_server(disk.server_id).disk(disk.target).source
+        try:
+            return snapset.for_volume(volume_id or "")
+        except KeyError:
+            raise SiteNotFound(
+                f"{self.name}: point {point.point_id} has no disk {disk.target} "
+                f"of server {disk.server_id}"
+            ) from None
+
+    # -- data path cinder-backup (haven.sites.base.NativeBackups) ---------------------------
+    def backup_point_disk(
+        self, point: PointHandle, disk: PointDisk, parent_ref: str | None
+    ) -> NativeCopy:
+        """A Cinder backup of the disk's snapshot into the backup store, its chain's
+        records in the returned ref (haven.sites.openstack.nativecopy)."""
+        ref, size = nativecopy.backup_disk(
+            self.conn, point.point_id, self._disk_snapshot(point, disk), parent_ref
+        )
+        return NativeCopy(ref, bytes_read=size)
+
+    def restore_native(self, ref: str, volume: VolumeInfo) -> int:
+        nativecopy.restore_disk(self.conn, ref, volume.id)
+        return volume.size_bytes
 
     def release_point(self, point: PointHandle) -> None:
         """Delete the point's snapshots: its disks have been read (the engine releases a
