@@ -256,8 +256,13 @@ def test_failover_to_region_two(lab: oslab.Lab, app, points) -> None:  # type: i
 def test_drill_uses_bubble_and_cleans_up(lab: oslab.Lab, app, points) -> None:  # type: ignore[no-untyped-def]
     c2 = lab.conn(R2)
     p = app["prefix"]
-    before = oslab.counts(c2)
-    prod_ports = {n.id: len(list(c2.network.ports(network_id=n.id))) for n in c2.network.networks()}
+    # counted over this module's prefix only: other sessions use the same lab and project
+    before = prefix_sweep.counts(c2, p)
+    prod_ports = {
+        n.id: len(list(c2.network.ports(network_id=n.id)))
+        for n in c2.network.networks()
+        if n.name.startswith(p)
+    }
     res = native.recover(c2, points["p1"], app["stages"], recovery.Mapping(), drill=f"{p}-drill")
     try:
         assert len(res.servers) == 3
@@ -275,4 +280,4 @@ def test_drill_uses_bubble_and_cleans_up(lab: oslab.Lab, app, points) -> None:  
         assert oslab.volume_digest(lab, R2, vid) != ""
     finally:
         recovery.cleanup(c2, res.ledger)
-    assert oslab.counts(c2) == before
+    assert prefix_sweep.counts(c2, p) == before
