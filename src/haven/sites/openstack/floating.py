@@ -136,6 +136,7 @@ def _in_pool(conn: Connection, ext: Any, address: str) -> bool:
         if not pools:
             return True
         for p in pools:
-            if ipaddress.ip_address(p["start"]) <= addr <= ipaddress.ip_address(p["end"]):
+            start, end = ipaddress.ip_address(p["start"]), ipaddress.ip_address(p["end"])
+            if start.version == addr.version and int(start) <= int(addr) <= int(end):
                 return True
     return False

@@ -73,7 +73,7 @@ def ensure_project(
             continue
         _grant(conn, project.id, user, role, ledger)
         notes.append(f"assigned role {role} to {user} on {mapping.project}")
-    me = conn.current_user_id
+    me = str(conn.current_user_id)
     mine = {u for u, _r in _assignments(conn, project.id, by_id=True)}
     if me not in mine:
         # the recovering user needs a role to act in the project: the ones it holds on
@@ -105,7 +105,7 @@ def _grant(conn: Connection, project_id: str, user: str, role: str, ledger: Ledg
 
 def _domain_id(conn: Connection) -> str:
     """The recovering user's project's domain (the token's project carries no domain)."""
-    return str(conn.identity.get_project(conn.current_project_id).domain_id)
+    return str(conn.identity.get_project(str(conn.current_project_id)).domain_id)
 
 
 def _find_project(conn: Connection, name: str) -> Any:

@@ -92,3 +92,20 @@ def test_floating_ip_networks_round_trip() -> None:
     legacy = inv.to_dict()
     del legacy["floating_ip_networks"]  # a point written before the field existed
     assert AppInventory.from_dict(legacy).floating_ip_networks == {}
+
+
+def test_address_in_pool() -> None:
+    from types import SimpleNamespace
+
+    from haven.sites.openstack.floating import _in_pool
+
+    sub = SimpleNamespace(
+        cidr="203.0.113.128/25",
+        allocation_pools=[{"start": "203.0.113.130", "end": "203.0.113.254"}],
+    )
+    conn = SimpleNamespace(network=SimpleNamespace(subnets=lambda network_id: [sub]))
+    ext = SimpleNamespace(id="ext")
+    assert _in_pool(conn, ext, "203.0.113.200")  # type: ignore[arg-type]
+    assert not _in_pool(conn, ext, "203.0.113.129")  # type: ignore[arg-type]  # outside the pool
+    assert not _in_pool(conn, ext, "203.0.113.9")  # type: ignore[arg-type]  # outside the subnet
+    assert not _in_pool(conn, ext, "2001:db8::1")  # type: ignore[arg-type]
