@@ -47,6 +47,9 @@ class Capability(Flag):
     VOLUME_CREATION = auto()  # create volumes and write data into them
     SERVER_DEFINITION = auto()  # define servers from a ServerSpec
     NETWORK_CREATION = auto()  # create networks (test bubbles)
+    # restore into an existing volume in place, also a stopped server's attached disk
+    # (failback onto the home servers); without it, failback recreates the home servers
+    VOLUME_OVERWRITE = auto()
     READINESS_AGENT = auto()
     READINESS_TCP = auto()
 

@@ -23,6 +23,7 @@ from haven.domain.operations import OperationKind, OperationState
 from haven.engine import resolve, service, services
 from haven.engine.apply import apply_spec
 from haven.engine.workflows.cleanup import cleanup_workflow
+from haven.engine.workflows.failback import failback_workflow
 from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
 from haven.engine.workflows.test_failover import drill_workflow
@@ -124,6 +125,8 @@ def app() -> Iterator[App]:
     c2.network.create_subnet(network_id=dr.id, name=f"{a.net}-dr-sub", cidr="10.77.0.0/24",
                              ip_version=4, gateway_ip="10.77.0.1")  # fmt: skip
     flavor = c1.compute.create_flavor(name=f"{PREFIX}{a.run}-tiny", vcpus=1, ram=128, disk=0)
+    # the recovery region offers a flavor that fits (the engine picks the smallest one)
+    c2.compute.create_flavor(name=f"{PREFIX}{a.run}-tiny", vcpus=1, ram=128, disk=0)
     vol = c1.block_storage.create_volume(size=1, name=f"{a.server}-boot")
     vol = c1.block_storage.wait_for_status(vol, "available", failures=["error"], wait=300)
     c1.block_storage.set_volume_bootable_status(vol, True)
@@ -150,9 +153,10 @@ def app() -> Iterator[App]:
     try:
         yield a
     finally:
-        for c in (c1, c2):
-            oslab.sweep(c, PREFIX)
-        _drop_container(lab, a.container)
+        if not os.environ.get("HAVEN_TEST_KEEP"):  # debugging: keep what the test made
+            for c in (c1, c2):
+                oslab.sweep(c, PREFIX)
+            _drop_container(lab, a.container)
 
 
 def _drop_container(lab: oslab.Lab, container: str) -> None:
@@ -224,7 +228,9 @@ def _run(kind: OperationKind, wf: Any, *args: Any, group: str = "hen") -> dict[s
     return {**op.result, "op_id": op.id}
 
 
-def test_protect_drill_failover_through_the_swift_repository(app: App, engine: None) -> None:
+def test_protect_drill_failover_failback_through_the_swift_repository(
+    app: App, engine: None
+) -> None:
     c2 = app.lab.conn(R2)
     first = _run(OperationKind.PROTECT, protect_workflow, "hen")
     p1 = resolve.point("hen", first["point"])
@@ -263,6 +269,25 @@ def test_protect_drill_failover_through_the_swift_repository(app: App, engine: N
     assert len(vols) == 1
     assert oslab.volume_digest(app.lab, R2, vols[0]) == app.image.digest()
 
+    # the application runs at RegionTwo and writes; failback brings it home: OpenStack
+    # cannot re-image a once-snapshotted volume in place, so the stale home server goes
+    # (its volume kept) and the application comes back on a restored volume
+    at_dr = os.urandom(2 * MiB)
+    oslab.write_volume(app.lab, R2, vols[0], 100 * MiB, at_dr)
+    app.image.write(100 * MiB, at_dr)
+    fb = _run(OperationKind.FAILBACK, failback_workflow, "hen")
+    print(f"figures: failback {fb}")
+    home = resolve.placement(resolve.group("hen"))
+    assert home.active_site == "r1"
+    c1 = app.lab.conn(R1)
+    srv1 = c1.compute.get_server(home.servers[app.server])
+    assert srv1.status == "ACTIVE"
+    home_vols = [att.volume_id for att in c1.compute.volume_attachments(srv1)]
+    assert len(home_vols) == 1 and home_vols[0] != app.volume_id
+    assert oslab.volume_digest(app.lab, R1, home_vols[0]) == app.image.digest()
+    assert c1.block_storage.get_volume(app.volume_id).status == "available"  # kept
+    assert c2.compute.get_server(sid).status == "SHUTOFF"  # the DR copy stays, stopped
+
 
 def test_cinder_backup_data_path_chosen_by_policy(app: App, native_engine: None) -> None:
     """Policy data_path cinder-backup: points are Cinder backups (incremental after the
@@ -273,9 +298,13 @@ def test_cinder_backup_data_path_chosen_by_policy(app: App, native_engine: None)
     for old in c2.compute.servers(name=f"^{app.server}$"):  # the other test's failover
         c2.compute.delete_server(old)
         c2.compute.wait_for_delete(old, wait=300)
+    c1 = app.lab.conn(R1)
+    (home,) = c1.compute.servers(name=f"^{app.server}$")
+    # the server's volume now (after the other test's failback, a restored one)
+    (vid,) = [att.volume_id for att in c1.compute.volume_attachments(home)]
     first = _run(OperationKind.PROTECT, protect_workflow, "hencb", group="hencb")
     change = os.urandom(2 * MiB)
-    oslab.write_volume(app.lab, R1, app.volume_id, 700 * MiB, change)
+    oslab.write_volume(app.lab, R1, vid, 700 * MiB, change)
     app.image.write(700 * MiB, change)
     second = _run(OperationKind.PROTECT, protect_workflow, "hencb", group="hencb")
     p1 = resolve.point("hencb", first["point"])

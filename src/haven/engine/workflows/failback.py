@@ -34,6 +34,7 @@ from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
 from haven.engine.workflows.protect import protect_workflow
+from haven.sites.base import Capability
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,14 @@ def _stop_recovered(op_id: str, fb: FbStart) -> Note:
 @engine_step("failback.prepare")
 def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
     """Find the original servers still at the home site; stop them (never two live copies)
-    and target their own disks, which still hold the common point."""
+    and target their own disks, which still hold the common point. A site that cannot
+    restore into a server's disks in place (no VOLUME_OVERWRITE: OpenStack, whose re-image
+    of a once-snapshotted volume would be shadowed) gets the stale home servers removed,
+    their volumes kept, and the application restored onto new volumes and servers."""
     pid, created, volumes = _recovery.choose_point(fb.group, point_id)
     specs = _recovery.specs_of(pid)
     drv = resolve.driver(fb.home_site)
+    in_place = Capability.VOLUME_OVERWRITE in drv.capabilities()
     existing: dict[str, str] = {}
     disks: dict[str, VolumeInfo] = {}
     try:
@@ -105,6 +110,9 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
             continue
         if info.state is PowerState.RUNNING:
             drv.stop_server(info.id)
+        if not in_place:
+            drv.undefine_server(info.id)  # its volumes stay: the fallback if home misbehaves
+            continue
         existing[name] = info.id
         for d in info.spec.disks:
             if d.source:
@@ -123,7 +131,8 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
         repository=fb.repository,
         specs=specs,
         volumes=volumes,
-        network_map={},
+        # home networks: the plan maps home -> recovery names; failback maps them back
+        network_map={dst: src for src, dst in fb.plan.mappings.networks.items()},
         names={s: s for s in specs},
         started_at=fb.started_at,
         existing_servers=existing,

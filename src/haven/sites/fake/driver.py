@@ -125,7 +125,7 @@ class FakeDriver:
             Capability.GUEST_QUIESCE | Capability.GUEST_EXEC | Capability.GROUP_SNAPSHOT
             | Capability.CHANGED_BLOCK_TRACKING | Capability.VOLUME_CREATION
             | Capability.SERVER_DEFINITION | Capability.READINESS_AGENT
-            | Capability.READINESS_TCP
+            | Capability.READINESS_TCP | Capability.VOLUME_OVERWRITE
         )  # fmt: skip
 
     # -- test knobs ----------------------------------------------------------------------------

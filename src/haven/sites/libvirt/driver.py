@@ -84,6 +84,7 @@ class LibvirtDriver:
             | Capability.GROUP_SNAPSHOT
             | Capability.CHANGED_BLOCK_TRACKING
             | Capability.VOLUME_CREATION
+            | Capability.VOLUME_OVERWRITE
             | Capability.SERVER_DEFINITION
             | Capability.READINESS_AGENT
             | Capability.READINESS_TCP

@@ -59,6 +59,9 @@ _POWER = {
     "ACTIVE": PowerState.RUNNING,
     "PAUSED": PowerState.PAUSED,
     "SHUTOFF": PowerState.SHUTOFF,
+    # shelved: stopped with its volumes released for writing (see open_volume_writer)
+    "SHELVED": PowerState.SHUTOFF,
+    "SHELVED_OFFLOADED": PowerState.SHUTOFF,
     "SUSPENDED": PowerState.PAUSED,
     "ERROR": PowerState.CRASHED,
 }
@@ -250,6 +253,8 @@ class OpenStackDriver:
             self.quiesce_config,
         )
         snapset = qp.snapset
+        for vid in volume_ids:  # see transfer.SNAPSHOTTED: never re-imaged in place again
+            self.conn.block_storage.set_volume_metadata(vid, **{transfer.SNAPSHOTTED: "true"})
         self._points[request.point_id] = snapset
         self._point_volumes[request.point_id] = by_disk
         reason = qp.reason
@@ -353,8 +358,11 @@ class OpenStackDriver:
         """Writes collect in a local sparse file; on a clean exit it becomes a raw Glance
         image that re-images the volume (same id), then the image is deleted. The whole
         content is replaced, so the writer is ``fresh``. The volume must be available
-        (detached) and have no snapshots. Reading before writing loads the volume's
-        current content (the engine reads a stopped server's volume this way)."""
+        (detached) or attached to a stopped server, which is then shelved before the first
+        write (Cinder re-images a volume only when it is available, or reserved by a
+        shelved-offloaded server) and unshelved by ``start_server``. It must have no
+        snapshots. Reading before writing loads the volume's current content (the engine
+        reads a stopped server's volume this way)."""
         try:
             v = self.conn.block_storage.get_volume(volume.id)
         except osexc.NotFoundException as exc:
@@ -371,7 +379,28 @@ class OpenStackDriver:
             directory=self.transfer_dir,
             figures=figures,
             image_format=self.image_format,
+            make_writable=lambda: self._release_volume(volume),
         )
+
+    def _release_volume(self, volume: VolumeInfo) -> None:
+        """Shelve the stopped servers holding ``volume`` (failback writes into the volumes
+        of the home site's stopped servers); a running server's volume is refused."""
+        v = self.conn.block_storage.get_volume(volume.id)
+        if v.status != "in-use":
+            return
+        cmp = self.conn.compute
+        for att in v.attachments or []:
+            s = cmp.get_server(att["server_id"])
+            if s.status == "SHELVED_OFFLOADED":
+                continue
+            if s.status != "SHUTOFF":
+                raise SiteConflict(
+                    f"{self.name}: volume {volume.name} is attached to server {s.name}, "
+                    f"which is {s.status}: stop it before restoring into the volume"
+                )
+            cmp.shelve_server(s)
+            wait_status(f"server {s.name} shelve", lambda s=s: cmp.get_server(s.id),
+                        {"SHELVED_OFFLOADED"}, timeout=600)  # fmt: skip
 
     def delete_volume(self, volume: VolumeInfo) -> None:
         bs = self.conn.block_storage
@@ -443,7 +472,12 @@ class OpenStackDriver:
 
     def start_server(self, server_id: str) -> None:
         s = self._server(server_id)
-        if s.status != "ACTIVE":
+        if s.status in ("SHELVED", "SHELVED_OFFLOADED"):  # see _release_volume
+            self.conn.compute.unshelve_server(s)
+            wait_status(
+                f"server {s.name} unshelve", lambda: self.conn.compute.get_server(s.id), {"ACTIVE"}
+            )
+        elif s.status != "ACTIVE":
             self.conn.compute.start_server(s)
             wait_status(
                 f"server {s.name} start", lambda: self.conn.compute.get_server(s.id), {"ACTIVE"}
@@ -451,7 +485,7 @@ class OpenStackDriver:
 
     def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None:
         s = self._server(server_id)
-        if s.status != "SHUTOFF":
+        if s.status not in ("SHUTOFF", "SHELVED", "SHELVED_OFFLOADED"):
             self.conn.compute.stop_server(s)
             wait_status(
                 f"server {s.name} stop",
@@ -464,9 +498,25 @@ class OpenStackDriver:
         self.stop_server(server_id)
 
     def undefine_server(self, server_id: str) -> None:
+        """Delete the server and keep its volumes (as libvirt's undefine keeps disks):
+        attachments marked delete-on-termination are unmarked first (Nova 2.85)."""
         s = self._server(server_id)
-        self.conn.compute.delete_server(s)
-        self.conn.compute.wait_for_delete(s, wait=300)
+        cmp = self.conn.compute
+        for att in cmp.volume_attachments(s):
+            if getattr(att, "delete_on_termination", False):
+                resp = cmp.put(
+                    f"/servers/{s.id}/os-volume_attachments/{att.volume_id}",
+                    json={"volumeAttachment": {"volumeId": att.volume_id,
+                                               "delete_on_termination": False}},
+                    microversion="2.85",
+                )  # fmt: skip
+                if resp.status_code >= 400:
+                    raise OpenStackSiteError(
+                        f"{self.name}: cannot keep volume {att.volume_id} of server {s.name}: "
+                        f"HTTP {resp.status_code}; not deleting the server"
+                    )
+        cmp.delete_server(s)
+        cmp.wait_for_delete(s, wait=300)
 
     def wait_ready(
         self, server_id: str, gates: Sequence[ReadinessGate], timeout_s: float

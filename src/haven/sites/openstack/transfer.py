@@ -62,6 +62,12 @@ from haven.sites.openstack.sparse import SparseFile
 GiB = 1024**3
 STREAM_BLOCK = 1024 * 1024
 REIMAGE_MICROVERSION = (3, 68)
+# Volume metadata Haven sets on every volume it snapshots. Cinder's NFS-like drivers keep a
+# volume that has had snapshots as a qcow2 chain whose active layer is not the base file,
+# even after the snapshots are gone, while re-image writes the base file: the volume would
+# read back wrong. Such volumes are never re-imaged; restores go into new volumes.
+SNAPSHOTTED = "haven:snapshotted"
+REIMAGE_STATES = frozenset({"available", "reserved"})  # what Cinder's re-image accepts
 IMAGE_ERRORS = frozenset({"killed", "deleted", "pending_delete"})
 DEFAULT_TIMEOUT = 900.0
 
@@ -376,9 +382,12 @@ def write_volume(
     timeout: float = DEFAULT_TIMEOUT,
     figures: TransferFigures | None = None,
     image_format: ImageFormat = ImageFormat.RAW,
+    make_writable: Callable[[], None] | None = None,
 ) -> Iterator[ImageWriter]:
     """Yield a writer for the volume (see the module contract). On a clean exit with
-    writes, the volume's whole content is replaced; on an exception it is left as it was."""
+    writes, the volume's whole content is replaced; on an exception it is left as it was.
+    ``make_writable`` runs before the first write (the driver releases a stopped server's
+    hold on the volume there: Cinder re-images only available or reserved volumes)."""
     fig = figures if figures is not None else TransferFigures()
     fig.size = size
     check_reimage_supported(conn, name)
@@ -388,6 +397,8 @@ def write_volume(
         load_volume(conn, volume_id, name, into, fig, timeout, image_format)
 
     def before_write() -> None:
+        if make_writable is not None:
+            make_writable()
         check_volume_writable(conn, volume_id, name)
 
     try:
@@ -412,10 +423,16 @@ def check_volume_writable(conn: Any, volume_id: str, name: str) -> None:
     """Refuse before the first write when the re-image would fail or be unsafe."""
     bs = conn.block_storage
     vol = _sdk(f"get volume {name}", lambda: bs.get_volume(volume_id))
-    if vol.status != "available":
+    if vol.status not in REIMAGE_STATES:
         raise SiteConflict(
-            f"volume {name} ({volume_id}) is {vol.status}: detach it (status available) "
-            "before restoring into it"
+            f"volume {name} ({volume_id}) is {vol.status}: detach it (status available), "
+            "or stop and shelve its server (status reserved), before restoring into it"
+        )
+    if (vol.metadata or {}).get(SNAPSHOTTED):
+        raise SiteConflict(
+            f"volume {name} ({volume_id}) has had snapshots (Haven protected it): on "
+            "NFS-like backends re-imaging it in place would be shadowed by its qcow2 layers; "
+            "restore into a new volume"
         )
     if any(s.volume_id == volume_id for s in bs.snapshots(volume_id=volume_id)):
         raise SiteConflict(
@@ -541,18 +558,24 @@ def upload_image_data(conn: Any, image_id: str, path: str, length: int, what: st
 
 
 def reimage(conn: Any, volume_id: str, image_id: str, name: str, timeout: float) -> None:
+    """Re-image an available volume, or a reserved one (attached to a shelved-offloaded
+    server: Cinder's own flow for rebuilding volume-backed servers); the volume returns to
+    the status it had."""
     bs = conn.block_storage
-    body = {"os-reimage": {"image_id": image_id, "reimage_reserved": False}}
+    before = str(_sdk(f"get volume {name}", lambda: bs.get_volume(volume_id)).status)
+    reserved = before == "reserved"
+    body = {"os-reimage": {"image_id": image_id, "reimage_reserved": reserved}}
     mv = f"{REIMAGE_MICROVERSION[0]}.{REIMAGE_MICROVERSION[1]}"
     _sdk(
         f"re-image volume {name}",
         lambda: _checked(bs.post(f"/volumes/{volume_id}/action", json=body, microversion=mv)),
     )
     try:
+        # the API moved the volume to "downloading" before answering: wait for it to return
         wait_status(
             f"re-image of volume {name}",
             lambda: bs.get_volume(volume_id),
-            {"available"},
+            {before},
             timeout=timeout,
         )
     except OpenStackSiteError as exc:
