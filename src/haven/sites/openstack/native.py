@@ -18,7 +18,17 @@ from dataclasses import dataclass, field, replace
 
 from openstack.connection import Connection
 
-from haven.sites.openstack import backups, floating, identity, inventory, recovery, snapshots
+from haven.domain.points import Consistency
+from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceMember
+from haven.sites.openstack import (
+    backups,
+    floating,
+    identity,
+    inventory,
+    quiesce,
+    recovery,
+    snapshots,
+)
 from haven.sites.openstack.connection import wait_status
 from haven.sites.openstack.model import AppInventory
 
@@ -30,6 +40,9 @@ class ProtectedPoint:
     snapset: snapshots.SnapshotSet
     backups: dict[str, backups.VolumeBackup]  # by source volume id
     duration_s: float
+    consistency: Consistency = Consistency.CRASH
+    consistency_reason: str | None = None  # why not application-consistent
+    freeze_window_s: float = 0.0
 
 
 def protect(
@@ -41,20 +54,39 @@ def protect(
     previous: ProtectedPoint | None = None,
     prefer_group: bool = True,
     keep_snapshots: bool = False,
+    quiesce_config: quiesce.QuiesceConfig | None = None,
+    freeze_timeout_s: float = 2.0,
+    on_quiesce_failure: OnQuiesceFailure = OnQuiesceFailure.CRASH_CONSISTENT,
 ) -> ProtectedPoint:
-    """Take a point. The snapshots are deleted once their backups exist (``keep_snapshots``
-    False): the backups carry the data and the incremental chain, and on NFS-like drivers a
-    snapshot left in place turns the next snapshot into a qcow2 layer with a backing file,
-    which Cinder's image safety check (since the 2024 qcow2 fixes) refuses to back up."""
+    """Take a point, as consistent as the site allows (haven.sites.openstack.quiesce; the
+    servers freeze in ``server_ids`` order). The snapshots are deleted once their backups
+    exist (``keep_snapshots`` False): the backups carry the data and the incremental chain,
+    and on NFS-like drivers a snapshot left in place turns the next snapshot into a qcow2
+    layer with a backing file, which Cinder's image safety check (since the 2024 qcow2
+    fixes) refuses to back up."""
     t0 = time.monotonic()
     inv = inventory.capture(conn, site, server_ids)
     volume_ids = [v.source_id for s in inv.servers for v in s.volumes]
-    snapset = snapshots.snapshot_volumes(conn, point_id, volume_ids, group_name, prefer_group)
+    request = PointRequest(
+        point_id,
+        tuple(QuiesceMember(sid) for sid in server_ids),
+        freeze_timeout_s=freeze_timeout_s,
+        on_quiesce_failure=on_quiesce_failure,
+    )
+    qp = quiesce.take_point(
+        conn,
+        request,
+        volume_ids,
+        lambda: snapshots.snapshot_volumes(conn, point_id, volume_ids, group_name, prefer_group),
+        quiesce_config,
+    )
+    snapset = qp.snapset
     prev = previous.backups if previous else None
     bk = backups.backup_snapshots(conn, snapset, prev)
     if not keep_snapshots:
         snapshots.delete_snapshot_set(conn, snapset)
-    return ProtectedPoint(point_id, inv, snapset, bk, time.monotonic() - t0)
+    return ProtectedPoint(point_id, inv, snapset, bk, time.monotonic() - t0,
+                          qp.consistency, qp.reason, qp.freeze_window_s)  # fmt: skip
 
 
 @dataclass
