@@ -115,7 +115,11 @@ run_tests() {
   "$VENV/bin/pytest" "$@"
   local rc=$?
   set -e
-  [ $rc -eq 5 ] && { echo "pytest collected no tests: failing" >&2; return 1; }
+  if [ $rc -eq 5 ]; then
+    # a phase with nothing to run is a broken suite, unless the caller narrowed it
+    [ -n "${USER_ARGS:-}" ] && { echo "(nothing selected in this phase)" >&2; return 0; }
+    echo "pytest collected no tests: failing" >&2; return 1
+  fi
   return $rc
 }
 
@@ -123,6 +127,7 @@ case "${1:-}" in
   setup) setup_python ;;
   test)
     shift
+    USER_ARGS="$*"
     setup_python
     trap 'openstack_down; labs_down' EXIT
     # The OpenStack lab takes minutes to come up (apt, database syncs, 45 daemons): it
