@@ -143,21 +143,9 @@ def restore(
     conn: Connection, backup_id: str, name: str, bootable: bool, timeout: float = 1800
 ) -> str:
     """Restore a backup into a new volume named ``name``; returns the volume's id."""
-    bs = conn.block_storage
-    b = bs.restore_backup(backup_id, name=name)
-    vid = b.volume_id
-    vol = wait_status(
-        f"restore of {backup_id} into {name}",
-        lambda: bs.get_volume(vid),
-        {"available"},
-        timeout=timeout,
-    )
-    wait_status(
-        f"backup {backup_id}", lambda: bs.get_backup(backup_id), {"available"}, timeout=timeout
-    )
-    if bootable:
-        bs.set_volume_bootable_status(vol, True)
-    return str(vid)
+    vid = str(conn.block_storage.restore_backup(backup_id, name=name).volume_id)
+    wait_restored(conn, backup_id, vid, bootable, timeout)
+    return vid
 
 
 def start_restore(conn: Connection, backup_id: str, volume_id: str) -> None:
