@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.unit.datamover.sources import BytesSource
 
 from haven.datamover import (
     FileSource,
@@ -158,25 +159,9 @@ def test_find_manifest_by_volume_and_point(mem_repo: Repository, image) -> None:
     assert [m.point_id for m in mem_repo.manifests("a")] == ["rp1", "rp2"]
 
 
-class _ListSource:
-    """A BlockSource implemented structurally (as an NBD adapter would)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def readinto(self, offset: int, buf: memoryview) -> int:
-        chunk = self.data[offset : offset + len(buf)]
-        buf[: len(chunk)] = chunk
-        return len(chunk)
-
-
 def test_structural_block_source(mem_repo: Repository, tmp_path: Path) -> None:
     data = os.urandom(200 * KiB) + bytes(100 * KiB)
-    res = backup_volume(mem_repo, _ListSource(data), volume="nbd")
+    res = backup_volume(mem_repo, BytesSource(data), volume="nbd")
     assert res.stats.chunks_zero >= 1
     restore_volume(mem_repo, res.manifest, tmp_path / "o")
     assert (tmp_path / "o").read_bytes() == data
@@ -197,7 +182,7 @@ def test_cbt_shrunk_volume_rereads_partial_tail(
 def test_os_errors_become_haven_errors(mem_repo: Repository, image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from haven.datamover.errors import VolumeIOError
 
-    class Broken(_ListSource):
+    class Broken(BytesSource):
         def readinto(self, offset: int, buf: memoryview) -> int:
             raise OSError(5, "Input/output error")
 
@@ -221,7 +206,7 @@ def test_restore_coalesces_reads_of_adjacent_chunks(tmp_path: Path, repo_factory
 
     repo = repo_factory(Counting())
     data = os.urandom(1024 * KiB)
-    res = backup_volume(repo, _ListSource(data), volume="v", workers=1)
+    res = backup_volume(repo, BytesSource(data), volume="v", workers=1)
     packs = len(list(repo.backend.list("data/")))
     restore_volume(repo, res.manifest, tmp_path / "o")
     assert (tmp_path / "o").read_bytes() == data

@@ -6,28 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.unit.datamover.sources import BytesSource
+
 from haven.datamover import backup_volume, restore_volume
 from haven.datamover.packs import Location
 from haven.datamover.restore import _MAX_GAP, _windows
 
 KiB = 1024
 CHUNK = 64 * KiB
-
-
-class _ListSource:
-    """A plain BlockSource (no mapping, no allocation map) over bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def readinto(self, offset: int, buf: memoryview) -> int:
-        part = self.data[offset : offset + len(buf)]
-        buf[: len(part)] = part
-        return len(part)
 
 
 def _loc(pack: str, offset: int, length: int) -> Location:
@@ -74,12 +60,12 @@ def test_restore_of_chunks_stored_out_of_volume_order(repo_factory, tmp_path: Pa
 
     repo = repo_factory(Counting(tmp_path / "repo"))
     blocks = [os.urandom(CHUNK) for _ in range(8)]
-    backup_volume(repo, _ListSource(b"".join(blocks)), volume="a", workers=1)
+    backup_volume(repo, BytesSource(b"".join(blocks)), volume="a", workers=1)
     # The same chunks in another order (and one twice): every chunk deduplicates, so the
     # manifest points into the first pack out of order.
     order = [5, 2, 7, 0, 0, 3, 6, 1, 4]
     data = b"".join(blocks[i] for i in order)
-    res = backup_volume(repo, _ListSource(data), volume="b", workers=1)
+    res = backup_volume(repo, BytesSource(data), volume="b", workers=1)
     assert res.stats.chunks_new == 0
     packs = len(list(repo.backend.list("data/")))
     out = tmp_path / "out"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.unit.datamover.sources import BytesSource
 
 from haven.datamover import Repository, RetentionPolicy, backup_volume, check, prune
 from haven.datamover import restore_volume as restore
@@ -18,20 +19,6 @@ from haven.datamover.packs import PackBuilder, pack_key
 
 CHUNK = 64 * 1024
 POOL = [os.urandom(CHUNK) for _ in range(6)] + [bytes(CHUNK)]
-
-
-class _Src:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def readinto(self, offset: int, buf: memoryview) -> int:
-        part = self.data[offset : offset + len(buf)]
-        buf[: len(part)] = part
-        return len(part)
 
 
 def _duplicate_some(repo: Repository, n: int) -> None:
@@ -69,7 +56,7 @@ def test_any_history_keeps_remaining_points_intact(
     for op, arg, extra in history:
         if op == "backup":
             data = b"".join(POOL[i] for i in extra)
-            res = backup_volume(repo, _Src(data), volume=f"v{arg}", workers=2)
+            res = backup_volume(repo, BytesSource(data), volume=f"v{arg}", workers=2)
             expected[res.manifest.manifest_id] = data
         elif op == "dup":
             _duplicate_some(repo, arg)
