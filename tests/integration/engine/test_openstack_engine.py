@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from haven.catalog.store import Catalog
+from haven.datamover.backends import BackendError, ObjectNotFound
 from haven.domain.operations import OperationKind, OperationState
 from haven.engine import resolve, service, services
 from haven.engine.apply import apply_spec
@@ -28,6 +29,7 @@ from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
 from haven.engine.workflows.test_failover import drill_workflow
 from haven.specs import load_spec
+from tests.contract.swift_lab import drop_container
 from tests.integration.openstack import oslab
 from tests.integration.openstack.oslab import R1, R2, MiB
 
@@ -84,10 +86,8 @@ plans:
 
 
 def _swift_env(lab: oslab.Lab) -> dict[str, str]:
-    """The Swift backend's Keystone settings, from the lab's clouds.yaml."""
-    import json
-
-    auth = json.loads(Path(lab.clouds_yaml).read_text())["clouds"][oslab.CLOUD]["auth"]
+    """The Swift backend's Keystone settings (as the engine reads them), from the lab."""
+    auth = lab.auth()
     return {
         "HAVEN_SWIFT_AUTH_VERSION": "3",
         "HAVEN_SWIFT_AUTH_URL": auth["auth_url"],
@@ -160,13 +160,13 @@ def app() -> Iterator[App]:
 
 
 def _drop_container(lab: oslab.Lab, container: str) -> None:
-    c = lab.conn(R2)
+    backend = lab.swift(container)
     try:
-        for obj in c.object_store.objects(container):
-            c.object_store.delete_object(obj, container=container, ignore_missing=True)
-        c.object_store.delete_container(container, ignore_missing=True)
-    except Exception:  # nothing was written: nothing to remove
+        drop_container(backend)
+    except (BackendError, ObjectNotFound):  # nothing was written: nothing to remove
         pass
+    finally:
+        backend.close()
 
 
 def _start_engine(

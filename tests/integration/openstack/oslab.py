@@ -21,6 +21,8 @@ import openstack.config
 import openstack.connection
 from tests.conftest import lab_unavailable
 
+from haven.datamover.backends.swift import KeystoneV3, SwiftBackend
+
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CLOUDS = REPO / "lab" / ".state" / "openstack" / "clouds.yaml"
 CLOUD = "haven-lab"
@@ -37,6 +39,27 @@ class Lab:
     def conn(self, region: str) -> openstack.connection.Connection:
         cfg = openstack.config.OpenStackConfig(config_files=[self.clouds_yaml])
         return openstack.connection.Connection(config=cfg.get_one(cloud=CLOUD, region_name=region))
+
+    def auth(self) -> dict[str, str]:
+        """The lab cloud's Keystone credentials (clouds.yaml ``auth``), e.g. for Swift."""
+        auth: dict[str, str] = json.loads(Path(self.clouds_yaml).read_text())["clouds"][CLOUD][
+            "auth"
+        ]
+        return auth
+
+    def swift(self, container: str, prefix: str = "") -> SwiftBackend:
+        """A Haven Swift backend on RegionTwo's Swift (Keystone v3), for ``container``."""
+        a = self.auth()
+        auth = KeystoneV3(
+            a["auth_url"],
+            a["username"],
+            a["password"],
+            a["project_name"],
+            user_domain_name=a.get("user_domain_name", "Default"),
+            project_domain_name=a.get("project_domain_name", "Default"),
+            region=R2,
+        )
+        return SwiftBackend(container, prefix, auth)
 
 
 def open_lab() -> Lab:

@@ -34,7 +34,6 @@ from tests.integration.openstack import oslab
 from tests.integration.openstack.oslab import R1, R2, MiB
 
 from haven.datamover import Repository, backup_volume, new_master_key, restore_volume
-from haven.datamover.backends.swift import KeystoneV3, SwiftBackend
 from haven.domain.inventory import VolumeInfo
 from haven.sites.base import Capability, PointRequest, QuiesceMember
 from haven.sites.errors import SiteConflict
@@ -106,17 +105,7 @@ def source(lab: oslab.Lab) -> Iterator[dict[str, Any]]:
 @pytest.fixture()
 def repo(lab: oslab.Lab, source: dict[str, Any]) -> Iterator[Repository]:
     """A new repository in a new container of RegionTwo's Swift (Keystone v3 auth)."""
-    auth_cfg = json.loads(Path(lab.clouds_yaml).read_text())["clouds"][oslab.CLOUD]["auth"]
-    auth = KeystoneV3(
-        auth_cfg["auth_url"],
-        auth_cfg["username"],
-        auth_cfg["password"],
-        auth_cfg["project_name"],
-        user_domain_name=auth_cfg.get("user_domain_name", "Default"),
-        project_domain_name=auth_cfg.get("project_domain_name", "Default"),
-        region=R2,
-    )
-    backend = SwiftBackend(f"{source['prefix']}-repo", "", auth)
+    backend = lab.swift(f"{source['prefix']}-repo")
     try:
         yield Repository.init(backend, master_key=new_master_key(), chunk_size=CHUNK)
     finally:
