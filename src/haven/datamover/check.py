@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from haven.datamover.backends.base import ObjectNotFound
 from haven.datamover.codec import decode_chunk
 from haven.datamover.errors import CorruptObject, RepositoryCheckFailed
+from haven.datamover.manifest import manifest_key
 from haven.datamover.packs import (
     INDEX_PREFIX,
     PACK_PREFIX,
@@ -35,6 +36,18 @@ from haven.datamover.progress import ProgressCallback, ProgressMeter
 from haven.datamover.repository import Repository
 
 
+@dataclass(frozen=True, slots=True)
+class PointDamage:
+    """One recovery point (volume manifest) whose data is damaged or unreachable, with
+    the objects to blame (``data/..``, ``index/..``, ``manifests/..``, ``points/..``)."""
+
+    manifest_id: str
+    volume: str  # "" when the manifest itself is unreadable
+    point_id: str  # "" likewise
+    objects: tuple[str, ...]
+    reason: str
+
+
 @dataclass(slots=True)
 class CheckReport:
     manifests: int = 0
@@ -44,6 +57,7 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     affected_points: list[str] = field(default_factory=list)  # "<manifest_id> (<volume>@<point>)"
+    damage: list[PointDamage] = field(default_factory=list)  # the same points, structured
 
     @property
     def ok(self) -> bool:
@@ -62,7 +76,7 @@ def check(
     workers: int = 4,
 ) -> CheckReport:
     report = CheckReport()
-    bad_chunks: set[bytes] = set()
+    bad_chunks: dict[bytes, str] = {}  # chunk id -> the object to blame
     pack_sizes = {pack_id_of_key(i.key): i.size for i in repo.backend.list(PACK_PREFIX)}
     indexes: dict[str, list[PackEntry]] = {}
     for info in repo.backend.list(INDEX_PREFIX):
@@ -77,10 +91,10 @@ def check(
         ids = {e.chunk_id for e in entries}
         if size is None:
             report.problems.append(f"pack {pack_id} is missing ({len(entries)} chunks)")
-            bad_chunks |= ids
+            bad_chunks.update(dict.fromkeys(ids, pack_key(pack_id)))
         elif entries and max(e.offset + e.length for e in entries) > size:
             report.problems.append(f"pack {pack_id} is truncated")
-            bad_chunks |= ids
+            bad_chunks.update(dict.fromkeys(ids, pack_key(pack_id)))
         known |= ids
     for pack_id in pack_sizes.keys() - indexes.keys():
         report.warnings.append(f"pack {pack_id} has no index (left by an interrupted writer)")
@@ -97,7 +111,7 @@ def _read_packs(
     indexes: dict[str, list[PackEntry]],
     pack_sizes: dict[str, int],
     report: CheckReport,
-    bad: set[bytes],
+    bad: dict[bytes, str],
     progress: ProgressCallback | None,
     workers: int,
 ) -> None:
@@ -131,15 +145,15 @@ def _read_packs(
         return problems, damaged
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for problems, damaged in pool.map(verify, present):
+        for pack_id, (problems, damaged) in zip(present, pool.map(verify, present), strict=True):
             report.problems.extend(problems)
-            bad |= damaged
+            bad.update(dict.fromkeys(damaged, pack_key(pack_id)))
     report.bytes_read = meter.done
     meter.finish()
 
 
 def _check_manifests(
-    repo: Repository, known: set[bytes], bad: set[bytes], report: CheckReport
+    repo: Repository, known: set[bytes], bad: dict[bytes, str], report: CheckReport
 ) -> None:
     # A chunk is lost only if no intact copy exists: drop ids that are also in a good pack.
     for manifest_id in repo.list_manifest_ids():
@@ -149,19 +163,28 @@ def _check_manifests(
         except CorruptObject as exc:
             report.problems.append(str(exc))
             report.affected_points.append(f"{manifest_id} (unreadable manifest)")
+            report.damage.append(
+                PointDamage(manifest_id, "", "", (manifest_key(manifest_id),), exc.reason)
+            )
             continue
         missing: defaultdict[str, int] = defaultdict(int)
+        blamed: set[str] = set()
         for cid in m.referenced():
             if cid not in known:
                 missing["missing"] += 1
+                blamed.add(f"chunk {cid.hex()[:16]} (in no index)")
             elif cid in bad:
                 missing["damaged"] += 1
+                blamed.add(bad[cid])
         if missing:
             what = ", ".join(f"{n} {k}" for k, n in sorted(missing.items()))
             report.problems.append(
                 f"manifest {manifest_id} ({m.volume}@{m.point_id}): {what} chunk(s)"
             )
             report.affected_points.append(f"{manifest_id} ({m.volume}@{m.point_id})")
+            report.damage.append(
+                PointDamage(manifest_id, m.volume, m.point_id, tuple(sorted(blamed)), what)
+            )
 
 
 __all__ = ["CheckReport", "check", "index_key"]
