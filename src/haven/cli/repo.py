@@ -25,6 +25,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from haven.catalog.db import haven_home
 from haven.cli.output import JSON_OPTION, console, err_console, guarded, print_json
 from haven.datamover import Progress as DMProgress
 from haven.datamover import (
@@ -40,6 +41,7 @@ from haven.datamover import (
 )
 from haven.datamover.errors import InvalidArgument, KeyMissing
 from haven.datamover.locks import LOCK_PREFIX, read_locks
+from haven.datamover.repair import RepairReport, Salvage, repair
 from haven.domain.errors import ExitCode, NotFoundError
 from haven.observability.logging import register_secret
 
@@ -99,13 +101,19 @@ def read_key_file(key_file: Path) -> bytes:
         raise InvalidArgument("--key-file", f"cannot read: {exc.strerror}") from None
 
 
+def state_dir() -> Path:
+    """Where this host remembers the newest head of each repository it used (rollback
+    detection; see haven.datamover.heads)."""
+    return haven_home() / "repositories"
+
+
 def open_repo(
     url: str, password_file: Path | None, key_file: Path | None, limit: str | None = None
 ) -> Repository:
     backend = open_backend(url, limit=limit)
     if key_file is not None:
-        return Repository.open(backend, master_key=read_key_file(key_file))
-    return Repository.open(backend, password=read_password(password_file))
+        return Repository.open(backend, master_key=read_key_file(key_file), state_dir=state_dir())
+    return Repository.open(backend, password=read_password(password_file), state_dir=state_dir())
 
 
 @contextlib.contextmanager
@@ -233,12 +241,20 @@ def prune_cmd(
     forget: list[str] = typer.Option(
         [], "--forget", help="Also forget this manifest id (repeatable)."
     ),
+    forget_damaged: list[str] = typer.Option(
+        [],
+        "--forget-damaged",
+        help="Prune a damaged repository anyway, forgetting this damaged object "
+        "(repeatable; name every one `haven repo check` reports, e.g. manifests/ID).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be done."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Forget points outside the retention policy and delete unreferenced data.
 
-    Without any --keep-* option no point is forgotten (only garbage is collected)."""
+    Without any --keep-* option no point is forgotten (only garbage is collected).
+    Refuses to run (exit 6) on a repository with any check problem: run
+    `haven repo repair` first, or name each damaged object with --forget-damaged."""
     policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly)
     r = open_repo(repo, password_file, key_file)
     stats = prune(
@@ -247,6 +263,7 @@ def prune_cmd(
         dry_run=dry_run,
         repack_threshold=repack_threshold,
         forget_ids=forget,
+        forget_damaged=forget_damaged,
     )
     if as_json:
         print_json(stats)
@@ -257,6 +274,58 @@ def prune_cmd(
         f"{stats.packs_deleted} deleted, {stats.packs_repacked} repacked, "
         f"{stats.orphan_packs_deleted} orphans; {stats.bytes_freed} bytes freed"
     )
+
+
+@app.command("repair")
+@guarded
+def repair_cmd(
+    repo: str = REPO_OPTION,
+    password_file: Path | None = PASSWORD_FILE_OPTION,
+    key_file: Path | None = KEY_FILE_OPTION,
+    read_data: bool = typer.Option(
+        False, "--read-data", help="Read every pack and salvage packs holding bad chunks."
+    ),
+    accept_rollback: bool = typer.Option(
+        False,
+        "--accept-rollback",
+        help="The repository's record of points is older than one this host saw: accept it.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be done."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Rebuild indexes from pack trailers, salvage damaged packs, quarantine bad objects
+    (under quarantine/), and say per point what was saved: intact, partial or lost.
+
+    Exits 0 when every point left is intact, 6 when some data could not be saved."""
+    r = open_repo(repo, password_file, key_file)
+    report = repair(r, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
+    render_repair(report, as_json)
+
+
+def render_repair(report: RepairReport, as_json: bool) -> None:
+    """Print a repair report; exit 6 if anything could not be saved."""
+    counts = {s.value: report.count(s) for s in Salvage}
+    if as_json:
+        print_json({"counts": counts, **{k: getattr(report, k) for k in report.__slots__}})
+    else:
+        verb = "would " if report.dry_run else ""
+        for line in report.actions:
+            console.print(f"{verb}{line}", highlight=False)
+        for line in report.unsaved:
+            err_console.print(f"[red]not saved:[/red] {line}", highlight=False)
+        console.print(
+            f"points: {counts['intact']} intact, {counts['partial']} partial, "
+            f"{counts['lost']} lost; {len(report.quarantined)} object(s) quarantined"
+        )
+        for p in report.points:
+            if p.salvage is not Salvage.INTACT:
+                what = f"{p.chunks_lost} of {p.chunks_total} chunks lost" if p.chunks_total else ""
+                console.print(
+                    f"  {p.salvage.value}: {p.manifest_id} {p.volume}@{p.point_id} {what}",
+                    highlight=False,
+                )
+    if report.unsaved or counts["partial"] or counts["lost"]:
+        raise typer.Exit(int(ExitCode.INTEGRITY))
 
 
 @app.command("stats")

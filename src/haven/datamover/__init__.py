@@ -22,6 +22,11 @@ Public API (stable names; everything else is internal)::
     restore_volume(repo, manifest_id_or_ref, "/dev/vg/vol1-copy", into_existing=True)
     report = check(repo, read_data=True); report.raise_for_problems()
     prune(repo, RetentionPolicy(keep_last=3, keep_daily=7))  # or forget_ids=[manifest ids]
+    repair(repo, read_data=True)   # rebuild indexes, salvage packs, say what was saved
+
+A point exists when the repository's newest head records its manifest (see
+:mod:`haven.datamover.heads`); pass ``state_dir`` to ``open`` so this host notices a
+repository that went back in time.
 
 Manifests: ``repo.manifests(volume=None)``, ``repo.latest(volume)``,
 ``repo.find_manifest("vol1@rp-42")``, ``repo.delete_manifest(id)`` (data goes at the next
@@ -44,6 +49,7 @@ from haven.datamover.locks import LockKind, LockPolicy
 from haven.datamover.manifest import VolumeManifest
 from haven.datamover.progress import Progress, ProgressCallback
 from haven.datamover.prune import PruneStats, prune
+from haven.datamover.repair import PointSalvage, RepairReport, Salvage, repair
 from haven.datamover.repository import RepoConfig, Repository
 from haven.datamover.restore import RestoreStats, restore_volume
 from haven.datamover.retention import PointTime, RetentionPolicy, select_keep
@@ -60,15 +66,18 @@ __all__ = [
     "FileTarget",
     "LockKind",
     "LockPolicy",
+    "PointSalvage",
     "PointTime",
     "Progress",
     "ProgressCallback",
     "PruneStats",
+    "RepairReport",
     "RepoConfig",
     "RepoStats",
     "Repository",
     "RestoreStats",
     "RetentionPolicy",
+    "Salvage",
     "ScryptParams",
     "VolumeManifest",
     "backup_volume",
@@ -78,6 +87,7 @@ __all__ = [
     "new_master_key",
     "open_backend",
     "prune",
+    "repair",
     "repo_stats",
     "restore_volume",
     "select_keep",

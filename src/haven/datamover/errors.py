@@ -33,6 +33,16 @@ class WrongKey(SecurityError):
     """The passphrase or key file does not open this repository."""
 
 
+class KeyEnvelopeRefused(SecurityError):
+    """A key envelope asks for a key derivation beyond Haven's bounds (memory or work):
+    refused before any work is done. A genuine envelope is never like that."""
+
+
+class RollbackDetected(IntegrityError):
+    """The repository's record of its points is older than one this host has seen, or
+    differs from it: points were deleted or rolled back behind Haven's back."""
+
+
 class KeyMissing(SecurityError):
     """No passphrase or key file was given but the repository needs one."""
 
@@ -73,6 +83,11 @@ class RepositoryCheckFailed(IntegrityError):
         if affected:
             head += "; affected recovery points: " + ", ".join(affected)
         super().__init__("\n".join([head, *problems[:50]]))
+
+
+class PruneRefused(IntegrityError):
+    """Prune found the repository damaged and was not told exactly what to forget:
+    collecting garbage now could delete data that live points need."""
 
 
 class VolumeIOError(ExternalError):

@@ -40,8 +40,9 @@ LOCK_PREFIX = "locks/"
 
 
 class LockKind(StrEnum):
-    SHARED = "shared"
-    EXCLUSIVE = "exclusive"
+    SHARED = "shared"  # backup, restore: may add references to existing chunks
+    EXCLUSIVE = "exclusive"  # prune: conflicts with every other lock
+    REGISTER = "register"  # writing the next head (heads.py): one writer at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,9 @@ def _ad(lock_id: str) -> bytes:
 
 
 def _conflicts(a: LockKind, b: LockKind) -> bool:
-    return LockKind.EXCLUSIVE in (a, b)
+    if LockKind.EXCLUSIVE in (a, b):
+        return True
+    return a is LockKind.REGISTER and b is LockKind.REGISTER
 
 
 def read_locks(backend: Backend, keys: KeyRing) -> list[LockInfo | str]:
@@ -98,6 +101,8 @@ def read_locks(backend: Backend, keys: KeyRing) -> list[LockInfo | str]:
     for info in backend.list(LOCK_PREFIX):
         lock_id = info.key[len(LOCK_PREFIX) :]
         try:
+            if info.size > 4096:
+                raise CorruptObject(info.key, "too large for a lock")
             doc = json.loads(keys.open_meta(backend.get(info.key), _ad(lock_id), info.key))
             out.append(
                 LockInfo(
@@ -111,7 +116,7 @@ def read_locks(backend: Backend, keys: KeyRing) -> list[LockInfo | str]:
             )
         except ObjectNotFound:
             continue
-        except (CorruptObject, ValueError, KeyError):
+        except (CorruptObject, ValueError, KeyError, TypeError, RecursionError):
             out.append(info.key)
     return out
 

@@ -28,6 +28,13 @@ from haven.datamover.errors import CorruptObject, UnsupportedFormat
 
 MANIFEST_PREFIX = "manifests/"
 ID_LEN = 32
+# Bounds checked before a manifest is parsed: 2^25 chunks (32 TiB at 1 MiB chunks) and a
+# header of at most 1 MiB; a larger object is refused as corrupt, never loaded.
+MAX_CHUNKS = 1 << 25
+MAX_HEADER = 1 << 20
+MAX_MANIFEST_PLAIN = MAX_HEADER + MAX_CHUNKS * ID_LEN
+MAX_MANIFEST_BYTES = MAX_MANIFEST_PLAIN + 4096  # zstd of random ids does not shrink
+MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 64 * 1024, 16 << 20
 
 
 @dataclass(slots=True)
@@ -118,38 +125,81 @@ def seal_manifest(keys: KeyRing, m: VolumeManifest) -> bytes:
 
 
 def open_manifest(keys: KeyRing, manifest_id: str, blob: bytes) -> VolumeManifest:
+    """Decrypt and parse a manifest. Anything malformed raises :class:`CorruptObject`
+    (never another exception): the header's fields are type- and range-checked and the
+    chunk table must match them exactly."""
+    from haven.datamover.heads import bounded_decompress  # (heads imports nothing of ours)
+
     where = manifest_key(manifest_id)
     raw = keys.open_meta(blob, _ad(manifest_id), where)
+    plain = bounded_decompress(raw, MAX_MANIFEST_PLAIN, where)
     try:
-        plain = zstandard.ZstdDecompressor().decompress(raw)
-        nl = plain.index(b"\n")
+        nl = plain.index(b"\n", 0, MAX_HEADER)
         header = json.loads(plain[:nl])
-    except (zstandard.ZstdError, ValueError) as exc:
-        raise CorruptObject(where, f"undecodable manifest ({exc})") from None
-    if header.get("version") != FORMAT_VERSION:
-        raise UnsupportedFormat(f"{where}: manifest version {header.get('version')}")
-    size, chunk_size = int(header["size"]), int(header["chunk_size"])
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+        if header.get("version") != FORMAT_VERSION:
+            raise UnsupportedFormat(f"{where}: manifest version {header.get('version')!r}")
+        m = _from_header(manifest_id, header, memoryview(plain)[nl + 1 :])
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError) as exc:
+        raise CorruptObject(where, f"undecodable manifest ({type(exc).__name__}: {exc})") from None
+    return m
+
+
+def _str_dict(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError("labels must map strings to strings")
+    return dict(value)
+
+
+def _from_header(manifest_id: str, header: dict[str, object], ids: memoryview) -> VolumeManifest:
+    size, chunk_size = header["size"], header["chunk_size"]
+    volume, point_id, checksum = header["volume"], header["point_id"], header["checksum"]
+    parent, created = header.get("parent"), header["created"]
+    if type(size) is not int or type(chunk_size) is not int:
+        raise TypeError("size and chunk_size must be integers")
+    if not all(isinstance(v, str) for v in (volume, point_id, checksum, created)):
+        raise TypeError("volume, point_id, checksum and created must be strings")
+    if parent is not None and not isinstance(parent, str):
+        raise TypeError("parent must be a string")
+    if chunk_size & (chunk_size - 1) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ValueError("chunk size out of range")
+    if not 0 <= size <= MAX_CHUNKS * chunk_size:
+        raise ValueError("volume size out of range")
     n = chunk_count(size, chunk_size)
     chunks: list[bytes | None] = [b""] * n
-    for start, count in header["zero_runs"]:
+    runs = header["zero_runs"]
+    if not isinstance(runs, list):
+        raise TypeError("zero_runs must be a list")
+    for run in runs:
+        if not (isinstance(run, list) and len(run) == 2 and all(type(v) is int for v in run)):
+            raise TypeError("a zero run is [first_chunk, count]")
+        start, count = run
+        if not (start >= 0 and count > 0 and start + count <= n):
+            raise ValueError("zero run out of range")
         chunks[start : start + count] = [None] * count
-    ids = memoryview(plain)[nl + 1 :]
     pos = 0
     for i in range(n):
         if chunks[i] is not None:
             chunks[i] = bytes(ids[pos : pos + ID_LEN])
             pos += ID_LEN
     if pos != len(ids) or any(c is not None and len(c) != ID_LEN for c in chunks):
-        raise CorruptObject(where, "chunk table does not match the header")
+        raise ValueError("chunk table does not match the header")
+    assert isinstance(volume, str) and isinstance(point_id, str)  # checked above
+    assert isinstance(checksum, str) and isinstance(created, str)
     return VolumeManifest(
         manifest_id=manifest_id,
-        volume=header["volume"],
-        point_id=header["point_id"],
-        created=datetime.fromisoformat(header["created"]).astimezone(UTC),
+        volume=volume,
+        point_id=point_id,
+        created=datetime.fromisoformat(created).astimezone(UTC),
         size=size,
         chunk_size=chunk_size,
         chunks=chunks,
-        checksum=header["checksum"],
-        parent=header.get("parent"),
-        labels=dict(header.get("labels") or {}),
+        checksum=checksum,
+        parent=parent,
+        labels=_str_dict(header.get("labels")),
     )

@@ -32,6 +32,9 @@ _ENTRY = struct.Struct("<32sQI")
 _U32 = struct.Struct("<I")
 PACK_PREFIX = "data/"
 INDEX_PREFIX = "index/"
+# An index object holds one 44-byte entry per chunk of one pack; 64 MiB is far above any
+# real pack's (a 32 MiB pack of 64 KiB chunks has ~500 entries) and refuses a crafted one.
+MAX_INDEX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)

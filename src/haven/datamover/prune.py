@@ -13,18 +13,31 @@ Safety argument (see docs/repository-format.md, "Garbage collection"):
   at a deleted pack.
 - A pack without an index is garbage only because no writer is running: a backup
   writes a pack's index right after the pack, inside its shared lock.
+- Prune first checks the repository's structure (:func:`haven.datamover.check.check`)
+  under the same lock and refuses to run while it finds any problem: with an index
+  missing or damaged, the chunks it listed look unreferenced and their pack looks like an
+  orphan, so collecting would delete data that live points need. The operator either
+  repairs (``haven repo repair``) or names every damaged object to forget
+  (``forget_damaged``: each damaged point's manifest and each damaged head, index or
+  pack); anything else stays refused.
+- Manifests that no head records are not points (an interrupted backup's, or put there
+  from elsewhere): prune deletes them.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from haven.datamover.errors import ManifestNotFound
+from haven.datamover.check import CheckReport, check
+from haven.datamover.errors import InvalidArgument, ManifestNotFound, PruneRefused
+from haven.datamover.heads import HEAD_PREFIX
 from haven.datamover.locks import LockKind
-from haven.datamover.manifest import VolumeManifest
+from haven.datamover.manifest import MANIFEST_PREFIX, VolumeManifest, manifest_key
 from haven.datamover.packs import (
+    INDEX_PREFIX,
     PACK_PREFIX,
     PackBuilder,
     PackEntry,
@@ -47,6 +60,8 @@ class PruneStats:
     orphan_packs_deleted: int = 0
     chunks_deleted: int = 0
     bytes_freed: int = 0
+    unrecorded_deleted: list[str] = field(default_factory=list)  # manifests no head listed
+    damaged_forgotten: list[str] = field(default_factory=list)  # object keys, as named
 
 
 def select_forget(manifests: list[VolumeManifest], policy: RetentionPolicy) -> list[VolumeManifest]:
@@ -68,14 +83,23 @@ def prune(
     dry_run: bool = False,
     repack_threshold: float = 0.5,
     forget_ids: Sequence[str] = (),
+    forget_damaged: Sequence[str] = (),
 ) -> PruneStats:
     """Forget manifests ``policy`` does not keep (none if ``policy`` is None) and those
     named in ``forget_ids``, delete packs with no live chunk, and repack packs whose
     live fraction is below ``repack_threshold``. With ``dry_run`` only the statistics
-    are computed. Unknown ids in ``forget_ids`` raise :class:`ManifestNotFound`."""
+    are computed. Unknown ids in ``forget_ids`` raise :class:`ManifestNotFound`.
+
+    Refuses (:class:`PruneRefused`, exit 6) while the repository has any check problem,
+    unless ``forget_damaged`` names exactly the damaged objects (see the module doc)."""
+    if not (math.isfinite(repack_threshold) and 0.0 <= repack_threshold <= 1.0):
+        raise InvalidArgument("--repack-threshold", "must be a number from 0 to 1")
     stats = PruneStats(dry_run=dry_run)
     with repo.lock(LockKind.EXCLUSIVE):
         repo.reload_index()
+        report = check(repo)
+        damaged_manifests = _accept_damage(report, set(forget_damaged))
+        stats.damaged_forgotten = sorted(set(forget_damaged))
         manifests = repo.manifests()
         forget = select_forget(manifests, policy) if policy else []
         known = {m.manifest_id: m for m in manifests}
@@ -84,18 +108,54 @@ def prune(
                 raise ManifestNotFound(f"no manifest {mid}")
             if known[mid] not in forget:
                 forget.append(known[mid])
-        stats.forgotten = [m.manifest_id for m in forget]
+        stats.forgotten = [m.manifest_id for m in forget] + sorted(damaged_manifests)
         gone = set(stats.forgotten)
         kept = [m for m in manifests if m.manifest_id not in gone]
         stats.kept = len(kept)
+        live_ids = {m.manifest_id for m in kept}
+        stats.unrecorded_deleted = [
+            mid for mid in repo.present_manifest_ids() if mid not in live_ids | gone
+        ]
         if not dry_run:
-            for m in forget:
-                repo.delete_manifest(m.manifest_id)
+            repo.update_heads(remove=sorted(gone))  # the points are gone from here on
+            for mid in [*gone, *stats.unrecorded_deleted]:
+                repo.backend.delete(manifest_key(mid))
+            for key in forget_damaged:
+                if key.startswith((HEAD_PREFIX, INDEX_PREFIX, PACK_PREFIX)):
+                    repo.backend.delete(key)
+            repo.reload_index()
         live: set[bytes] = set()
         for m in kept:
             live |= m.referenced()
         _collect(repo, live, repack_threshold, dry_run, stats)
     return stats
+
+
+def _accept_damage(report: CheckReport, named: set[str]) -> set[str]:
+    """The manifest ids of damaged points to forget, if ``named`` covers every problem
+    exactly; else :class:`PruneRefused` saying what is damaged and what to do."""
+    needed = set(report.damaged_objects) | {manifest_key(d.manifest_id) for d in report.damage}
+    if "heads/" in needed:  # a rollback: nothing to forget, the record itself is wrong
+        raise PruneRefused(
+            "prune refuses to run: "
+            + "; ".join(report.problems[:10])
+            + " (see haven repo check; haven repo repair --accept-rollback)"
+        )
+    extra = sorted(named - needed)
+    if extra:
+        raise PruneRefused(
+            f"--forget-damaged names objects that are not damaged: {', '.join(extra)}"
+        )
+    missing = sorted(needed - named)
+    if missing:
+        raise PruneRefused(
+            "prune refuses to run on a damaged repository (collecting could delete data "
+            "that live points need): "
+            + "; ".join(report.problems[:10])
+            + ". Run haven repo repair, or name every damaged object to forget with "
+            "--forget-damaged: " + " ".join(missing)
+        )
+    return {k[len(MANIFEST_PREFIX) :] for k in named if k.startswith(MANIFEST_PREFIX)}
 
 
 def _collect(

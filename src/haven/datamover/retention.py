@@ -14,6 +14,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from haven.datamover.errors import InvalidArgument
+
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
@@ -22,6 +24,16 @@ class RetentionPolicy:
     keep_daily: int = 0
     keep_weekly: int = 0
     keep_monthly: int = 0
+
+    def __post_init__(self) -> None:
+        # A negative count would keep nothing in its rule: refused, never "keep none".
+        for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= 1_000_000:
+                raise InvalidArgument(
+                    f"--{name.replace('_', '-')}",
+                    f"must be a whole number from 0 to 1000000, not {value!r}",
+                )
 
     def is_empty(self) -> bool:
         return not (

@@ -20,9 +20,10 @@ from haven.datamover import (
     restore_volume,
 )
 from haven.datamover.backends import LocalBackend, MemoryBackend
-from haven.datamover.errors import ManifestNotFound, RepositoryLocked
+from haven.datamover.codec import encode_chunk
+from haven.datamover.errors import ManifestNotFound, PruneRefused, RepositoryLocked
 from haven.datamover.locks import LOCK_PREFIX, LockPolicy, RepoLock
-from haven.datamover.packs import INDEX_PREFIX, PACK_PREFIX
+from haven.datamover.packs import INDEX_PREFIX, PACK_PREFIX, PackBuilder, pack_key
 
 KiB = 1024
 
@@ -73,13 +74,41 @@ def test_prune_repacks_mostly_empty_packs(mem_repo: Repository, image, tmp_path:
 
 def test_prune_removes_orphan_packs(mem_repo: Repository, image) -> None:  # type: ignore[no-untyped-def]
     _backup(mem_repo, image())
+    # a writer that crashed between its pack and its index: chunks no point references
+    builder = PackBuilder(mem_repo.keys, mem_repo.config.pack_size)
+    data = os.urandom(1000)
+    cid = mem_repo.keys.chunk_id(data)
+    builder.add(cid, encode_chunk(mem_repo.keys, cid, memoryview(data), 1))
+    sealed = builder.flush()
+    assert sealed is not None
+    mem_repo.backend.put(pack_key(sealed.pack_id), bytes(sealed.data))
+    assert check(mem_repo).ok and check(mem_repo).warnings
+    stats = prune(mem_repo)
+    assert stats.orphan_packs_deleted == 1
+    assert not mem_repo.backend.exists(pack_key(sealed.pack_id))
+    assert check(mem_repo, read_data=True).ok
+
+
+def test_prune_refuses_when_a_live_pack_lost_its_index(
+    mem_repo: Repository, image, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The data-loss bug of the old prune: with one index gone, the pack it described
+    looked like an orphan and was deleted although live points needed it."""
+    img = image()
+    _backup(mem_repo, img)
     backend = mem_repo.backend
     assert isinstance(backend, MemoryBackend)
     victim = next(k for k in backend.objects if k.startswith(INDEX_PREFIX))
-    del backend.objects[victim]  # as if the writer crashed between pack and index
-    assert check(mem_repo).warnings
-    stats = prune(mem_repo)
-    assert stats.orphan_packs_deleted == 1
+    del backend.objects[victim]
+    before = set(backend.objects)
+    with pytest.raises(PruneRefused) as info:
+        prune(mem_repo)
+    assert info.value.exit_code == 6 and "haven repo repair" in str(info.value)
+    assert set(backend.objects) - {k for k in backend.objects if k.startswith("locks/")} == {
+        k for k in before if not k.startswith("locks/")
+    }
+    with pytest.raises(PruneRefused):  # naming something that is not damaged
+        prune(mem_repo, forget_damaged=["data/00/0000"])
 
 
 def test_exclusive_lock_blocks_backup_until_released(mem_repo: Repository, image) -> None:  # type: ignore[no-untyped-def]
