@@ -481,7 +481,8 @@ class Repository:
     def find_manifest(self, ref: str) -> VolumeManifest:
         """A live manifest by id, or ``<volume>`` (latest) or ``<volume>@<point_id>``.
         A recorded manifest that is missing or damaged raises :class:`CorruptObject`
-        (exit 6) naming it; one that exists but no head records raises
+        (exit 6) naming it — by name too: the newest point of a volume being damaged is
+        never answered with an older one. One that exists but no head records raises
         :class:`ManifestNotFound` (it is not a point)."""
         entries = self._live_entries(None)
         by_id = {e.manifest_id: e for e in entries}
@@ -491,14 +492,10 @@ class Repository:
         matches = [e for e in entries if e.volume == volume and (not point or e.point_id == point)]
         if not matches:
             raise ManifestNotFound(f"no manifest matches {ref!r}")
-        if point:
-            return self._load_recorded(max(matches, key=lambda e: e.manifest_id).manifest_id)
-        problems: list[str] = []
-        found = [self._load_or_none(e.manifest_id, problems) for e in matches]
-        good = [m for m in found if m is not None]
-        if not good:
-            raise CorruptObject(manifest_key(matches[-1].manifest_id), "; ".join(problems))
-        return max(good, key=lambda m: (m.created, m.manifest_id))
+        # the newest recorded point of the volume (with that point id): never silently
+        # an older one when the newest is missing or damaged
+        newest = max(matches, key=lambda e: (_id_time(e.manifest_id), e.manifest_id))
+        return self._load_recorded(newest.manifest_id)
 
     def _load_recorded(self, manifest_id: str) -> VolumeManifest:
         try:

@@ -75,3 +75,9 @@ def image(tmp_path: Path) -> ImageMaker:
         return write_image(tmp_path / f"img{next(counter)}", size, regions)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _private_haven_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI remembers repositories' heads under HAVEN_HOME: never the real one."""
+    monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "haven-home"))
