@@ -100,9 +100,16 @@ def backup(
 @guarded
 def restore(
     manifest: str = typer.Argument(..., help="Manifest id, VOLUME (latest) or VOLUME@POINT."),
-    target: Path = typer.Argument(..., help="File (created) or block device to write."),
+    target: Path = typer.Argument(
+        ...,
+        help="File to create or replace (only once the restored copy is verified), "
+        "or block device to write.",
+    ),
     into_existing: bool = typer.Option(
-        False, "--into-existing", help="Target holds an older copy: write only what differs."
+        False,
+        "--into-existing",
+        help="Target holds an older copy: write in place only what differs "
+        "(every written chunk is read back and checked).",
     ),
     repo: str = REPO_OPTION,
     password_file: Path | None = PASSWORD_FILE_OPTION,
@@ -110,7 +117,9 @@ def restore(
     limit: str | None = LIMIT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Restore a volume; the result is verified against the manifest's checksum."""
+    """Restore a volume; what was written is read back and verified against the manifest.
+
+    A file is replaced only once its restored copy is verified; on failure it is as it was."""
     r = open_repo(repo, password_file, key_file, limit)
     m = r.find_manifest(manifest)
     if into_existing and not target.exists():

@@ -7,20 +7,26 @@ threads at once, and returns the number of bytes read. A source that knows which
 are allocated may also implement :class:`AllocationMap` (``allocated()``); backup then
 does not read the rest (it is recorded as zero).
 
-:class:`BlockTarget` is what restore writes to; :class:`FileTarget` covers regular
-files (sparse) and block devices.
+:class:`BlockTarget` is what restore writes to. Restore reads back what it wrote
+through ``readinto`` to verify it, so ``readinto`` must return what the volume holds
+now (after ``write`` and ``zero`` returned), from any thread. :class:`FileTarget` covers
+regular files (sparse) and block devices; :class:`StagedFileTarget` is a FileTarget on a
+private temporary file that replaces its destination only when :meth:`commit` is called.
+A target may also implement :class:`DataExtents` (FileTarget does: ``SEEK_DATA``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
+import secrets
 import stat
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from haven.datamover.directio import open_direct, write_aligned
+from haven.datamover.directio import open_direct, pread_aligned, write_aligned
 from haven.domain.extents import Extent
 
 
@@ -60,11 +66,49 @@ class BlockTarget(Protocol):
     def flush(self) -> None: ...
 
 
+@runtime_checkable
+class DataExtents(Protocol):
+    """Optional for a :class:`BlockTarget`: where it may hold data, found without reading
+    it. Restore uses it to check that the zero chunks of a ``fresh`` target, which it does
+    not write, read as zeros: only the parts reported here are read back. A fresh target
+    without it is taken at its word for those chunks."""
+
+    def data_extents(self, offset: int, length: int) -> list[Extent]:
+        """Parts of ``[offset, offset + length)`` that may hold non-zero data, sorted;
+        the rest reads as zeros."""
+        ...
+
+
 def _device_size(fd: int) -> int:
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode):
         return st.st_size
     return os.lseek(fd, 0, os.SEEK_END)
+
+
+def _data_extents(fd: int, start: int, end: int) -> list[Extent]:
+    """Extents of ``[start, end)`` of a regular file that may hold data (SEEK_DATA and
+    SEEK_HOLE); the whole range if the file system cannot tell. The rest reads as zero."""
+    whole = [Extent(start, end - start)] if end > start else []
+    out: list[Extent] = []
+    pos = start
+    try:
+        while pos < end:
+            try:
+                first = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after pos
+                    break
+                raise
+            if first >= end:
+                break
+            last = min(os.lseek(fd, first, os.SEEK_HOLE), end)
+            if last > first:
+                out.append(Extent(first, last - first))
+            pos = max(last, first + 1)
+    except OSError:  # SEEK_DATA unsupported: everything may be data
+        return whole
+    return out
 
 
 def _pread_full(fd: int, offset: int, buf: memoryview) -> int:
@@ -97,24 +141,9 @@ class FileSource:
 
     def allocated(self) -> list[Extent]:
         """Data extents via SEEK_DATA/SEEK_HOLE; the whole file if unsupported."""
-        whole = [Extent(0, self._size)] if self._size else []
         if not self.is_regular:
-            return whole
-        out: list[Extent] = []
-        pos = 0
-        try:
-            while pos < self._size:
-                try:
-                    start = os.lseek(self.fd, pos, os.SEEK_DATA)
-                except OSError:  # ENXIO: no data after pos
-                    break
-                end = min(os.lseek(self.fd, start, os.SEEK_HOLE), self._size)
-                if end > start:
-                    out.append(Extent(start, end - start))
-                pos = end
-        except OSError:
-            return whole
-        return out
+            return [Extent(0, self._size)] if self._size else []
+        return _data_extents(self.fd, 0, self._size)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -129,7 +158,12 @@ class FileSource:
 class FileTarget:
     """Restore target. A regular file is created or truncated to ``size``; with
     ``existing=True`` its content is kept (restore-into-existing-copy). A block device
-    must be at least ``size`` bytes."""
+    must be at least ``size`` bytes. ``fd``: a descriptor of ``path`` already opened
+    read-write (the target owns it from then on, and closes it if construction fails).
+
+    :func:`haven.datamover.restore_volume` given a path never truncates it: it restores
+    a fresh file through :class:`StagedFileTarget`. A caller that builds a FileTarget on
+    an existing file itself asks for it to be truncated."""
 
     def __init__(
         self,
@@ -138,28 +172,33 @@ class FileTarget:
         *,
         existing: bool = False,
         direct: bool = True,
+        fd: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        flags = os.O_RDWR | (0 if existing else os.O_CREAT)
-        self.fd = os.open(self.path, flags, 0o600)
-        st = os.fstat(self.fd)
-        self.is_regular = stat.S_ISREG(st.st_mode)
+        if fd is None:
+            fd = os.open(self.path, os.O_RDWR | (0 if existing else os.O_CREAT), 0o600)
+        self.fd = fd
         self._size = size
         self._direct_fd: int | None = None
         self._use_direct = True
-        if self.is_regular:
-            if not existing:
-                os.ftruncate(self.fd, 0)
-            os.ftruncate(self.fd, size)
-            self._fresh = not existing
-            if self._fresh and direct:
-                # A restore writes the volume once: bypass the page cache (see directio).
-                self._direct_fd = open_direct(self.path, os.O_WRONLY)
-        else:
-            if _device_size(self.fd) < size:
-                os.close(self.fd)
-                raise OSError(f"{self.path} is smaller than the volume ({size} bytes)")
-            self._fresh = False
+        try:
+            self.is_regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            if self.is_regular:
+                if not existing:
+                    os.ftruncate(fd, 0)
+                os.ftruncate(fd, size)
+                self._fresh = not existing
+                if self._fresh and direct:
+                    # A restore writes the volume once and reads it back once to verify
+                    # it: bypass the page cache (see directio).
+                    self._direct_fd = open_direct(self.path, os.O_RDWR)
+            else:
+                if _device_size(fd) < size:
+                    raise OSError(f"{self.path} is smaller than the volume ({size} bytes)")
+                self._fresh = False
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def size(self) -> int:
@@ -186,6 +225,20 @@ class FileTarget:
         if not write_aligned(dfd, self.fd, buf, length, offset):
             self._use_direct = False  # refused: buffered from now on (fd closed at close())
 
+    def read_buffer(self, offset: int, buf: mmap.mmap, length: int) -> memoryview:
+        """Read ``length`` bytes at ``offset`` into ``buf`` (an aligned buffer of at least
+        ``length + 2 * ALIGN`` bytes), with direct I/O where :meth:`write_buffer` used
+        it, and return a view of them (shorter only at the end of the file)."""
+        dfd = self._direct_fd if self._use_direct else None
+        return pread_aligned(dfd, self.fd, buf, offset, length)
+
+    def data_extents(self, offset: int, length: int) -> list[Extent]:
+        """Parts of ``[offset, offset + length)`` that may hold data; the rest is a hole
+        of a regular file (reads as zeros). A block device: the whole range."""
+        if not self.is_regular:
+            return [Extent(offset, length)] if length else []
+        return _data_extents(self.fd, offset, offset + length)
+
     def _close_direct(self) -> None:
         if self._direct_fd is not None:
             with contextlib.suppress(OSError):
@@ -210,14 +263,95 @@ class FileTarget:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        """Close the descriptors (idempotent)."""
         self._close_direct()
-        os.close(self.fd)
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
     def __enter__(self) -> FileTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ".<name>" + this + 16 hex digits: hidden, and no name a user would pick.
+STAGING_MARK = ".haven-restore-"
+_NAME_MAX = 255
+
+
+def staging_name(name: str) -> str:
+    """The name of a temporary file for restoring to ``name`` in the same directory:
+    ``.<name>.haven-restore-<16 random hex>``, ``name`` shortened if needed to fit
+    the file system's 255-byte limit."""
+    room = _NAME_MAX - 1 - len(STAGING_MARK) - 16
+    short = os.fsdecode(os.fsencode(name)[:room])
+    return f".{short}{STAGING_MARK}{secrets.token_hex(8)}"
+
+
+class StagedFileTarget(FileTarget):
+    """A fresh :class:`FileTarget` on a temporary file next to ``dest`` (same directory,
+    so the final rename is atomic), created exclusively (``O_EXCL``) with mode 0600 and
+    named by :func:`staging_name`.
+
+    :meth:`commit` fsyncs the data, gives the file the destination's permission bits
+    (0600 if there is no destination) and, where it may, its owner, renames it over
+    ``dest`` and fsyncs the directory. :meth:`close` without a successful commit removes
+    the temporary file: until ``commit`` the destination is untouched (or still absent).
+    ``dest`` is resolved first, so a symlink keeps pointing at the file it named."""
+
+    def __init__(self, dest: str | os.PathLike[str], size: int, *, direct: bool = True) -> None:
+        self.dest = os.path.realpath(os.fspath(dest))
+        self.directory = os.path.dirname(self.dest)
+        self._committed = False
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
+        for attempt in range(8):
+            tmp = os.path.join(self.directory, staging_name(os.path.basename(self.dest)))
+            try:
+                fd = os.open(tmp, flags, 0o600)
+                break
+            except FileExistsError:
+                if attempt == 7:
+                    raise
+        try:
+            super().__init__(tmp, size, direct=direct, fd=fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def commit(self) -> None:
+        try:
+            st: os.stat_result | None = os.stat(self.dest)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            mine = os.fstat(self.fd)
+            if (st.st_uid, st.st_gid) != (mine.st_uid, mine.st_gid):
+                with contextlib.suppress(PermissionError):  # only root may give files away
+                    os.fchown(self.fd, st.st_uid, st.st_gid)
+            os.fchmod(self.fd, stat.S_IMODE(st.st_mode) & 0o777)
+        os.fsync(self.fd)
+        self._close_direct()
+        os.replace(self.path, self.dest)
+        self._committed = True
+        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if not self._committed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+
+    def __enter__(self) -> StagedFileTarget:
+        return self
 
 
 def _punch_hole(fd: int, offset: int, length: int) -> None:
