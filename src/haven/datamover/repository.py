@@ -350,25 +350,6 @@ class Repository:
             raise CorruptObject(key, "pack is truncated")
         return decode_chunk(self.keys, chunk_id, blob, key)
 
-    def read_chunk_run(self, run: list[tuple[bytes, Location]]) -> list[bytes]:
-        """Plaintexts of chunks stored back to back in one pack, fetched with a single
-        ranged read (one request instead of ``len(run)`` on remote stores)."""
-        first, last = run[0][1], run[-1][1]
-        key = pack_key(first.pack_id)
-        span = last.offset + last.length - first.offset
-        try:
-            blob = self.backend.get_range(key, first.offset, span)
-        except ObjectNotFound:
-            raise CorruptObject(key, "pack is missing") from None
-        if len(blob) != span:
-            raise CorruptObject(key, "pack is truncated")
-        view = memoryview(blob)
-        out = []
-        for cid, loc in run:
-            rel = loc.offset - first.offset
-            out.append(decode_chunk(self.keys, cid, view[rel : rel + loc.length], key))
-        return out
-
     def read_span(
         self, pack_id: str, offset: int, length: int, buf: mmap.mmap | None = None
     ) -> memoryview:
