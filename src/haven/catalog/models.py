@@ -6,15 +6,38 @@ the key columns needed for references, uniqueness and queries.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Times are stored in UTC and always read back time-zone aware (UTC).
+
+    SQLite keeps no offset (it hands back naive datetimes) and PostgreSQL answers in the
+    session's zone: both are normalised here, so no caller ever sees a naive time. A
+    naive value written by older code is taken as the UTC it was meant to be."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
 
 
 class _Resource:
@@ -85,6 +108,8 @@ class OperationRow(Base):
     params: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any]]
     error: Mapped[str] = mapped_column(Text, default="")
+    error_type: Mapped[str] = mapped_column(String(128), default="")  # since 0003
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)  # since 0003
 
 
 class StepRow(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +31,7 @@ from haven.catalog.models import (
     StepRow,
 )
 from haven.domain.codec import from_data, to_data
-from haven.domain.errors import NotFoundError
+from haven.domain.errors import ExitCode, NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState
 from haven.domain.operations import (
     Operation,
@@ -40,7 +40,7 @@ from haven.domain.operations import (
     Step,
     StepState,
 )
-from haven.domain.points import RecoveryPoint
+from haven.domain.points import POINT_STATES, Damage, PointState, RecoveryPoint
 from haven.domain.resources import KIND_TYPES, Resource, ResourceKind, Resources
 
 
@@ -169,23 +169,58 @@ class Catalog:
 
     # --- recovery points ----------------------------------------------------------------
     def save_point(self, point: RecoveryPoint) -> None:
+        """Create a point, or rewrite it. A rewrite that changes its state must follow the
+        point state machine (IllegalTransition otherwise, nothing written)."""
         with self.transaction() as s:
-            s.merge(
-                PointRow(
-                    id=point.id,
-                    group_name=point.group,
-                    state=point.state.value,
-                    created_at=point.created_at,
-                    data=to_data(point),
-                )
-            )
+            row = s.get(PointRow, point.id, with_for_update=True)
+            if row is not None and row.state != point.state.value:
+                POINT_STATES.transition(PointState(row.state), point.state)
+            s.merge(_point_row(point))
+
+    def point(self, point_id: str) -> RecoveryPoint:
+        with self.transaction() as s:
+            row = s.get(PointRow, point_id)
+            if row is None:
+                raise NotFoundError(f"no recovery point {point_id!r}")
+            return _point(row)
+
+    def mark_point_damaged(self, point_id: str, damage: Damage) -> RecoveryPoint:
+        """COMMITTED -> DAMAGED with ``damage``; a point already DAMAGED gains the new
+        findings (objects united). Any other state: IllegalTransition."""
+        with self.transaction() as s:
+            point = self._locked_point(s, point_id)
+            if point.state is PointState.DAMAGED and point.damage is not None:
+                damage = point.damage.merged(damage)
+            else:
+                POINT_STATES.transition(point.state, PointState.DAMAGED)
+            updated = replace(point, state=PointState.DAMAGED, damage=damage)
+            s.merge(_point_row(updated))
+            return updated
+
+    def mark_point_intact(self, point_id: str) -> RecoveryPoint:
+        """DAMAGED -> COMMITTED (a later check found every object intact); the damage
+        record is dropped. A COMMITTED point is returned unchanged."""
+        with self.transaction() as s:
+            point = self._locked_point(s, point_id)
+            if point.state is PointState.COMMITTED:
+                return point
+            POINT_STATES.transition(point.state, PointState.COMMITTED)
+            updated = replace(point, state=PointState.COMMITTED, damage=None)
+            s.merge(_point_row(updated))
+            return updated
+
+    def _locked_point(self, s: Session, point_id: str) -> RecoveryPoint:
+        row = s.get(PointRow, point_id, with_for_update=True)
+        if row is None:
+            raise NotFoundError(f"no recovery point {point_id!r}")
+        return _point(row)
 
     def points(self, group: str) -> list[RecoveryPoint]:
         with self.transaction() as s:
             rows = s.scalars(
                 select(PointRow).where(PointRow.group_name == group).order_by(PointRow.created_at)
             ).all()
-            return [from_data(RecoveryPoint, r.data) for r in rows]
+            return [_point(r) for r in rows]
 
     # --- operations -----------------------------------------------------------------------
     def save_operation(self, op: Operation) -> None:
@@ -201,6 +236,8 @@ class Catalog:
                     params=dict(op.params),
                     result=dict(op.result),
                     error=op.error,
+                    error_type=op.error_type,
+                    exit_code=int(op.exit_code) if op.exit_code is not None else None,
                 )
             )
 
@@ -351,6 +388,38 @@ def _operation(row: OperationRow, steps: tuple[Step, ...] = ()) -> Operation:
         result=row.result,
         error=row.error,
         steps=steps,
+        error_type=row.error_type or "",
+        exit_code=_exit_code(row.exit_code),
+    )
+
+
+def _exit_code(value: int | None) -> ExitCode | None:
+    """None for rows from before 0003, and for a code this version does not know."""
+    if value is None or value not in ExitCode._value2member_map_:
+        return None
+    return ExitCode(value)
+
+
+def _utc(when: datetime) -> datetime:
+    """Aware UTC (documents written by older code may hold naive UTC times)."""
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _point(row: PointRow) -> RecoveryPoint:
+    point = from_data(RecoveryPoint, row.data)
+    damage = point.damage
+    if damage is not None:
+        damage = replace(damage, found_at=_utc(damage.found_at))
+    return replace(point, created_at=_utc(point.created_at), damage=damage)
+
+
+def _point_row(point: RecoveryPoint) -> PointRow:
+    return PointRow(
+        id=point.id,
+        group_name=point.group,
+        state=point.state.value,
+        created_at=point.created_at,
+        data=to_data(point),
     )
 
 

@@ -1,8 +1,10 @@
 """Disaster-recovery commands: protect, failover, drill, cleanup, failback, suspend, resume.
 
 Each runs one durable operation and prints its step log and result (``--json``: the
-operation as one document). Exit 0 when it succeeded, 5 when it failed (its error says
-why), 4 when the group is busy with another operation.
+operation as one document, with ``error_type`` and ``exit_code``). Exit 0 when it
+succeeded; when it failed, the exit code of the error that failed it (README table: 3
+a point or name not found, 4 busy or the group's state forbids it, 6 damaged data, 7 a
+wrong key...).
 """
 
 from __future__ import annotations

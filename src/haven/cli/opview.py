@@ -1,6 +1,7 @@
 """Showing operations: a live step display while one runs, its step log and result after.
 
-Nothing secret reaches here: operations hold names, ids, sizes and times only.
+Nothing secret reaches here: operations hold names, ids, sizes and times only. Times are
+time-zone aware (the catalog returns UTC), so every ISO string carries its offset.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 
 from haven.cli.output import console, print_json
+from haven.domain.errors import ExitCode
 from haven.domain.operations import Operation, OperationState, StepState
 
 _MARK = {
@@ -35,6 +37,8 @@ def op_data(op: Operation) -> dict[str, Any]:
         "params": dict(op.params),
         "result": dict(op.result),
         "error": op.error,
+        "error_type": op.error_type or None,
+        "exit_code": exit_code(op),
         "steps": [
             {
                 "seq": s.seq,
@@ -104,4 +108,11 @@ def live_progress(enabled: bool) -> Iterator[Callable[[Operation], None] | None]
 
 
 def exit_code(op: Operation) -> int:
-    return 0 if op.state is OperationState.SUCCEEDED else 5
+    """0 when it succeeded; a failed operation's recorded error's code (README table);
+    5 for anything else (unfinished, cancelled, or failed before codes were recorded)."""
+    if op.state is OperationState.SUCCEEDED:
+        return int(ExitCode.OK)
+    code = op.exit_code
+    if op.state is OperationState.FAILED and code is not None and code is not ExitCode.OK:
+        return int(code)
+    return int(ExitCode.RUNTIME)

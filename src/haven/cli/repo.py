@@ -1,6 +1,9 @@
 """``haven repo init|check|prune|stats|unlock``: manage a data-mover repository.
 
-The repository location is ``--repo`` (or env ``HAVEN_REPO``): a local path today,
+``haven repo check NAME`` works from the catalog's definition of repository NAME (its
+url and passphrase or key file reference; see haven.engine.repos) and updates the
+catalog's points from what it finds. Otherwise the repository location is ``--repo``
+(or env ``HAVEN_REPO``): a local path today,
 ``swift://container/prefix`` once the Swift backend is installed. The key comes from
 ``--password-file``, env ``HAVEN_REPO_PASSWORD`` or ``--key-file``; it is never printed
 or logged.
@@ -39,7 +42,7 @@ from haven.datamover import (
     prune,
     repo_stats,
 )
-from haven.datamover.errors import InvalidArgument, KeyMissing
+from haven.datamover.errors import InvalidArgument, KeyMissing, RepositoryCheckFailed
 from haven.datamover.locks import LOCK_PREFIX, read_locks
 from haven.datamover.repair import RepairReport, Salvage, repair
 from haven.domain.errors import ExitCode, NotFoundError
@@ -193,7 +196,16 @@ def init(
 @app.command("check")
 @guarded
 def check_cmd(
-    repo: str = REPO_OPTION,
+    name: str | None = typer.Argument(
+        None, help="A repository of the catalog (its url and key from there); or --repo."
+    ),
+    repo: str | None = typer.Option(
+        None,
+        "--repo",
+        envvar="HAVEN_REPO",
+        help="Repository location, when no NAME is given (key: --password-file, "
+        "HAVEN_REPO_PASSWORD or --key-file).",
+    ),
     password_file: Path | None = PASSWORD_FILE_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
     read_data: bool = typer.Option(
@@ -203,7 +215,15 @@ def check_cmd(
 ) -> None:
     """Verify structure, references and (with --read-data) every object's tag.
 
-    Exits 6 and names the affected recovery points if anything is missing or corrupt."""
+    Exits 6 and names the affected recovery points if anything is missing or corrupt.
+    By NAME, the catalog follows: points with damaged data are marked damaged (haven
+    points GROUP shows them); with --read-data, damaged points found whole again are
+    committed again."""
+    if name is not None:
+        _check_named(name, read_data, as_json)
+        return
+    if not repo:
+        raise InvalidArgument("NAME", "give a repository NAME from the catalog, or --repo URL")
     r = open_repo(repo, password_file, key_file)
     with progress_bar(read_data and not as_json, "check") as cb:
         report = check(r, read_data=read_data, progress=cb)
@@ -219,6 +239,45 @@ def check_cmd(
         + (f", {report.bytes_read} bytes read" if read_data else "")
     )
     report.raise_for_problems()
+    console.print("no problems found")
+
+
+def _check_named(name: str, read_data: bool, as_json: bool) -> None:
+    from haven.domain.points import name_objects
+    from haven.engine.repos import check_named
+
+    with progress_bar(read_data and not as_json, "check") as cb:
+        result = check_named(name, read_data=read_data, progress=cb)
+    report = result.report
+    if as_json:
+        print_json(
+            {
+                "ok": result.ok,
+                "repository": name,
+                **_report_dict(report),
+                "catalog_problems": result.catalog_problems,
+                "points_damaged": result.damaged,
+                "points_intact_again": result.intact_again,
+            }
+        )
+        if not result.ok:
+            raise typer.Exit(int(ExitCode.INTEGRITY))
+        return
+    for w in report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+    console.print(
+        f"{name}: {report.manifests} manifests, {report.packs} packs, {report.chunks} chunks"
+        + (f", {report.bytes_read} bytes read" if read_data else "")
+    )
+    for c in result.damaged:
+        console.print(
+            f"  point {c.point} of {c.group}: damaged ({name_objects(c.objects)}: {c.reason})",
+            highlight=False,
+        )
+    for c in result.intact_again:
+        console.print(f"  point {c.point} of {c.group}: intact again (committed)", highlight=False)
+    if not result.ok:
+        raise RepositoryCheckFailed(result.problems, report.affected_points)
     console.print("no problems found")
 
 

@@ -6,6 +6,7 @@ import signal
 import threading
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from haven.cli.output import JSON_OPTION, console, guarded, print_json, to_jsonable
@@ -49,23 +50,26 @@ def status(as_json: bool = JSON_OPTION) -> None:
 
 @guarded
 def points(group: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
-    """Recovery points of GROUP, oldest first."""
-    from haven.engine import services
+    """Recovery points of GROUP, oldest first; damaged ones with the objects to blame."""
+    from haven.engine.points import list_points
 
-    found = services.catalog().points(group)
+    found = list_points(group)
     if as_json:
         print_json([to_data(p) for p in found])
         return
     table = Table(title=f"recovery points of {group}")
-    for col in ("id", "state", "created", "site", "consistency", "freeze", "read", "sent"):
+    cols = ("id", "state", "created (UTC)", "site", "consistency", "freeze", "read", "sent",
+            "damage")  # fmt: skip
+    for col in cols:
         table.add_column(col, overflow="fold")
     for p in found:
         fw = p.stats.freeze_window_ms
+        state = f"[red]{p.state.value}[/red]" if p.damage else p.state.value
         table.add_row(
-            p.id, p.state.value, p.created_at.strftime("%Y-%m-%d %H:%M:%S"), p.source_site,
+            p.id, state, p.created_at.strftime("%Y-%m-%d %H:%M:%S"), p.source_site,
             p.consistency.value + (f" ({p.consistency_reason})" if p.consistency_reason else ""),
             f"{fw:.0f} ms" if fw is not None else "-", str(p.stats.bytes_read),
-            str(p.stats.bytes_sent),
+            str(p.stats.bytes_sent), escape(p.damage.summary()) if p.damage else "",
         )  # fmt: skip
     console.print(table)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from haven.domain.errors import ExitCode, HavenError
 from haven.domain.states import StateMachine
 
 
@@ -74,6 +75,22 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an operation failed, as recorded: the error's class name, the exit code the
+    error contract gives it (a deliberate HavenError its own; anything else is a bug,
+    INTERNAL) and its message. Plain data, so that a durable step may carry it."""
+
+    error_type: str
+    exit_code: ExitCode
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Failure:
+        code = exc.exit_code if isinstance(exc, HavenError) else ExitCode.INTERNAL
+        return cls(type(exc).__name__, code, f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     id: str
     kind: OperationKind
@@ -85,3 +102,5 @@ class Operation:
     result: dict[str, str] = field(default_factory=dict)
     error: str = ""
     steps: tuple[Step, ...] = ()
+    error_type: str = ""  # class name of the error that failed it ("" unless FAILED)
+    exit_code: ExitCode | None = None  # that error's exit code (None unless FAILED)

@@ -19,6 +19,7 @@ class Consistency(StrEnum):
 class PointState(Enum):
     PENDING = "pending"  # data being captured/sent; invisible to recovery
     COMMITTED = "committed"  # manifests written; usable for recovery
+    DAMAGED = "damaged"  # its data failed verification; recovery skips it
     FAILED = "failed"
     EXPIRED = "expired"  # chosen for removal by retention
     DELETED = "deleted"
@@ -30,7 +31,10 @@ POINT_STATES: StateMachine[PointState] = StateMachine(
     _P.PENDING,
     {
         _P.PENDING: frozenset({_P.COMMITTED, _P.FAILED}),
-        _P.COMMITTED: frozenset({_P.EXPIRED}),
+        # a committed point's data never changes; only what is known about it does
+        _P.COMMITTED: frozenset({_P.EXPIRED, _P.DAMAGED}),
+        # a later check (after a repair) may find every object intact again
+        _P.DAMAGED: frozenset({_P.COMMITTED, _P.EXPIRED}),
         _P.FAILED: frozenset({_P.DELETED}),
         _P.EXPIRED: frozenset({_P.DELETED}),
         _P.DELETED: frozenset(),
@@ -67,6 +71,39 @@ class PointStats:
     duration_seconds: float = 0.0
 
 
+def name_objects(objects: tuple[str, ...], limit: int = 3) -> str:
+    """The first ``limit`` objects, then how many more: one line for tables and messages."""
+    shown = ", ".join(objects[:limit]) or "no object named"
+    return f"{shown} and {len(objects) - limit} more" if len(objects) > limit else shown
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Why a point is DAMAGED: the repository objects to blame (``data/..`` packs,
+    ``index/..``, ``manifests/..``, or ``chunk <id>`` when no object holds a chunk), what
+    was wrong, and who found it (an operation id or ``repo check``)."""
+
+    objects: tuple[str, ...]
+    reason: str
+    found_at: datetime
+    found_by: str
+
+    def merged(self, other: Damage) -> Damage:
+        """Both findings in one: objects united, reasons kept, the later time and finder."""
+        objects = tuple(sorted(set(self.objects) | set(other.objects)))
+        reasons: list[str] = []
+        for part in (*self.reason.split("; "), *other.reason.split("; ")):
+            if part and part not in reasons:
+                reasons.append(part)
+        latest = other if other.found_at >= self.found_at else self
+        return Damage(objects, "; ".join(reasons), latest.found_at, latest.found_by)
+
+    def summary(self) -> str:
+        """One line for tables and messages: the first objects, then why."""
+        shown = name_objects(self.objects)
+        return f"{shown} ({self.reason})" if self.reason else shown
+
+
 @dataclass(frozen=True, slots=True)
 class RecoveryPoint:
     id: str
@@ -79,3 +116,4 @@ class RecoveryPoint:
     parent: str | None = None
     volumes: tuple[VolumePoint, ...] = ()
     stats: PointStats = field(default_factory=PointStats)
+    damage: Damage | None = None  # set while the point is DAMAGED

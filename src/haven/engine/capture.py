@@ -248,7 +248,11 @@ def fail_point(ctx: ProtectContext) -> None:
 
 def retention(ctx: ProtectContext) -> Note:
     """Expire committed points the policy does not keep; never the newest. Their manifests
-    go, their site checkpoints go, then unreferenced chunks are collected."""
+    go, their site checkpoints go, then unreferenced chunks are collected.
+
+    Damaged points take no place in the policy (it counts intact points). One older than
+    every intact point kept can never be chosen for recovery again and expires with
+    them; a newer one stays (a repair may make it whole)."""
     r = ctx.retention
     policy = RetentionPolicy(
         keep_last=r.keep_last, keep_hourly=r.hourly, keep_daily=r.daily,
@@ -259,6 +263,12 @@ def retention(ctx: ProtectContext) -> Note:
     if points:
         keep.add(points[-1].id)
     expired = [p for p in points if p.id not in keep]
+    oldest_kept = min((p.created_at for p in points if p.id in keep), default=None)
+    expired += [
+        p
+        for p in services.catalog().points(ctx.group)
+        if p.state is PointState.DAMAGED and oldest_kept is not None and p.created_at < oldest_kept
+    ]
     if not expired:
         return Note(f"kept {len(points)} points")
     if ctx.data_path is DataPath.CINDER_BACKUP:

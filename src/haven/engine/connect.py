@@ -115,25 +115,48 @@ def read_secret(ref: SecretRef) -> str:
 
 
 def repository_for(repo: Repository) -> DataRepository:
-    """Open (and on first use initialise) the repository."""
+    """Open (and on first use initialise) the repository; cached for this process."""
     with _lock:
         if repo.name in _repos:
             return _repos[repo.name]
-        url = repo.url
-        if repo.kind is RepositoryKind.MEMORY and "://" not in url:
-            url = f"memory://{url}"
-        backend = open_backend(url)
-        password = read_secret(repo.password) if repo.password else None
-        master_key = None
-        if repo.key_file:
-            from haven.datamover import decode_key_file
-
-            master_key = decode_key_file(Path(repo.key_file).read_text())
-        try:
-            opened = DataRepository.open(backend, password=password, master_key=master_key)
-        except NotFoundError:  # no repository there yet: the first protect creates it
-            opened = DataRepository.init(
-                backend, password=password, master_key=master_key, chunk_size=repo.chunk_size
-            )
+        opened = open_repository(repo, create=True)
         _repos[repo.name] = opened
         return opened
+
+
+def open_repository(repo: Repository, *, create: bool = False) -> DataRepository:
+    """Open the repository a catalog definition describes, with its passphrase or key file
+    read now (not cached: the caller closes it). No repository there: NotFoundError, or
+    with ``create`` (the first protect) a new one. A wrong key: SecurityError (exit 7)."""
+    url = repo.url
+    if repo.kind is RepositoryKind.MEMORY and "://" not in url:
+        url = f"memory://{url}"
+    password = read_secret(repo.password) if repo.password else None
+    master_key = _read_key_file(repo) if repo.key_file else None
+    backend = open_backend(url)
+    try:
+        try:
+            return DataRepository.open(backend, password=password, master_key=master_key)
+        except NotFoundError:
+            if not create:
+                raise
+            # no repository there yet: the first protect creates it
+            return DataRepository.init(
+                backend, password=password, master_key=master_key, chunk_size=repo.chunk_size
+            )
+    except BaseException:
+        backend.close()
+        raise
+
+
+def _read_key_file(repo: Repository) -> bytes:
+    from haven.datamover import decode_key_file
+
+    try:
+        text = Path(repo.key_file or "").read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not a key file (not text)"
+        raise SecurityError(
+            f"repositories.{repo.name}.key_file: {repo.key_file} cannot be read: {why}"
+        ) from None
+    return decode_key_file(text)

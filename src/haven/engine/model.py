@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import RecoveryPlan
-from haven.domain.points import Consistency, VolumePoint
+from haven.domain.points import Consistency, VolumePoint, name_objects
 from haven.domain.policies import ConsistencyRequirement, DataPath, Retention
 
 
@@ -77,6 +77,19 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedPoint:
+    """A newer point a recovery passed over because its data is damaged."""
+
+    point_id: str
+    objects: tuple[str, ...]
+    reason: str
+
+    def summary(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.point_id}: damaged, {name_objects(self.objects)}{why}"
+
+
+@dataclass(frozen=True, slots=True)
 class RecoverContext:
     op_id: str
     kind: str  # "failover" | "test-failover" | "failback"
@@ -97,3 +110,7 @@ class RecoverContext:
     reuse_replicas: bool = True  # drills never do
     volume_suffix: str = ""
     lock_owner: str = ""
+    name_suffix: str = ""  # names = {server: server + name_suffix} (rebuilt on a new point)
+    bubble: str = ""  # a drill's test network: every NIC goes there, whatever the point's
+    fallback: bool = False  # a damaged point may be replaced by the next older intact one
+    skipped: tuple[SkippedPoint, ...] = ()  # newer damaged points passed over, newest first

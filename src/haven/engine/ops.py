@@ -1,5 +1,9 @@
 """Operation lifecycle in the catalog: create, begin (take the group lock), finish, fail.
 
+A failed operation records the error's class name and exit code (``Failure.of``), so the
+CLI exits with the code the error contract gives that error (3 not found, 4 conflict,
+6 integrity, 7 security...) rather than one code for every failure.
+
 The lock is held by the operation's id for its whole life, across crashes (it is a catalog
 row, not a process lock); a resumed operation re-acquires it re-entrantly. Child
 workflows (the final point of a planned failover) run under their parent's lock.
@@ -13,6 +17,7 @@ from datetime import UTC, datetime
 from haven.domain.errors import NotFoundError
 from haven.domain.operations import (
     OPERATION_STATES,
+    Failure,
     Operation,
     OperationKind,
     OperationState,
@@ -67,13 +72,20 @@ def finish(op_id: str, result: dict[str, str], release_lock: bool) -> Note:
     return Note("succeeded")
 
 
+def fail(op_id: str, exc: BaseException, release_lock: bool) -> Note:
+    """Workflow code: record ``exc`` as the operation's failure (a durable step)."""
+    return _fail(op_id, Failure.of(exc), release_lock)
+
+
 @engine_step("fail")
-def fail(op_id: str, error: str, release_lock: bool) -> Note:
-    mark_failed(op_id, error, release_lock)
-    return Note(error[:200])
+def _fail(op_id: str, failure: Failure, release_lock: bool) -> Note:
+    # the step carries the Failure, not the exception: DBOS records step arguments and
+    # outputs, and plain data survives that where some exception types would not
+    mark_failed(op_id, failure, release_lock)
+    return Note(failure.message[:200])
 
 
-def mark_failed(op_id: str, error: str, release_lock: bool) -> None:
+def mark_failed(op_id: str, failure: Failure, release_lock: bool) -> None:
     cat = services.catalog()
     op = cat.operation(op_id)
     if op.state in (OperationState.PENDING, OperationState.RUNNING):
@@ -82,7 +94,9 @@ def mark_failed(op_id: str, error: str, release_lock: bool) -> None:
                 op,
                 state=OperationState.FAILED,
                 finished_at=datetime.now(UTC),
-                error=error[:2000],
+                error=failure.message[:2000],
+                error_type=failure.error_type,
+                exit_code=failure.exit_code,
                 steps=(),
             )
         )

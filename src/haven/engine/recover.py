@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from haven.catalog.store import CreatedResource
 from haven.datamover import restore_volume
 from haven.domain.errors import ExternalError, HavenError, ValidationError
-from haven.domain.inventory import PowerState, VolumeInfo
+from haven.domain.inventory import PowerState, ServerSpec, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
-from haven.domain.points import VolumePoint
+from haven.domain.points import VolumePoint, name_objects
 from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import Note, RecoverContext
+from haven.engine.steps import FailedOutcome
 from haven.sites.base import (
     AgentGate,
     CommandGate,
@@ -66,6 +67,41 @@ class Restored:
     def detail(self) -> str:
         how = "into the existing volume" if self.reused else "into a new volume"
         return f"{self.volume.name}: {self.bytes_written} B written {how}"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreDamaged(FailedOutcome):
+    """A restore stopped by damaged point data (the point is marked DAMAGED)."""
+
+    point_id: str
+    server: str
+    disk: str
+    objects: tuple[str, ...]
+    reason: str
+
+    def detail(self) -> str:
+        return f"point {self.point_id} is damaged: {name_objects(self.objects)} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The read-back of a recovered point's data that the restore did not fetch."""
+
+    point_id: str
+    volumes: int  # volume manifests read back (0: the restore fetched every chunk)
+    objects: tuple[str, ...] = ()
+    reason: str = ""
+    damaged: bool = False
+    skipped_why: str = ""  # why nothing could be read back (repository unreachable...)
+
+    def detail(self) -> str:
+        if self.skipped_why:
+            return f"not verified: {self.skipped_why}"
+        if self.damaged:
+            return f"point {self.point_id} is damaged: {name_objects(self.objects)} ({self.reason})"
+        if not self.volumes:
+            return "nothing to read back: the restore fetched and verified every chunk"
+        return f"{self.volumes} volume(s) read back from the repository: intact"
 
 
 def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
@@ -137,9 +173,10 @@ def _ensure_server(
     return sid
 
 
-def _net_map(ctx: RecoverContext, spec: object) -> dict[str, str]:
-    nics = getattr(spec, "nics", ())
-    return {n.network: ctx.network_map.get(n.network, n.network) for n in nics}
+def _net_map(ctx: RecoverContext, spec: ServerSpec) -> dict[str, str]:
+    if ctx.bubble:  # a drill: no NIC may reach a production network
+        return {n.network: ctx.bubble for n in spec.nics}
+    return {n.network: ctx.network_map.get(n.network, n.network) for n in spec.nics}
 
 
 def _bring_up(

@@ -8,6 +8,8 @@ Contracts:
 - ``APP_VERSION`` is pinned: DBOS only recovers workflows of the same application version,
   and a version that followed the code hash would strand every pending operation after
   an upgrade. Bump it only when a workflow's sequence of steps changes incompatibly.
+- DBOS's log records go through Haven's handler (format, redaction), never its own
+  console handler (``observability.logging.route``).
 - Each process runs as one DBOS *executor*. A CLI command that runs one operation uses
   the executor id ``op-<operation id>``; restarting with the same executor id (``haven
   operations resume ID``) makes DBOS recover exactly that operation's workflow, so two CLI
@@ -24,9 +26,10 @@ from dbos import DBOS, DBOSConfig
 from sqlalchemy.engine import make_url
 
 from haven.catalog.db import haven_home
+from haven.observability.logging import route
 
 APP_NAME = "haven"
-APP_VERSION = "haven-engine-1"
+APP_VERSION = "haven-engine-2"
 
 _lock = threading.Lock()
 _launched: str | None = None
@@ -71,7 +74,9 @@ def launch(executor_id: str) -> str:
         }
         logging.getLogger("dbos").setLevel(config["log_level"] or "WARNING")
         DBOS(config=config)
+        route("dbos")  # DBOS(config) installs its own console handler: Haven's instead
         DBOS.launch()
+        route("dbos")
         _launched = executor_id
         return executor_id
 
@@ -83,11 +88,7 @@ def shutdown() -> None:
             return
         DBOS.destroy(destroy_registry=False)
         _launched = None
-        # DBOS binds its log handler to the stderr of the moment; a later launch in the same
-        # process (tests, a CLI runner) must not flush into a stream that was closed since
-        log = logging.getLogger("dbos")
-        for handler in list(log.handlers):
-            log.removeHandler(handler)
+        route("dbos")  # whatever DBOS left attached, Haven's handler only
 
 
 def launched() -> bool:

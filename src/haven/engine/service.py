@@ -19,7 +19,7 @@ from dbos import DBOS, SetWorkflowID
 
 from haven.domain.errors import ConflictError, HavenError
 from haven.domain.ids import new_id
-from haven.domain.operations import Operation, OperationKind, OperationState
+from haven.domain.operations import Failure, Operation, OperationKind, OperationState
 from haven.engine import ops, runtime, services
 
 EXECUTOR_PARAM = "executor"
@@ -66,7 +66,7 @@ def _wait(op_id: str, handle: Any, progress: Progress | None = None) -> Operatio
     except Exception as exc:  # a bug: still reported through the operation
         op = services.catalog().operation(op_id)
         if op.state is OperationState.RUNNING:
-            ops.mark_failed(op_id, f"{type(exc).__name__}: {exc}", True)
+            ops.mark_failed(op_id, Failure.of(exc), True)
     return services.catalog().operation(op_id)
 
 

@@ -10,6 +10,11 @@ updates its own row instead of adding one. ``label=`` distinguishes calls of the
 Steps run at least once: each must be idempotent (look before creating, record what it
 created before returning).
 
+A step whose failure the workflow handles itself (a restore that found the point damaged,
+after which recovery moves to an older point) returns a ``FailedOutcome`` instead of
+raising: the step log shows it FAILED with the result's detail, and DBOS records plain
+data rather than an exception it would have to rebuild on replay.
+
 Fault injection for crash tests: ``HAVEN_FAULT_KILL_AT=<kind or kind:label>`` makes the
 process SIGKILL itself when a matching step starts (before it does anything).
 """
@@ -35,6 +40,12 @@ KILL_ENV = "HAVEN_FAULT_KILL_AT"
 
 class HasDetail(Protocol):
     def detail(self) -> str: ...
+
+
+class FailedOutcome:
+    """Base of step results that report a failure the workflow handles."""
+
+    __slots__ = ()
 
 
 def _maybe_kill(kind: str, name: str) -> None:
@@ -68,9 +79,9 @@ def engine_step(kind: str) -> Callable[[Callable[..., R]], Callable[..., R]]:
                     op_id, Step(seq, name, StepState.FAILED, started, datetime.now(UTC), msg)
                 )
                 raise
+            state = StepState.FAILED if isinstance(result, FailedOutcome) else StepState.DONE
             cat.save_step(
-                op_id,
-                Step(seq, name, StepState.DONE, started, datetime.now(UTC), _detail(result)),
+                op_id, Step(seq, name, state, started, datetime.now(UTC), _detail(result))
             )
             return result
 

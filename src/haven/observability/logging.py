@@ -5,9 +5,16 @@ Contract:
   :func:`register_secret` (passphrases, keys, tokens read at run time) and anything that
   looks like a credential (``password=...``, ``X-Auth-Token: ...``, ``user:pw@host`` in a
   URL) are replaced by ``***`` in the message, its arguments and the exception text.
-- ``configure()`` sets the ``haven`` logger from ``HAVEN_LOG_LEVEL`` (default INFO) and
+- ``configure()`` installs the one Haven handler on the root logger, so that every logger
+  that propagates (Haven's own and any library's) goes through it, formatted from
   ``HAVEN_LOG_FORMAT`` (``text`` or ``json``, default text) onto stderr; stdout stays free
-  for command output and ``--json`` documents.
+  for command output and ``--json`` documents. The ``haven`` logger's level comes from
+  ``HAVEN_LOG_LEVEL`` (default INFO); libraries keep the root level (WARNING).
+- ``route(name)`` takes over a library logger that installs its own handlers (DBOS does,
+  on every ``DBOS(config)``): its handlers go, it propagates to Haven's handler.
+- A deliberate failure (a HavenError) is already reported to the user and recorded in its
+  operation: its log line carries ``Type: message``, never a traceback. Any other
+  exception keeps its traceback (redacted): that is a bug to report.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import sys
 import threading
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from haven.domain.errors import HavenError
 
 REDACTED = "***"
 _MIN_SECRET_LEN = 4
@@ -70,7 +79,11 @@ class RedactingFilter(logging.Filter):
         record.msg = redact(record.getMessage())
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            exc = record.exc_info[1]
+            if isinstance(exc, HavenError):
+                record.exc_text = redact(f"{type(exc).__name__}: {exc}")
+            else:
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         for key, value in list(vars(record).items()):
             if key.startswith("haven_") and isinstance(value, str):
@@ -108,23 +121,63 @@ class TextFormatter(logging.Formatter):
         return f"{line} {' '.join(fields)}" if fields else line
 
 
+class HavenHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Haven's handler: redacting filter, Haven's format. Without an explicit stream it
+    writes to whatever ``sys.stderr`` is at the moment of each record (a CLI runner or a
+    test may swap it; a stream bound once could be closed by then)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self._fixed = stream
+
+    def flush(self) -> None:
+        self.stream = self._fixed or sys.stderr
+        super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = self._fixed or sys.stderr
+        super().emit(record)
+
+
+def _haven_handler() -> HavenHandler | None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, HavenHandler):
+            return handler
+    return None
+
+
 def configure(
     level: str | None = None, fmt: str | None = None, stream: IO[str] | None = None
 ) -> logging.Logger:
-    """Install Haven's redacting handler on the ``haven`` logger (idempotent)."""
+    """Install Haven's redacting handler on the root logger (idempotent: it replaces the
+    one installed before) and set the ``haven`` logger's level."""
+    root = logging.getLogger()
     logger = logging.getLogger("haven")
     level_name = (level or os.environ.get("HAVEN_LOG_LEVEL") or "INFO").upper()
     if level_name not in logging.getLevelNamesMapping():
         level_name = "INFO"
     fmt_name = (fmt or os.environ.get("HAVEN_LOG_FORMAT") or "text").lower()
-    for handler in list(logger.handlers):
-        if getattr(handler, "_haven", False):
-            logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler._haven = True  # type: ignore[attr-defined]
+    for owner in (root, logger):
+        for handler in list(owner.handlers):
+            if isinstance(handler, HavenHandler):
+                owner.removeHandler(handler)
+    handler = HavenHandler(stream)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt_name == "json" else TextFormatter())
-    logger.addHandler(handler)
+    root.addHandler(handler)
     logger.setLevel(level_name)
-    logger.propagate = False
+    logger.propagate = True
     return logger
+
+
+def route(name: str) -> logging.Logger:
+    """Send logger ``name`` (a library's) through Haven's handler only: its own handlers
+    are removed and it propagates to the root, where ``configure`` put Haven's handler
+    (configured now from the environment if nobody did yet)."""
+    if _haven_handler() is None:
+        configure()
+    log = logging.getLogger(name)
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    log.propagate = True
+    return log

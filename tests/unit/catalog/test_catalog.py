@@ -2,19 +2,24 @@ from __future__ import annotations
 
 import copy
 import threading
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
 
+from haven.catalog.db import MIGRATIONS
 from haven.catalog.errors import CatalogError, GroupBusy
 from haven.catalog.store import Catalog
-from haven.domain.errors import IllegalTransition, NotFoundError, ValidationErrors
+from haven.domain.errors import ExitCode, IllegalTransition, NotFoundError, ValidationErrors
 from haven.domain.groups import GroupState
 from haven.domain.operations import Operation, OperationKind, OperationState, Step, StepState
-from haven.domain.points import PointState, RecoveryPoint
+from haven.domain.points import Damage, PointState, RecoveryPoint
 from haven.domain.resources import ResourceKind
 from haven.engine.apply import ChangeAction, apply_spec
 from haven.specs import parse_spec
@@ -159,3 +164,83 @@ def test_not_found_names_the_known_resources(catalog: Catalog) -> None:
 def test_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(CatalogError, match="cannot open the catalog at postgresql"):
         Catalog.open("postgresql+psycopg://haven:secret-pw@127.0.0.1:1/nothing")
+
+
+def test_times_come_back_aware_utc_whatever_zone_was_written(catalog: Catalog) -> None:
+    apply_spec(catalog, parse_spec(example()))
+    plus_two = timezone(timedelta(hours=2))
+    local = datetime(2026, 5, 1, 14, 0, tzinfo=plus_two)
+    catalog.save_operation(
+        Operation("op-1", OperationKind.PROTECT, "shop", OperationState.RUNNING, local)
+    )
+    catalog.save_step("op-1", Step(0, "freeze", StepState.DONE, local, local))
+    loaded = catalog.operation("op-1")
+    listed = catalog.operations("shop")[0]
+    for when in (loaded.created_at, loaded.steps[0].started_at, loaded.steps[0].finished_at,
+                 listed.created_at):  # fmt: skip
+        assert when is not None and when.utcoffset() == timedelta(0)
+        assert when == local  # the same instant, in UTC
+    catalog.save_point(RecoveryPoint("rp-1", "shop", "site-a", local, PointState.COMMITTED))
+    assert catalog.point("rp-1").created_at.utcoffset() == timedelta(0)
+
+
+def test_a_failed_operation_keeps_its_error_type_and_exit_code(catalog: Catalog) -> None:
+    apply_spec(catalog, parse_spec(example()))
+    now = datetime.now(UTC)
+    failed = Operation("op-1", OperationKind.FAILOVER, "shop", OperationState.FAILED, now,
+                       now, error="PointDamaged: ...", error_type="PointDamaged",
+                       exit_code=ExitCode.INTEGRITY)  # fmt: skip
+    catalog.save_operation(failed)
+    loaded = catalog.operation("op-1")
+    assert (loaded.error_type, loaded.exit_code) == ("PointDamaged", ExitCode.INTEGRITY)
+
+
+def test_point_states_follow_the_state_machine_where_they_are_written(catalog: Catalog) -> None:
+    apply_spec(catalog, parse_spec(example()))
+    now = datetime.now(UTC)
+    point = RecoveryPoint("rp-1", "shop", "site-a", now, PointState.COMMITTED)
+    catalog.save_point(point)
+    with pytest.raises(IllegalTransition, match=r"committed.*pending"):
+        catalog.save_point(replace(point, state=PointState.PENDING))
+    first = Damage(("data/ab/abcd",), "authentication tag mismatch", now, "op-1")
+    damaged = catalog.mark_point_damaged("rp-1", first)
+    assert damaged.state is PointState.DAMAGED and damaged.damage == first
+    later = Damage(("manifests/m-2",), "manifest missing", now + timedelta(1), "repo check")
+    both = catalog.mark_point_damaged("rp-1", later)  # more findings on a damaged point
+    assert both.damage is not None
+    assert both.damage.objects == ("data/ab/abcd", "manifests/m-2")
+    assert both.damage.reason == "authentication tag mismatch; manifest missing"
+    assert both.damage.found_by == "repo check"
+    assert catalog.points("shop") == [both]
+    intact = catalog.mark_point_intact("rp-1")
+    assert intact.state is PointState.COMMITTED and intact.damage is None
+    catalog.save_point(replace(intact, state=PointState.EXPIRED))
+    with pytest.raises(IllegalTransition):
+        catalog.mark_point_damaged("rp-1", first)  # an expired point is not marked
+    with pytest.raises(NotFoundError):
+        catalog.mark_point_intact("rp-nope")
+
+
+def test_operations_written_before_0003_read_without_a_failure_code(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.execute(
+            text(
+                "INSERT INTO operations (id, kind, group_name, state, created_at, params, "
+                "result, error) VALUES ('op-old', 'protect', 'shop', 'failed', "
+                "'2026-01-02 03:04:05.000000', '{}', '{}', 'ExternalError: site down')"
+            )
+        )
+    engine.dispose()
+    cat = Catalog.open(url)  # upgrades to head
+    try:
+        old = cat.operation("op-old")
+        assert (old.error_type, old.exit_code) == ("", None)
+        assert old.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    finally:
+        cat.close()

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from haven.domain.codec import from_data, to_data
-from haven.domain.points import Consistency, PointState, PointStats, RecoveryPoint, VolumePoint
+from haven.domain.errors import ExitCode, NotFoundError
+from haven.domain.operations import Failure
+from haven.domain.points import (
+    Consistency,
+    Damage,
+    PointState,
+    PointStats,
+    RecoveryPoint,
+    VolumePoint,
+)
 from haven.domain.resources import KIND_TYPES, ResourceKind
 from haven.specs import load_spec
 
@@ -31,3 +41,21 @@ def test_recovery_point_round_trips() -> None:
         stats=PointStats(freeze_window_ms=12.5, bytes_read=10, bytes_sent=5),
     )
     assert from_data(RecoveryPoint, to_data(point)) == point
+
+
+def test_damaged_point_round_trips_and_older_documents_read_without_damage() -> None:
+    now = datetime.now(UTC)
+    damage = Damage(("data/ab/abcd", "manifests/m-1"), "authentication tag mismatch", now,
+                    "op-1")  # fmt: skip
+    point = RecoveryPoint("rp-1", "shop", "site-a", now, PointState.DAMAGED, damage=damage)
+    assert from_data(RecoveryPoint, to_data(point)) == point
+    older = to_data(replace(point, state=PointState.COMMITTED, damage=None))
+    del older["damage"]  # written before points could be damaged
+    assert from_data(RecoveryPoint, older).damage is None
+
+
+def test_failure_of_an_error_carries_its_exit_code() -> None:
+    assert Failure.of(NotFoundError("no point rp-x")) == Failure(
+        "NotFoundError", ExitCode.NOT_FOUND, "NotFoundError: no point rp-x"
+    )
+    assert Failure.of(KeyError("x")).exit_code is ExitCode.INTERNAL  # a bug

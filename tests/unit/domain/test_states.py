@@ -58,8 +58,14 @@ def test_table_only_names_its_own_states(machine: StateMachine[Any]) -> None:
         assert all(isinstance(t, enum_type) for t in targets)
 
 
-def test_committed_points_are_immutable_except_for_expiry() -> None:
-    assert POINT_STATES.allowed(PointState.COMMITTED) == frozenset({PointState.EXPIRED})
+def test_committed_points_only_expire_or_turn_out_damaged() -> None:
+    assert POINT_STATES.allowed(PointState.COMMITTED) == frozenset(
+        {PointState.EXPIRED, PointState.DAMAGED}
+    )
+    # a damaged point is found whole again (after a repair) or expires; never re-captured
+    assert POINT_STATES.allowed(PointState.DAMAGED) == frozenset(
+        {PointState.COMMITTED, PointState.EXPIRED}
+    )
     assert POINT_STATES.is_terminal(PointState.DELETED)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,20 +14,36 @@ from haven.engine.apply import apply_spec
 from haven.specs import load_spec
 from tests.unit.engine.lab import Lab, make_lab
 
+LabFactory = Callable[..., Lab]
+
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+def lab_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LabFactory]:
+    """``lab_with(**make_lab options)``: the lab, applied to a fresh catalog the engine
+    uses; the engine is stopped and the catalog closed after the test."""
     monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HAVEN_CATALOG_URL", raising=False)
     monkeypatch.delenv("HAVEN_ENGINE_URL", raising=False)
-    built = make_lab(tmp_path / "lab")
-    cat = Catalog.open()
-    apply_spec(cat, load_spec(built.spec))
-    services.use_catalog(cat)
+    opened: list[Catalog] = []
+
+    def build(**options: Any) -> Lab:
+        built = make_lab(tmp_path / "lab", **options)
+        cat = Catalog.open()
+        opened.append(cat)
+        apply_spec(cat, load_spec(built.spec))
+        services.use_catalog(cat)
+        return built
+
     try:
-        yield built
+        yield build
     finally:
         runtime.shutdown()
         connect.forget_all()
         services.use_catalog(None)
-        cat.close()
+        for cat in opened:
+            cat.close()
+
+
+@pytest.fixture
+def lab(lab_with: LabFactory) -> Lab:
+    return lab_with()

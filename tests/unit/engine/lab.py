@@ -27,7 +27,7 @@ repositories:
   - name: offsite
     url: {root}/repo
     site: site-b
-    key_file: {root}/repo.key
+    {key}
 policies:
   - name: gold
     rpo: 5m
@@ -88,12 +88,19 @@ def server_spec(name: str) -> ServerSpec:
     )
 
 
-def make_lab(root: Path, *, keep_last: int = 3, warm: bool = False) -> Lab:
+def make_lab(
+    root: Path, *, keep_last: int = 3, warm: bool = False, password_env: str | None = None
+) -> Lab:
+    """``password_env``: the repository's passphrase is read from that environment
+    variable; else (the default) a key file: no KDF on every process start (crash tests
+    start many)."""
     root.mkdir(parents=True, exist_ok=True)
-    # a key file, not a passphrase: no KDF on every process start (crash tests start many)
     (root / "repo.key").write_text(encode_key_file(new_master_key()))
+    key = f"password: {{env: {password_env}}}" if password_env else f"key_file: {root}/repo.key"
     spec = root / "spec.yaml"
-    spec.write_text(SPEC.format(root=root, keep_last=keep_last, warm="true" if warm else "false"))
+    spec.write_text(
+        SPEC.format(root=root, keep_last=keep_last, warm="true" if warm else "false", key=key)
+    )
     lab = Lab(root, spec)
     a = lab.site("site-a")
     lab.site("site-b")

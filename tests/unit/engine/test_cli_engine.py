@@ -30,7 +30,7 @@ def test_protect_status_points_suspend_resume(lab: Lab) -> None:
     assert _json("suspend", "shop") == {"group": "shop", "state": "suspended"}
     assert _json("status")[0]["compliance"] == "suspended"  # type: ignore[index]
     refused = runner.invoke(app, ["protect", "shop", "--json"])
-    assert refused.exit_code == 5 and "suspended" in json.loads(refused.stdout)["error"]
+    assert refused.exit_code == 4 and "suspended" in json.loads(refused.stdout)["error"]
     assert _json("resume", "shop") == {"group": "shop", "state": "protected"}
     listed = _json("operations", "list")
     assert isinstance(listed, list) and len(listed) == 2
@@ -50,7 +50,7 @@ def test_drill_then_cleanup_by_plan_name(lab: Lab) -> None:
     drill = _json("drill", "shop")
     assert isinstance(drill, dict) and drill["result"]["bubble"] == "shop-drill"
     again = runner.invoke(app, ["drill", "shop", "--json"])
-    assert again.exit_code == 5  # the first drill is not cleaned up yet
+    assert again.exit_code == 4  # the first drill is not cleaned up yet (a conflict)
     clean = _json("cleanup", "shop")
     assert isinstance(clean, dict) and clean["result"]["drill"] == drill["id"]
     assert runner.invoke(app, ["cleanup", "shop"]).exit_code == 3  # nothing left

@@ -40,12 +40,12 @@ FAILOVER_STEPS = [
     "failover.start", "failover.stop-source", "protect.snapshot", "protect.backup:app/vda",
     "protect.commit", "failover.prepare", "recover.restore:db/vda", "recover.restore:web/vda",
     "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
-    "failover.commit",
+    "recover.verify", "failover.commit",
 ]  # fmt: skip
 FAILBACK_STEPS = [
     "failback.start", "protect.backup:db/vda", "failback.switch", "failback.stop-recovered",
     "protect.snapshot", "failback.prepare", "recover.restore:app/vda",
-    "recover.boot:wave-1:db", "failback.commit",
+    "recover.boot:wave-1:db", "recover.verify", "failback.commit",
 ]  # fmt: skip
 
 

@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from haven.observability.logging import configure, redact, register_secret
+from haven.domain.errors import ConflictError
+from haven.observability.logging import configure, redact, register_secret, route
 
 
 @pytest.fixture
@@ -62,3 +63,47 @@ def test_text_format_appends_fields() -> None:
     logging.getLogger("haven.engine").debug("not shown at INFO")
     (line,) = stream.getvalue().splitlines()
     assert line.endswith("INFO haven.engine: point committed point=rp-1")
+
+
+def test_a_library_logger_is_routed_through_havens_handler(captured: io.StringIO) -> None:
+    lib = logging.getLogger("somelib")
+    own = io.StringIO()
+    lib.addHandler(logging.StreamHandler(own))  # what DBOS does on every DBOS(config)
+    lib.propagate = False
+    register_secret("lib-secret-value")
+    try:
+        route("somelib")
+        lib.warning("connecting with lib-secret-value")
+        assert own.getvalue() == ""  # its own handler is gone
+        (line,) = lines(captured)
+        assert line["logger"] == "somelib" and line["msg"] == "connecting with ***"
+    finally:
+        lib.propagate = True
+
+
+def test_deliberate_failures_log_one_line_bugs_keep_their_traceback(
+    captured: io.StringIO,
+) -> None:
+    log = logging.getLogger("haven.test")
+    try:
+        raise ConflictError("group shop is suspended")
+    except ConflictError:
+        log.exception("workflow failed")
+    try:
+        raise KeyError("surprise")
+    except KeyError:
+        log.exception("workflow failed")
+    deliberate, bug = lines(captured)
+    assert deliberate["exc"] == "ConflictError: group shop is suspended"
+    assert "Traceback" in str(bug["exc"]) and "KeyError: 'surprise'" in str(bug["exc"])
+
+
+def test_without_a_stream_the_handler_writes_to_the_stderr_of_the_moment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(level="INFO", fmt="json")
+    logging.getLogger("haven.test").info("first")
+    first = capsys.readouterr().err  # capsys swaps sys.stderr between reads
+    logging.getLogger("haven.test").info("second")
+    second = capsys.readouterr().err
+    assert json.loads(first)["msg"] == "first" and json.loads(second)["msg"] == "second"

@@ -1,23 +1,36 @@
 """Steps shared by the recovery workflows (failover, test failover, failback).
 
 Each is a named, logged DBOS step around haven.engine.recover; ``recover_group`` runs the
-common tail: restore every volume, boot the plan's waves, run the checks.
+common tail: restore every volume, boot the plan's waves, run the checks, read back what
+the restore did not fetch.
+
+Damaged points: without a point named, recovery uses the newest intact (COMMITTED) point
+and records the newer DAMAGED ones it passed over. A restore that finds the point's data
+damaged marks it DAMAGED; when the context allows a fallback (drill, unplanned failover
+without ``--point``) recovery starts again from the next older intact point
+(``recover.next-point``), else it fails with PointDamaged (exit 6). After the checks
+(outside the RTO) ``recover.verify`` reads back, from the repository, the data of every
+volume restored into an existing disk (a warm-standby replica, a failback's home disk):
+those restores fetched only the chunks that differ, so damage to the others would go
+unseen; found damage marks the point and is reported in the operation's result.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from haven.domain.codec import from_data
+from haven.domain.errors import ConflictError, HavenError, NotFoundError
 from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import boot_waves
-from haven.domain.points import PointState, VolumePoint
-from haven.engine import recover, resolve, services
-from haven.engine.model import RecoverContext
-from haven.engine.recover import CheckReport, Restored, WaveResult
+from haven.domain.points import PointState, VolumePoint, name_objects
+from haven.engine import damage, recover, resolve, services
+from haven.engine.damage import PointDamaged
+from haven.engine.model import RecoverContext, SkippedPoint
+from haven.engine.recover import CheckReport, Restored, RestoreDamaged, Verified, WaveResult
 from haven.engine.steps import engine_step
 
 
@@ -26,27 +39,69 @@ def specs_of(point_id: str) -> dict[str, ServerSpec]:
     return {name: from_data(ServerSpec, data) for name, data in raw.items()}
 
 
-def choose_point(group: str, point_id: str | None) -> tuple[str, float, tuple[VolumePoint, ...]]:
-    """The chosen committed point, or the newest one."""
+@dataclass(frozen=True, slots=True)
+class PointChoice:
+    point_id: str
+    created_at: float
+    volumes: tuple[VolumePoint, ...]
+    skipped: tuple[SkippedPoint, ...] = ()  # newer damaged points passed over
+
+
+def choose_point(group: str, point_id: str | None) -> PointChoice:
+    """The named point (NotFoundError if unknown, PointDamaged if damaged, ConflictError
+    if not committed), or the newest intact committed point, passing over damaged ones
+    (PointDamaged when only damaged points are left, NotFoundError when there are none)."""
     if point_id:
         p = resolve.point(group, point_id)
+        if p.state is PointState.DAMAGED:
+            raise damage.refuse_named(p)
         if p.state is not PointState.COMMITTED:
-            from haven.domain.errors import ConflictError
-
             raise ConflictError(f"point {point_id} is {p.state.value}, not committed")
-    else:
-        points = resolve.committed_points(group)
-        if not points:
-            from haven.domain.errors import NotFoundError
+        return PointChoice(p.id, p.created_at.timestamp(), p.volumes)
+    skipped: list[SkippedPoint] = []
+    for p in reversed(services.catalog().points(group)):  # newest first
+        if p.state is PointState.COMMITTED:
+            return PointChoice(p.id, p.created_at.timestamp(), p.volumes, tuple(skipped))
+        if p.state is PointState.DAMAGED:
+            found = p.damage
+            skipped.append(SkippedPoint(p.id, found.objects if found else (),
+                                        found.reason if found else ""))  # fmt: skip
+    if skipped:
+        raise PointDamaged(
+            f"group {group} has no intact recovery point: "
+            + "; ".join(s.summary() for s in skipped)
+        )
+    raise NotFoundError(f"group {group} has no committed recovery point")
 
-            raise NotFoundError(f"group {group} has no committed recovery point")
-        p = points[-1]
-    return p.id, p.created_at.timestamp(), p.volumes
+
+def at_point(ctx: RecoverContext, choice: PointChoice) -> RecoverContext:
+    """``ctx`` moved to another point: its volumes, server definitions and names."""
+    specs = specs_of(choice.point_id)
+    return replace(
+        ctx,
+        point_id=choice.point_id,
+        point_created_at=choice.created_at,
+        volumes=choice.volumes,
+        specs=specs,
+        names={s: f"{s}{ctx.name_suffix}" for s in specs},
+        skipped=choice.skipped,
+    )
 
 
 @engine_step("recover.restore")
-def restore_step(op_id: str, ctx: RecoverContext, vol: VolumePoint) -> Restored:
-    return recover.restore(ctx, vol)
+def restore_step(op_id: str, ctx: RecoverContext, vol: VolumePoint) -> Restored | RestoreDamaged:
+    try:
+        return recover.restore(ctx, vol)
+    except damage.POINT_DATA_ERRORS as exc:
+        found = damage.finding_of(exc)
+        damage.mark_damaged(ctx.point_id, found, op_id)
+        return RestoreDamaged(ctx.point_id, vol.member, vol.volume, found.objects, found.reason)
+
+
+@engine_step("recover.next-point")
+def next_point_step(op_id: str, ctx: RecoverContext) -> RecoverContext:
+    """The next older intact point (the damaged one is DAMAGED in the catalog now)."""
+    return at_point(ctx, choose_point(ctx.group, None))
 
 
 @engine_step("recover.boot")
@@ -61,33 +116,83 @@ def checks_step(op_id: str, ctx: RecoverContext, servers: dict[str, str]) -> Che
     return recover.run_checks(ctx, servers)
 
 
+@engine_step("recover.verify")
+def verify_step(op_id: str, ctx: RecoverContext, reused: tuple[str, ...]) -> Verified:
+    """Read back the data of volumes restored into existing disks (see module doc). Never
+    fails the recovery: the servers are up; a read-back that cannot run says why."""
+    manifests = [
+        v.manifest for v in ctx.volumes if not v.native and f"{v.member}/{v.volume}" in reused
+    ]
+    if not manifests:
+        return Verified(ctx.point_id, 0)
+    try:
+        found = damage.verify_manifests(resolve.repository(ctx.repository), manifests)
+    except HavenError as exc:
+        return Verified(ctx.point_id, len(manifests), skipped_why=f"{type(exc).__name__}: {exc}")
+    if found is None:
+        return Verified(ctx.point_id, len(manifests))
+    damage.mark_damaged(ctx.point_id, found, op_id)
+    return Verified(ctx.point_id, len(manifests), found.objects, found.reason, damaged=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Recovered:
+    ctx: RecoverContext  # the context of the point actually used
     servers: dict[str, str]
     rto_s: float
     rpo_s: float
     bytes_written: int
     checks: CheckReport
+    verified: Verified
 
     def result(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rto_s": round(self.rto_s, 3),
             "rpo_s": round(self.rpo_s, 3),
             "bytes_written": self.bytes_written,
             "checks_passed": len(self.checks.passed),
             "checks_failed": len(self.checks.failed),
             "servers": ",".join(f"{k}={v}" for k, v in sorted(self.servers.items())),
+            "verified": self.verified.detail(),
         }
+        if self.ctx.skipped:
+            out["skipped_points"] = "; ".join(s.summary() for s in self.ctx.skipped)
+        if self.verified.damaged:
+            v = self.verified
+            out["point_damage"] = f"{name_objects(v.objects)} ({v.reason})"
+        return out
+
+
+def _refuse(hit: RestoreDamaged) -> PointDamaged:
+    return PointDamaged(
+        f"point {hit.point_id} is damaged ({name_objects(hit.objects)}: {hit.reason}); a "
+        "point that was named, or the final point of a planned operation, is never "
+        "replaced by an older one"
+    )
 
 
 def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
-    """Workflow code (deterministic): restore, boot in waves, check."""
-    restored: dict[str, dict[str, VolumeInfo]] = {}
-    written = 0
-    for vol in ctx.volumes:
-        r = restore_step(ctx.op_id, ctx, vol, label=f"{vol.member}/{vol.volume}")
-        restored.setdefault(r.server, {})[r.disk] = r.volume
-        written += r.bytes_written
+    """Workflow code (deterministic): restore (moving to an older intact point when the
+    context allows and the point proves damaged), boot in waves, check, read back."""
+    while True:
+        restored: dict[str, dict[str, VolumeInfo]] = {}
+        reused: list[str] = []
+        written = 0
+        hit: RestoreDamaged | None = None
+        for vol in ctx.volumes:
+            r = restore_step(ctx.op_id, ctx, vol, label=f"{vol.member}/{vol.volume}")
+            if isinstance(r, RestoreDamaged):
+                hit = r
+                break
+            restored.setdefault(r.server, {})[r.disk] = r.volume
+            written += r.bytes_written
+            if r.reused:
+                reused.append(f"{r.server}/{r.disk}")
+        if hit is None:
+            break
+        if not ctx.fallback:
+            raise _refuse(hit)
+        ctx = next_point_step(ctx.op_id, ctx)  # PointDamaged when none is left
     servers: dict[str, str] = {}
     green_at = ctx.started_at
     for i, wave in enumerate(boot_waves(ctx.plan)):
@@ -96,8 +201,9 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
         servers.update(res.servers)
         green_at = res.green_at
     report = checks_step(ctx.op_id, ctx, servers)
+    verified = verify_step(ctx.op_id, ctx, tuple(reused))
     rpo = 0.0 if planned else max(0.0, ctx.started_at - ctx.point_created_at)
-    return Recovered(servers, green_at - ctx.started_at, rpo, written, report)
+    return Recovered(ctx, servers, green_at - ctx.started_at, rpo, written, report, verified)
 
 
 def now() -> float:

@@ -66,5 +66,5 @@ def cleanup_workflow(op_id: str, drill_op: str) -> Any:
         ops.finish(op_id, {k: str(v) for k, v in result.items()}, release_lock=True)
         return result
     except Exception as exc:
-        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=True)
+        ops.fail(op_id, exc, release_lock=True)
         raise

@@ -12,7 +12,9 @@
 
 Steps: failback.start, [child protect -rev], failback.switch, failback.stop-recovered,
 child protect -final, failback.prepare (stops originals still running), recover.restore:S/D,
-recover.boot:wave-N, recover.checks, failback.commit, finish.
+recover.boot:wave-N, recover.checks, recover.verify, failback.commit, finish. The final
+point is never replaced: damage in it fails the failback (exit 6, back to
+reverse-protected).
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
     restore into a server's disks in place (no VOLUME_OVERWRITE: OpenStack, whose re-image
     of a once-snapshotted volume would be shadowed) gets the stale home servers removed,
     their volumes kept, and the application restored onto new volumes and servers."""
-    pid, created, volumes = _recovery.choose_point(fb.group, point_id)
-    specs = _recovery.specs_of(pid)
+    choice = _recovery.choose_point(fb.group, point_id)  # the final point: never replaced
+    specs = _recovery.specs_of(choice.point_id)
     drv = resolve.driver(fb.home_site)
     in_place = Capability.VOLUME_OVERWRITE in drv.capabilities()
     existing: dict[str, str] = {}
@@ -124,13 +126,13 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
         kind="failback",
         group=fb.group,
         plan=fb.plan,
-        point_id=pid,
-        point_created_at=created,
+        point_id=choice.point_id,
+        point_created_at=choice.created_at,
         source_site=fb.placement.active_site,
         target_site=fb.home_site,
         repository=fb.repository,
         specs=specs,
-        volumes=volumes,
+        volumes=choice.volumes,
         # home networks: the plan maps home -> recovery names; failback maps them back
         network_map={dst: src for src, dst in fb.plan.mappings.networks.items()},
         names={s: s for s in specs},
@@ -172,8 +174,8 @@ def failback_workflow(op_id: str, plan_name: str) -> dict[str, Any]:
         _stop_recovered(op_id, fb)
         with SetWorkflowID(f"{op_id}-final"):
             final = protect_workflow(f"{op_id}-final", fb.group, op_id, True)
-        ctx = _prepare(op_id, fb, str(final["point"]))
-        rec = _recovery.recover_group(ctx, planned=True)
+        rec = _recovery.recover_group(_prepare(op_id, fb, str(final["point"])), planned=True)
+        ctx = rec.ctx
         if rec.checks.failed:
             raise recover.GateFailed("verification failed: " + ", ".join(rec.checks.failed))
         _commit(op_id, ctx, rec.servers)
@@ -194,5 +196,5 @@ def failback_workflow(op_id: str, plan_name: str) -> dict[str, Any]:
     except Exception as exc:
         if fb is not None:
             _rollback(op_id, fb.group)
-        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=True)
+        ops.fail(op_id, exc, release_lock=True)
         raise

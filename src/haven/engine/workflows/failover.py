@@ -1,14 +1,17 @@
 """Failover: bring a protected group up at its recovery site.
 
-Unplanned (default): from the newest committed point (or ``point_id``); the source site is
-not touched at all (it may be gone). Planned: the source servers are stopped first and a
-final point is taken with them down (a child protect workflow under this operation's
-lock): zero data loss. Failover never deletes anything at the source.
+Unplanned (default): from the newest intact committed point (or ``point_id``); a point
+whose data proves damaged while restoring is replaced by the next older intact one
+(never a named one: exit 6). The source site is not touched at all (it may be gone).
+Planned: the source servers are stopped first and a final point is taken with them down
+(a child protect workflow under this operation's lock): zero data loss. Failover never
+deletes anything at the source.
 
 Steps: failover.start (lock, group -> failing-over) [failover.stop-source, child protect]
-failover.prepare (point, server definitions, mappings) recover.restore:S/D per volume,
-recover.boot:wave-N per boot wave (servers of a wave in parallel, gates), recover.checks,
-failover.commit (group -> failed-over, placement swapped), finish.
+failover.prepare (point, server definitions, mappings) recover.restore:S/D per volume
+[recover.next-point and the restores again], recover.boot:wave-N per boot wave (servers of
+a wave in parallel, gates), recover.checks, recover.verify (read back what the restore
+did not fetch), failover.commit (group -> failed-over, placement swapped), finish.
 """
 
 from __future__ import annotations
@@ -69,26 +72,32 @@ def _stop_source(op_id: str, st: Start) -> Note:
 
 
 @engine_step("failover.prepare")
-def _prepare(op_id: str, st: Start, point_id: str | None) -> RecoverContext:
-    pid, created, volumes = _recovery.choose_point(st.group, point_id)
+def _prepare(op_id: str, st: Start, point_id: str | None, planned: bool) -> RecoverContext:
+    """The point (named, the final one, or the newest intact), its definitions, the
+    mappings. Only an unplanned failover without a named point may fall back to an
+    older intact point when this one proves damaged."""
+    choice = _recovery.choose_point(st.group, point_id)
     maps = st.plan.mappings
-    specs = _recovery.specs_of(pid)
+    specs = _recovery.specs_of(choice.point_id)
     return RecoverContext(
         op_id=op_id,
         kind="failover",
         group=st.group,
         plan=st.plan,
-        point_id=pid,
-        point_created_at=created,
+        point_id=choice.point_id,
+        point_created_at=choice.created_at,
         source_site=st.placement.active_site,
         target_site=st.target_site,
         repository=st.repository,
         specs=specs,
-        volumes=volumes,
+        volumes=choice.volumes,
         network_map=dict(maps.networks),
         names={s: f"{s}{maps.name_suffix}" for s in specs},
         started_at=st.started_at,
         lock_owner=op_id,
+        name_suffix=maps.name_suffix,
+        fallback=not planned and not point_id,
+        skipped=choice.skipped,
     )
 
 
@@ -123,8 +132,8 @@ def failover_workflow(
             with SetWorkflowID(f"{op_id}-final"):
                 final = protect_workflow(f"{op_id}-final", st.group, op_id, True)
             point_id = str(final["point"])
-        ctx = _prepare(op_id, st, point_id)
-        rec = _recovery.recover_group(ctx, planned=planned)
+        rec = _recovery.recover_group(_prepare(op_id, st, point_id, planned), planned=planned)
+        ctx = rec.ctx  # the point actually used (an older one if the first was damaged)
         if rec.checks.failed:
             raise recover.GateFailed("verification failed: " + ", ".join(rec.checks.failed))
         _commit(op_id, ctx, rec.servers)
@@ -142,5 +151,5 @@ def failover_workflow(
     except Exception as exc:
         if st is not None:
             _rollback(op_id, st.group)
-        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=True)
+        ops.fail(op_id, exc, release_lock=True)
         raise

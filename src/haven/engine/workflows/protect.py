@@ -170,7 +170,7 @@ def protect_workflow(
     except Exception as exc:
         if ctx is not None:
             _abandon(op_id, ctx)
-        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=not lock_owner)
+        ops.fail(op_id, exc, release_lock=not lock_owner)
         raise
 
 

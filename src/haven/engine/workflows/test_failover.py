@@ -6,8 +6,11 @@ point is taken or expired. Every network, volume and server the drill creates is
 recorded against the operation; ``haven cleanup`` removes exactly those. A second drill
 is refused while an earlier one has not been cleaned up.
 
-Steps: drill.start, drill.bubble (test network), recover.restore:S/D, recover.boot:wave-N,
-recover.checks, finish.
+The drill uses the newest intact point (or the named one); one that proves damaged while
+restoring is replaced by the next older intact point unless it was named (exit 6).
+
+Steps: drill.start, drill.bubble (test network), recover.restore:S/D [recover.next-point,
+recover.restore again], recover.boot:wave-N, recover.checks, recover.verify, finish.
 """
 
 from __future__ import annotations
@@ -63,28 +66,33 @@ def _start(op_id: str, plan_name: str, point_id: str | None) -> DrillStart:
     if state not in (GroupState.PROTECTED, GroupState.SUSPENDED, GroupState.REVERSE_PROTECTED):
         raise ConflictError(f"group {g.name} is {state.value}: nothing to drill")
     where = cat.placement(g.name) or Placement(g.name, g.source_site, g.target_site, {})
-    pid, created, volumes = _recovery.choose_point(g.name, point_id)
-    specs = _recovery.specs_of(pid)
+    choice = _recovery.choose_point(g.name, point_id)
+    specs = _recovery.specs_of(choice.point_id)
     bubble = plan.test_bubble.network
     nets = {n.network for spec in specs.values() for n in spec.nics}
+    suffix = f"{plan.mappings.name_suffix}{DRILL_SUFFIX}"
     ctx = RecoverContext(
         op_id=op_id,
         kind="test-failover",
         group=g.name,
         plan=plan,
-        point_id=pid,
-        point_created_at=created,
+        point_id=choice.point_id,
+        point_created_at=choice.created_at,
         source_site=where.active_site,
         target_site=plan.target_site or where.standby_site,
         repository=resolve.repository_name(g),
         specs=specs,
-        volumes=volumes,
+        volumes=choice.volumes,
         network_map={n: bubble for n in nets},
-        names={s: f"{s}{plan.mappings.name_suffix}{DRILL_SUFFIX}" for s in specs},
+        names={s: f"{s}{suffix}" for s in specs},
         started_at=time.time(),
         reuse_replicas=False,
         volume_suffix=DRILL_SUFFIX,
         lock_owner=op_id,
+        name_suffix=suffix,
+        bubble=bubble,
+        fallback=not point_id,  # a named point is never replaced by another
+        skipped=choice.skipped,
     )
     return DrillStart(ctx, bubble)
 
@@ -119,13 +127,13 @@ def drill_workflow(op_id: str, plan_name: str, point_id: str | None = None) -> A
         rec = _recovery.recover_group(ds.ctx)
         result = {
             "plan": plan_name,
-            "point": ds.ctx.point_id,
-            "target_site": ds.ctx.target_site,
+            "point": rec.ctx.point_id,
+            "target_site": rec.ctx.target_site,
             "bubble": ds.bubble,
             **rec.result(),
         }
         ops.finish(op_id, {k: str(v) for k, v in result.items()}, release_lock=True)
         return result
     except Exception as exc:
-        ops.fail(op_id, f"{type(exc).__name__}: {exc}", release_lock=True)
+        ops.fail(op_id, exc, release_lock=True)
         raise

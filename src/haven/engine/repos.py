@@ -1,0 +1,121 @@
+"""Operator actions on a repository named in the catalog (``haven repo check NAME``).
+
+``open_named`` opens a ``repositories:`` entry the way the engine does (its url, its
+passphrase or key file reference), never creating one: the single place interfaces open a
+catalog repository by name (check now, repair next).
+
+``check_named`` runs the data mover's check and brings the catalog in line with it:
+- a point whose volume manifests the report names as damaged (``CheckReport.damage``,
+  matched by ``VolumePoint.manifest``) becomes DAMAGED with the objects to blame;
+- a point whose manifest the catalog records but the repository no longer holds is
+  damaged too (``manifests/<id>``, "manifest missing"): a problem of the check;
+- with ``read_data`` only (every chunk read and authenticated), a DAMAGED point none of
+  whose objects is reported any more is found intact again: back to COMMITTED. A
+  structure-only check cannot see a flipped byte, so it never clears damage.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from haven.datamover import CheckReport, ProgressCallback, check
+from haven.datamover import Repository as DataRepository
+from haven.datamover.manifest import manifest_key
+from haven.domain.errors import HavenError
+from haven.domain.points import PointState, RecoveryPoint
+from haven.domain.resources import ResourceKind
+from haven.domain.sites import Repository
+from haven.engine import connect, damage, resolve, services
+from haven.engine.damage import Finding
+
+FOUND_BY = "repo check"
+
+
+def open_named(name: str) -> DataRepository:
+    """The catalog's repository ``name``, opened (NotFoundError naming the known ones if
+    there is no such entry, or no repository at its url). The caller closes it."""
+    definition = services.catalog().get(ResourceKind.REPOSITORY, name)
+    assert isinstance(definition, Repository)  # the catalog returns the kind asked for
+    return connect.open_repository(definition)
+
+
+@dataclass(frozen=True, slots=True)
+class PointChange:
+    """A point whose state a check changed (DAMAGED, or COMMITTED again)."""
+
+    group: str
+    point: str
+    state: PointState
+    objects: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class NamedCheck:
+    repository: str
+    report: CheckReport
+    catalog_problems: list[str] = field(default_factory=list)  # manifests the repo lacks
+    damaged: list[PointChange] = field(default_factory=list)
+    intact_again: list[PointChange] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok and not self.catalog_problems
+
+    @property
+    def problems(self) -> list[str]:
+        return [*self.report.problems, *self.catalog_problems]
+
+
+def points_in(name: str) -> list[RecoveryPoint]:
+    """Committed and damaged points of every group that keeps its data in ``name``."""
+    cat = services.catalog()
+    found: list[RecoveryPoint] = []
+    for g in cat.resources().groups:
+        try:
+            if resolve.repository_name(g) != name:
+                continue
+        except HavenError:  # no repository resolvable for this group: not ours
+            continue
+        found += [
+            p for p in cat.points(g.name) if p.state in (PointState.COMMITTED, PointState.DAMAGED)
+        ]
+    return found
+
+
+def check_named(
+    name: str, *, read_data: bool = False, progress: ProgressCallback | None = None
+) -> NamedCheck:
+    repo = open_named(name)
+    try:
+        report = check(repo, read_data=read_data, progress=progress)
+        present = set(repo.list_manifest_ids())
+    finally:
+        repo.close()
+    result = NamedCheck(name, report)
+    points = points_in(name)
+    owner = {v.manifest: p for p in points for v in p.volumes if not v.native}
+    findings: defaultdict[str, list[Finding]] = defaultdict(list)
+    for d in report.damage:
+        if d.manifest_id in owner:
+            what = d.volume or f"manifest {d.manifest_id}"
+            findings[owner[d.manifest_id].id].append(Finding(d.objects, f"{what}: {d.reason}"))
+    for manifest_id, p in sorted(owner.items()):
+        if manifest_id not in present:
+            key = manifest_key(manifest_id)
+            result.catalog_problems.append(
+                f"point {p.id} of group {p.group}: {key} is missing from the repository"
+            )
+            findings[p.id].append(Finding((key,), "manifest missing"))
+    for p in points:
+        merged = damage.merge(findings.get(p.id, []))
+        if merged is not None:
+            damage.mark_damaged(p.id, merged, FOUND_BY)
+            result.damaged.append(
+                PointChange(p.group, p.id, PointState.DAMAGED, merged.objects, merged.reason)
+            )
+        elif read_data and p.state is PointState.DAMAGED:
+            services.catalog().mark_point_intact(p.id)
+            result.intact_again.append(PointChange(p.group, p.id, PointState.COMMITTED))
+    return result
