@@ -25,6 +25,12 @@ def haven_home() -> Path:
     return Path(os.environ.get("HAVEN_HOME") or Path.home() / ".local/share/haven")
 
 
+def repository_state_dir() -> Path:
+    """Where this host remembers the newest head of each repository it used (the data
+    mover's rollback detection): one place for the CLI and the engine."""
+    return haven_home() / "repositories"
+
+
 def catalog_url() -> str:
     return os.environ.get("HAVEN_CATALOG_URL") or f"sqlite:///{haven_home() / 'catalog.db'}"
 

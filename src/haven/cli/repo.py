@@ -28,7 +28,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from haven.catalog.db import haven_home
+from haven.catalog.db import repository_state_dir
 from haven.cli.output import JSON_OPTION, console, err_console, guarded, print_json
 from haven.datamover import Progress as DMProgress
 from haven.datamover import (
@@ -104,19 +104,17 @@ def read_key_file(key_file: Path) -> bytes:
         raise InvalidArgument("--key-file", f"cannot read: {exc.strerror}") from None
 
 
-def state_dir() -> Path:
-    """Where this host remembers the newest head of each repository it used (rollback
-    detection; see haven.datamover.heads)."""
-    return haven_home() / "repositories"
-
-
 def open_repo(
     url: str, password_file: Path | None, key_file: Path | None, limit: str | None = None
 ) -> Repository:
     backend = open_backend(url, limit=limit)
     if key_file is not None:
-        return Repository.open(backend, master_key=read_key_file(key_file), state_dir=state_dir())
-    return Repository.open(backend, password=read_password(password_file), state_dir=state_dir())
+        return Repository.open(
+            backend, master_key=read_key_file(key_file), state_dir=repository_state_dir()
+        )
+    return Repository.open(
+        backend, password=read_password(password_file), state_dir=repository_state_dir()
+    )
 
 
 @contextlib.contextmanager
@@ -171,15 +169,17 @@ def init(
             with os.fdopen(fd, "w") as f:
                 f.write(encode_key_file(master))
         r = Repository.init(
-            backend, master_key=master, chunk_size=cs, pack_size=ps, compression_level=compression
-        )
+            backend, master_key=master, chunk_size=cs, pack_size=ps, compression_level=compression,
+            state_dir=repository_state_dir(),
+        )  # fmt: skip
     else:
         password = read_password(password_file)
         if not password:
             raise KeyMissing("give --password-file, HAVEN_REPO_PASSWORD or --key-file")
         r = Repository.init(
-            backend, password=password, chunk_size=cs, pack_size=ps, compression_level=compression
-        )
+            backend, password=password, chunk_size=cs, pack_size=ps, compression_level=compression,
+            state_dir=repository_state_dir(),
+        )  # fmt: skip
     out = {
         "location": backend.describe(),
         "repo_id": r.config.repo_id,
@@ -338,7 +338,12 @@ def prune_cmd(
 @app.command("repair")
 @guarded
 def repair_cmd(
-    repo: str = REPO_OPTION,
+    name: str | None = typer.Argument(
+        None, help="A repository of the catalog (its url and key from there); or --repo."
+    ),
+    repo: str | None = typer.Option(
+        None, "--repo", envvar="HAVEN_REPO", help="Repository location, when no NAME is given."
+    ),
     password_file: Path | None = PASSWORD_FILE_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
     read_data: bool = typer.Option(
@@ -355,18 +360,33 @@ def repair_cmd(
     """Rebuild indexes from pack trailers, salvage damaged packs, quarantine bad objects
     (under quarantine/), and say per point what was saved: intact, partial or lost.
 
-    Exits 0 when every point left is intact, 6 when some data could not be saved."""
+    Exits 0 when every point left is intact, 6 when some data could not be saved. By
+    NAME, the catalog follows: points repair could not save are marked damaged, damaged
+    points it verified whole (--read-data) are committed again."""
+    if name is not None:
+        from haven.engine.repos import repair_named
+
+        named = repair_named(
+            name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback
+        )
+        render_repair(named.report, as_json, {"repository": name, **named.catalog()})
+        return
+    if not repo:
+        raise InvalidArgument("NAME", "give a repository NAME from the catalog, or --repo URL")
     r = open_repo(repo, password_file, key_file)
     report = repair(r, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
     render_repair(report, as_json)
 
 
-def render_repair(report: RepairReport, as_json: bool) -> None:
+def render_repair(report: RepairReport, as_json: bool, extra: dict[str, Any] | None = None) -> None:
     """Print a repair report; exit 6 if anything could not be saved."""
     counts = {s.value: report.count(s) for s in Salvage}
     if as_json:
-        print_json({"counts": counts, **{k: getattr(report, k) for k in report.__slots__}})
+        body = {k: getattr(report, k) for k in report.__slots__}
+        print_json({"counts": counts, **body, **(extra or {})})
     else:
+        for change in (extra or {}).get("catalog_changes", []):
+            console.print(f"catalog: {change}", highlight=False)
         verb = "would " if report.dry_run else ""
         for line in report.actions:
             console.print(f"{verb}{line}", highlight=False)

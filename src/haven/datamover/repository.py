@@ -28,7 +28,7 @@ import json
 import mmap
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -497,11 +497,17 @@ class Repository:
             self.update_heads(add=[entry])
 
     def delete_manifest(self, manifest_id: str) -> None:
-        """Forget one point: a new head without it, then its manifest object. Callers that
-        hold the EXCLUSIVE lock (prune) use :meth:`update_heads` directly."""
+        """Forget one point (see :meth:`forget_manifests`)."""
+        self.forget_manifests([manifest_id])
+
+    def forget_manifests(self, manifest_ids: Sequence[str]) -> None:
+        """Forget points: one new head without them, then their manifest objects (the data
+        goes at the next prune). Ids no head records are ignored. Callers that hold the
+        EXCLUSIVE lock (prune) use :meth:`update_heads` directly."""
         with self.lock(LockKind.REGISTER):
-            self.update_heads(remove=[manifest_id])
-        self.backend.delete(manifest_key(manifest_id))
+            self.update_heads(remove=list(manifest_ids))
+        for manifest_id in manifest_ids:
+            self.backend.delete(manifest_key(manifest_id))
 
     def update_heads(
         self, *, add: list[HeadEntry] | None = None, remove: list[str] | None = None

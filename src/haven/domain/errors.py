@@ -31,12 +31,26 @@ class ExitCode(IntEnum):
     SECURITY = 7
 
 
+def _rebuild(cls: type[HavenError], message: str, state: dict[str, object]) -> HavenError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
+
 class HavenError(Exception):
-    """Base of all deliberate Haven errors."""
+    """Base of all deliberate Haven errors.
+
+    Picklable whatever a subclass's constructor takes (the durable-workflow engine stores
+    a failed step's exception and raises it again on replay): an error is rebuilt from its
+    message and attributes, not by calling its constructor again."""
 
     retryable: bool = False
     exit_code: ExitCode = ExitCode.INTERNAL
     http_status: int = 500
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class ValidationError(HavenError):

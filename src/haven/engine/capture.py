@@ -13,8 +13,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from haven.datamover import PointTime, RetentionPolicy, backup_volume, prune, select_keep
+from haven.datamover.errors import PruneRefused
 from haven.domain.codec import to_data
-from haven.domain.errors import HavenError, NotFoundError, ValidationError
+from haven.domain.errors import HavenError, IntegrityError, NotFoundError, ValidationError
 from haven.domain.groups import GROUP_STATES, GroupState, QuiesceMethod
 from haven.domain.inventory import VolumeInfo
 from haven.domain.points import (
@@ -158,7 +159,7 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
     if ctx.parent_point:
         try:
             parent_m = repo.find_manifest(f"{key}@{ctx.parent_point}")
-        except NotFoundError:
+        except (NotFoundError, IntegrityError):  # gone or damaged: a full point instead
             parent_m = None
     drv = resolve.driver(ctx.active_site)
     if ctx.stopped:  # an offline point: read the volume itself (every chunk; dedup sends few)
@@ -282,12 +283,19 @@ def retention(ctx: ProtectContext) -> Note:
     repo = resolve.repository(ctx.repository)
     cat = services.catalog()
     for p in expired:
-        for v in p.volumes:
-            with contextlib.suppress(HavenError):  # already gone: an earlier attempt
-                repo.delete_manifest(v.manifest)
+        # one new head without the point's manifests (ids already gone are ignored)
+        repo.forget_manifests([v.manifest for v in p.volumes if not v.native])
         with contextlib.suppress(HavenError):  # site unreachable: a checkpoint is only an aid
             resolve.driver(p.source_site).delete_point(p.id)
         cat.save_point(replace(p, state=PointState.EXPIRED))
         cat.save_point(replace(p, state=PointState.DELETED))
-    stats = prune(repo)
+    try:
+        stats = prune(repo)
+    except PruneRefused as exc:
+        # a damaged repository: collecting could delete what live points need; the
+        # point just taken is committed, the garbage waits for a repair
+        return Note(
+            f"expired {len(expired)} points, kept {len(keep)}; garbage not collected: "
+            f"{str(exc)[:200]} (haven repo check {ctx.repository})"
+        )
     return Note(f"expired {len(expired)} points, kept {len(keep)}; {stats.kept} manifests live")

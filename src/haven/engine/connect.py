@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from haven.catalog.db import repository_state_dir
 from haven.datamover import Repository as DataRepository
 from haven.datamover import open_backend
 from haven.domain.errors import NotFoundError, SecurityError, ValidationError
@@ -134,16 +135,20 @@ def open_repository(repo: Repository, *, create: bool = False) -> DataRepository
     password = read_secret(repo.password) if repo.password else None
     master_key = _read_key_file(repo) if repo.key_file else None
     backend = open_backend(url)
+    state = repository_state_dir()  # this host's memory of each repository's newest head
     try:
         try:
-            return DataRepository.open(backend, password=password, master_key=master_key)
+            return DataRepository.open(
+                backend, password=password, master_key=master_key, state_dir=state
+            )
         except NotFoundError:
             if not create:
                 raise
             # no repository there yet: the first protect creates it
             return DataRepository.init(
-                backend, password=password, master_key=master_key, chunk_size=repo.chunk_size
-            )
+                backend, password=password, master_key=master_key, chunk_size=repo.chunk_size,
+                state_dir=state,
+            )  # fmt: skip
     except BaseException:
         backend.close()
         raise

@@ -1,4 +1,4 @@
-"""Operator actions on a repository named in the catalog (``haven repo check NAME``).
+"""Operator actions on a repository named in the catalog (``haven repo check|repair NAME``).
 
 ``open_named`` opens a ``repositories:`` entry the way the engine does (its url, its
 passphrase or key file reference), never creating one: the single place interfaces open a
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from haven.datamover import CheckReport, ProgressCallback, check
+from haven.datamover import CheckReport, ProgressCallback, RepairReport, Salvage, check, repair
 from haven.datamover import Repository as DataRepository
 from haven.datamover.manifest import manifest_key
 from haven.domain.errors import HavenError
@@ -90,7 +90,7 @@ def check_named(
     repo = open_named(name)
     try:
         report = check(repo, read_data=read_data, progress=progress)
-        present = set(repo.list_manifest_ids())
+        present = set(repo.present_manifest_ids())
     finally:
         repo.close()
     result = NamedCheck(name, report)
@@ -115,6 +115,52 @@ def check_named(
             result.damaged.append(
                 PointChange(p.group, p.id, PointState.DAMAGED, merged.objects, merged.reason)
             )
+        elif read_data and p.state is PointState.DAMAGED:
+            services.catalog().mark_point_intact(p.id)
+            result.intact_again.append(PointChange(p.group, p.id, PointState.COMMITTED))
+    return result
+
+
+@dataclass(slots=True)
+class NamedRepair:
+    repository: str
+    report: RepairReport
+    damaged: list[PointChange] = field(default_factory=list)
+    intact_again: list[PointChange] = field(default_factory=list)
+
+    def catalog(self) -> dict[str, object]:
+        """What repair changed in the catalog, for display."""
+        lines = [f"point {c.point} ({c.group}) damaged: {c.reason}" for c in self.damaged]
+        lines += [f"point {c.point} ({c.group}) intact again" for c in self.intact_again]
+        return {"catalog_changes": lines}
+
+
+def repair_named(
+    name: str, *, read_data: bool = False, dry_run: bool = False, accept_rollback: bool = False
+) -> NamedRepair:
+    """Repair the catalog's repository ``name``; the catalog follows the verdict: a point
+    with any volume partial or lost is DAMAGED (objects named); with ``read_data``, a
+    DAMAGED point all of whose volumes are intact is COMMITTED again."""
+    repo = open_named(name)
+    try:
+        report = repair(repo, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
+    finally:
+        repo.close()
+    result = NamedRepair(name, report)
+    if dry_run:
+        return result
+    verdict = {p.manifest_id: p for p in report.points}
+    for p in points_in(name):
+        mine = [verdict.get(v.manifest) for v in p.volumes if not v.native]
+        broken = [s for s in mine if s is None or s.salvage is not Salvage.INTACT]
+        if broken:
+            objects = tuple(sorted({o for s in broken if s is not None for o in s.objects}))
+            what = ", ".join(
+                f"{s.volume or s.manifest_id}: {s.salvage.value}" if s else "manifest not found"
+                for s in broken
+            )
+            damage.mark_damaged(p.id, Finding(objects, what), "repo repair")
+            result.damaged.append(PointChange(p.group, p.id, PointState.DAMAGED, objects, what))
         elif read_data and p.state is PointState.DAMAGED:
             services.catalog().mark_point_intact(p.id)
             result.intact_again.append(PointChange(p.group, p.id, PointState.COMMITTED))

@@ -161,3 +161,21 @@ def test_repo_check_by_name_reports_a_manifest_the_catalog_has_and_the_repo_lost
 def test_repo_check_of_an_unknown_name_exits_3(lab: Lab) -> None:
     res = doc(run("repo", "check", "nope"), 3)
     assert "offsite" in res["error"]["message"]  # the known repositories are named
+
+
+def test_repo_repair_by_name_rebuilds_an_index_and_the_catalog_follows(lab: Lab) -> None:
+    """An index deleted: check finds the points' chunks unindexed (damaged), prune refuses,
+    repair rebuilds the index from the pack's trailer and the points are committed again."""
+    point = doc(run("protect", "shop"))["result"]["point"]
+    repo = lab.root / "repo"
+    index = sorted((repo / "index").iterdir())[0]
+    index.unlink()
+    found = doc(run("repo", "check", "offsite"), 6)
+    assert point in [c["point"] for c in found["points_damaged"]]
+    fixed = doc(run("repo", "repair", "offsite", "--read-data"))
+    assert fixed["counts"] == {"intact": fixed["counts"]["intact"], "partial": 0, "lost": 0}
+    assert any(a.startswith(f"rebuilt index/{index.name}") for a in fixed["actions"])
+    assert any(point in line and "intact again" in line for line in fixed["catalog_changes"])
+    assert index.exists()
+    assert all(p["state"] == "committed" for p in doc(run("points", "shop")))
+    assert doc(run("repo", "check", "offsite", "--read-data"))["ok"]
