@@ -19,9 +19,9 @@ def list_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Newest first."""
-    from haven.engine import services
+    from haven.engine import api
 
-    found = services.catalog().operations(group, limit)
+    found = api.operations(group, limit)
     if as_json:
         print_json([{k: v for k, v in op_data(op).items() if k != "steps"} for op in found])
         return
@@ -38,19 +38,19 @@ def list_(
 @guarded
 def show(operation: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """The operation's step log and result."""
-    from haven.engine import services
+    from haven.engine import api
 
-    render(services.catalog().operation(operation), as_json)
+    render(api.operation(operation), as_json)
 
 
 @app.command("resume")
 @guarded
 def resume(operation: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Finish an operation whose process died: completed steps are not run again."""
-    from haven.engine import service
+    from haven.engine import api
 
     with live_progress(not as_json) as progress:
-        op = service.resume(operation, progress)
+        op = api.resume_operation(operation, progress=progress)
     render(op, as_json)
     code = exit_code(op)
     if code:

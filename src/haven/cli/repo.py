@@ -244,10 +244,10 @@ def check_cmd(
 
 def _check_named(name: str, read_data: bool, as_json: bool) -> None:
     from haven.domain.points import name_objects
-    from haven.engine.repos import check_named
+    from haven.engine import api
 
     with progress_bar(read_data and not as_json, "check") as cb:
-        result = check_named(name, read_data=read_data, progress=cb)
+        result = api.check_repository(name, read_data=read_data, progress=cb)
     report = result.report
     if as_json:
         print_json(
@@ -364,9 +364,9 @@ def repair_cmd(
     NAME, the catalog follows: points repair could not save are marked damaged, damaged
     points it verified whole (--read-data) are committed again."""
     if name is not None:
-        from haven.engine.repos import repair_named
+        from haven.engine import api
 
-        named = repair_named(
+        named = api.repair_repository(
             name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback
         )
         render_repair(named.report, as_json, {"repository": name, **named.catalog()})

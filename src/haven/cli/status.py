@@ -19,9 +19,9 @@ _STYLE = {"compliant": "green", "breach": "red", "suspended": "yellow", "not-pro
 @guarded
 def status(as_json: bool = JSON_OPTION) -> None:
     """Per group: the newest point's age against the RPO, the last operation."""
-    from haven.engine.status import all_status
+    from haven.engine import api
 
-    rows = all_status()
+    rows = api.status()
     if as_json:
         print_json([to_jsonable(r) for r in rows])
         return
@@ -51,9 +51,9 @@ def status(as_json: bool = JSON_OPTION) -> None:
 @guarded
 def points(group: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
     """Recovery points of GROUP, oldest first; damaged ones with the objects to blame."""
-    from haven.engine.points import list_points
+    from haven.engine import api
 
-    found = list_points(group)
+    found = api.points(group)
     if as_json:
         print_json([to_data(p) for p in found])
         return

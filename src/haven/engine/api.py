@@ -1,0 +1,139 @@
+"""The engine's one entry point for interfaces: the CLI today, the REST API and the
+dashboard next. Interfaces parse and render; every decision — which workflow runs, which
+group a plan or a drill belongs to, what "not found" means — is taken here.
+
+Every DR action runs as one durable operation and returns it when it ends (its state,
+result, error and exit code; ``progress`` is called with the operation while it runs).
+Reads (status, points, operations) return domain objects. Errors are HavenErrors with the
+README's exit codes: NotFoundError (3) for unknown groups, plans, points and operations,
+ConflictError (4) for a busy group or a state that forbids the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from haven.datamover import ProgressCallback
+from haven.domain.errors import NotFoundError
+from haven.domain.groups import GroupState
+from haven.domain.operations import Operation, OperationKind
+from haven.domain.points import RecoveryPoint
+from haven.domain.resources import ResourceKind
+from haven.engine import lifecycle, service, services
+from haven.engine.repos import NamedCheck, NamedRepair, check_named, repair_named
+from haven.engine.status import GroupStatus, all_status
+
+Progress = Callable[[Operation], None]
+
+
+def _plan_group(plan: str) -> str:
+    return str(services.catalog().get(ResourceKind.PLAN, plan).group)
+
+
+def protect(group: str, *, progress: Progress | None = None) -> Operation:
+    """A recovery point of ``group`` now (ordered freeze, snapshot, thaw, backup)."""
+    from haven.engine.workflows.protect import protect_workflow
+
+    services.catalog().get(ResourceKind.GROUP, group)
+    return service.run(OperationKind.PROTECT, group, protect_workflow, group, progress=progress)
+
+
+def failover(
+    plan: str, *, planned: bool = False, point: str | None = None, progress: Progress | None = None
+) -> Operation:
+    """Bring the plan's group up at its recovery site (planned: the source stops and a
+    final point is taken first; unplanned: the newest intact point, or ``point``)."""
+    from haven.engine.workflows.failover import failover_workflow
+
+    params = {"plan": plan, "planned": str(planned), "point": point or ""}
+    return service.run(OperationKind.FAILOVER, _plan_group(plan), failover_workflow, plan, planned,
+                point, params=params, progress=progress)  # fmt: skip
+
+
+def drill(plan: str, *, point: str | None = None, progress: Progress | None = None) -> Operation:
+    """Test failover into the plan's isolated test network; production is not touched."""
+    from haven.engine.workflows.test_failover import drill_workflow
+
+    return service.run(OperationKind.TEST_FAILOVER, _plan_group(plan), drill_workflow, plan, point,
+                params={"plan": plan}, progress=progress)  # fmt: skip
+
+
+def cleanup(target: str, *, progress: Progress | None = None) -> Operation:
+    """Remove exactly what a drill created. ``target``: the drill's operation id, or its
+    plan (then the plan's newest drill not yet cleaned up)."""
+    from haven.engine.workflows.cleanup import cleanup_workflow
+    from haven.engine.workflows.test_failover import uncleaned_drills
+
+    cat = services.catalog()
+    try:
+        drill_op = cat.operation(target)
+    except NotFoundError:
+        pending = uncleaned_drills(_plan_group(target))
+        if not pending:
+            raise NotFoundError(f"plan {target} has no drill left to clean up") from None
+        drill_op = cat.operation(pending[-1])
+    return service.run(OperationKind.CLEANUP, drill_op.group, cleanup_workflow, drill_op.id,
+                params={"drill": drill_op.id}, progress=progress)  # fmt: skip
+
+
+def failback(plan: str, *, progress: Progress | None = None) -> Operation:
+    """Reverse-protect (delta only), then a planned failover back; site roles swap back."""
+    from haven.engine.workflows.failback import failback_workflow
+
+    return service.run(OperationKind.FAILBACK, _plan_group(plan), failback_workflow, plan,
+                params={"plan": plan}, progress=progress)  # fmt: skip
+
+
+def suspend(group: str) -> GroupState:
+    """Pause protection of ``group``; its RPO may grow meanwhile."""
+    services.catalog().get(ResourceKind.GROUP, group)
+    return lifecycle.suspend(group)
+
+
+def resume(group: str) -> GroupState:
+    """Resume protection of ``group``; the next point increments from the last one."""
+    services.catalog().get(ResourceKind.GROUP, group)
+    return lifecycle.resume(group)
+
+
+def status() -> list[GroupStatus]:
+    """Per group: the newest point's age against the RPO, the last operation."""
+    return all_status()
+
+
+def points(group: str) -> list[RecoveryPoint]:
+    """Every point of ``group``, oldest first (damaged ones carry their damage)."""
+    from haven.engine.points import list_points
+
+    return list_points(group)
+
+
+def operations(group: str | None = None, limit: int = 20) -> list[Operation]:
+    """Operations, newest first (of one group)."""
+    if group is not None:
+        services.catalog().get(ResourceKind.GROUP, group)
+    return services.catalog().operations(group, limit)
+
+
+def operation(op_id: str) -> Operation:
+    """One operation with its step log."""
+    return services.catalog().operation(op_id)
+
+
+def resume_operation(op_id: str, *, progress: Progress | None = None) -> Operation:
+    """Finish an operation whose process died: completed steps are not run again."""
+    return service.resume(op_id, progress)
+
+
+def check_repository(
+    name: str, *, read_data: bool = False, progress: ProgressCallback | None = None
+) -> NamedCheck:
+    """Check the catalog's repository ``name``; the catalog's points follow (damaged)."""
+    return check_named(name, read_data=read_data, progress=progress)
+
+
+def repair_repository(
+    name: str, *, read_data: bool = False, dry_run: bool = False, accept_rollback: bool = False
+) -> NamedRepair:
+    """Repair the catalog's repository ``name``; the catalog's points follow the verdict."""
+    return repair_named(name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
