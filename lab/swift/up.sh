@@ -9,9 +9,13 @@
 # (proxy, account, container, object) and memcached are run by hand as root from a private
 # config tree under $HAVEN_SWIFT_STATE, with storage on a loop-mounted ext4 file with
 # user_xattr, mounted in a private mount namespace (start-in-ns.sh says why). Auth is tempauth; lab/swift/README.md says how to switch the proxy to Keystone.
+# The proxy also serves the S3 API (Swift's s3api middleware, in front of tempauth): the
+# access key is the tempauth user (test:tester), the secret its key, the region
+# $HAVEN_SWIFT_S3_REGION (default haven-lab), path-style buckets on the same port.
 #
 # Output: $STATE/env (and the same as $STATE/swift.env): `export HAVEN_SWIFT_AUTH_URL=...`,
-# _AUTH_VERSION, _USER, _KEY lines; scripts/dev.sh sources $HAVEN_LAB_STATE/swift/env.
+# _AUTH_VERSION, _USER, _KEY lines and HAVEN_S3_ENDPOINT, _REGION, _ACCESS_KEY,
+# _SECRET_KEY; scripts/dev.sh sources $HAVEN_LAB_STATE/swift/env.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +28,7 @@ CONTAINER_PORT="${HAVEN_SWIFT_CONTAINER_PORT:-16011}"
 OBJECT_PORT="${HAVEN_SWIFT_OBJECT_PORT:-16010}"
 MEMCACHED_PORT="${HAVEN_SWIFT_MEMCACHED_PORT:-11312}"
 DISK_SIZE="${HAVEN_SWIFT_DISK_SIZE:-4G}"
+S3_REGION="${HAVEN_SWIFT_S3_REGION:-haven-lab}"   # s3api's "location"; signed into every S3 request
 PY=/usr/bin/python3          # Debian's interpreter: python3-swift lives in its dist-packages
 ETC="$STATE/etc"
 RUN="$STATE/run"
@@ -44,12 +49,13 @@ pid_alive() {
 }
 
 # ---------------------------------------------------------------- readiness probe
-probe() {   # exit 0 when healthcheck + authenticated PUT/GET/DELETE of an object work
+probe() {   # exit 0 when healthcheck + authenticated PUT/GET/DELETE of an object work and
+            # the proxy runs s3api for the region the env file names
   [[ -f "$ENV_FILE" ]] || return 1
   # shellcheck disable=SC1090
-  ( source "$ENV_FILE"; "$PY" - "$HAVEN_SWIFT_AUTH_URL" "$HAVEN_SWIFT_USER" "$HAVEN_SWIFT_KEY" <<'PYEOF'
-import sys, urllib.request, urllib.error
-auth, user, key = sys.argv[1:4]
+  ( source "$ENV_FILE"; "$PY" - "$HAVEN_SWIFT_AUTH_URL" "$HAVEN_SWIFT_USER" "$HAVEN_SWIFT_KEY" "${HAVEN_S3_ENDPOINT:-}" "${HAVEN_S3_REGION:-}" "$S3_REGION" <<'PYEOF'
+import json, sys, urllib.request, urllib.error
+auth, user, key, s3_endpoint, s3_region, want_region = sys.argv[1:7]
 base = auth.split("/auth/")[0]
 def req(method, url, headers=None, data=None):
     r = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
@@ -66,6 +72,11 @@ try:
     st, _, body = req("GET", url + "/haven-lab-ready/probe", t)
     assert body == b"ready", body
     req("DELETE", url + "/haven-lab-ready/probe", t)
+    # S3: the env file names this proxy and region, and the proxy loaded s3api (/info
+    # lists loaded middleware); the S3 contract tests exercise it for real.
+    assert s3_endpoint == base and s3_region == want_region, "env file without S3 settings"
+    st, _, body = req("GET", base + "/info")
+    assert "s3api" in json.loads(body), "s3api middleware not loaded"
 except Exception as e:  # noqa: BLE001 - any failure means "not ready yet"
     print(f"not ready: {type(e).__name__}: {e}", file=sys.stderr)
     sys.exit(1)
@@ -187,12 +198,16 @@ CONF
 { common_default "$PROXY_PORT" proxy-server | grep -v -e '^devices' -e '^mount_check'; cat <<CONF
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth copy slo dlo proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
 allow_account_management = true
+
+[filter:s3api]
+use = egg:swift#s3api
+location = $S3_REGION
 
 [filter:tempauth]
 use = egg:swift#tempauth
@@ -279,6 +294,10 @@ export HAVEN_SWIFT_AUTH_URL=http://127.0.0.1:$PROXY_PORT/auth/v1.0
 export HAVEN_SWIFT_AUTH_VERSION=1
 export HAVEN_SWIFT_USER=test:tester
 export HAVEN_SWIFT_KEY=$KEY
+export HAVEN_S3_ENDPOINT=http://127.0.0.1:$PROXY_PORT
+export HAVEN_S3_REGION=$S3_REGION
+export HAVEN_S3_ACCESS_KEY=test:tester
+export HAVEN_S3_SECRET_KEY=$KEY
 ENVEOF
 chmod 600 "$ENV_FILE"
 cp -p "$ENV_FILE" "$STATE/env"

@@ -12,15 +12,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 from tests.conftest import lab_unavailable
+from tests.support.lab_env import swift_lab_env_file
 
 from haven.datamover.backends.base import BackendError
 from haven.datamover.backends.swift import SwiftBackend, auth_from_env, read_env_file
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_ENV_FILE = REPO_ROOT / "lab" / ".state" / "swift" / "swift.env"
 
 
 def swift_env() -> dict[str, str]:
@@ -28,15 +25,7 @@ def swift_env() -> dict[str, str]:
     if os.environ.get("HAVEN_SWIFT_AUTH_URL"):
         env = {k: v for k, v in os.environ.items() if k.startswith(("HAVEN_SWIFT_", "OS_"))}
     else:
-        own, lab_state = os.environ.get("HAVEN_SWIFT_STATE"), os.environ.get("HAVEN_LAB_STATE")
-        default = (
-            Path(own) / "env"
-            if own
-            else Path(lab_state) / "swift" / "env"
-            if lab_state
-            else DEFAULT_ENV_FILE
-        )
-        path = Path(os.environ.get("HAVEN_SWIFT_ENV_FILE", default))
+        path = swift_lab_env_file()
         if not path.exists():
             lab_unavailable(f"no Swift lab: {path} missing (run lab/swift/up.sh)")
         env = read_env_file(path)

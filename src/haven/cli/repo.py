@@ -1,10 +1,12 @@
 """``haven repo init|check|prune|stats|unlock``: manage a data-mover repository.
 
-``haven repo check NAME`` works from the catalog's definition of repository NAME (its
-url and passphrase or key file reference; see haven.engine.repos) and updates the
-catalog's points from what it finds. Otherwise the repository location is ``--repo``
-(or env ``HAVEN_REPO``): a local path today,
-``swift://container/prefix`` once the Swift backend is installed. The key comes from
+``haven repo check|repair NAME`` works from the catalog's definition of repository NAME
+(its url and passphrase or key file reference; see haven.engine.repos) and updates the
+catalog's points from what it finds. Otherwise the repository location is ``--repo`` (or
+env ``HAVEN_REPO``): a local path, ``swift://container/prefix`` (settings from
+``HAVEN_SWIFT_*``) or ``s3://bucket/prefix`` (settings from ``HAVEN_S3_ENDPOINT``,
+``_REGION``, ``_ACCESS_KEY``, ``_SECRET_KEY``; see haven.datamover.backends.s3); the remote
+ones need the extra ``haven-dr[swift]`` / ``haven-dr[s3]``. The key comes from
 ``--password-file``, env ``HAVEN_REPO_PASSWORD`` or ``--key-file``; it is never printed
 or logged.
 """
@@ -56,7 +58,8 @@ REPO_OPTION = typer.Option(
     ...,
     "--repo",
     envvar="HAVEN_REPO",
-    help="Repository location: a directory (or swift://container/prefix).",
+    help="Repository location: a directory, swift://container/prefix or s3://bucket/prefix "
+    "(S3 endpoint and keys from HAVEN_S3_ENDPOINT, _REGION, _ACCESS_KEY, _SECRET_KEY).",
 )
 PASSWORD_FILE_OPTION = typer.Option(
     None,

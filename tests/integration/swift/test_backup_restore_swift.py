@@ -5,7 +5,6 @@ on a developer machine and fails in CI."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.contract.swift_lab import backend_fixture, swift_env
+from tests.support.volumes import CHUNK, MiB, make_volume, sha256
 
 from haven.datamover import (
     FileSource,
@@ -28,9 +28,6 @@ from haven.domain.extents import Extent
 
 pytestmark = [pytest.mark.swift, pytest.mark.slow]
 
-KiB, MiB = 1024, 1024 * 1024
-CHUNK = 256 * KiB
-
 
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
@@ -40,20 +37,6 @@ def env() -> dict[str, str]:
 @pytest.fixture
 def swift(env: dict[str, str]) -> Iterator[SwiftBackend]:
     yield from backend_fixture(env, prefix="repos/e2e")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def make_volume(path: Path, size: int, rng: random.Random) -> None:
-    with path.open("wb") as f:
-        f.truncate(size)  # a hole everywhere ...
-        for off in range(0, size, 3 * CHUNK):  # ... but every third chunk has data
-            f.seek(off + rng.randrange(0, CHUNK - 4096))
-            f.write(rng.randbytes(rng.choice([4096, 100_000, CHUNK // 2])))
-        f.seek(5 * CHUNK)
-        f.write(b"text " * (CHUNK // 5))  # compressible
 
 
 def test_backup_incremental_restore_check(

@@ -3,8 +3,10 @@
 URL: ``swift://<container>[/<prefix>]``. Keys are stored as objects named
 ``<prefix>/<key>`` in ``<container>``; the container is created on first use.
 
-Credentials never appear in the URL. They come from the environment, or from a file of
-``NAME=value`` lines (such as the one ``lab/swift/up.sh`` writes) named by
+Credentials never appear in the URL. They come from the repository's ``credentials``
+(``open_backend(url, credentials={"auth_url": ..., "user": ..., "key": ...})``: the name
+``x`` stands for ``HAVEN_SWIFT_X`` below and wins over it), from the environment, or from a
+file of ``NAME=value`` lines (such as the one ``lab/swift/up.sh`` writes) named by
 ``HAVEN_SWIFT_ENV_FILE``; the environment wins over the file:
 
 - tempauth / v1: ``HAVEN_SWIFT_AUTH_URL`` (``.../auth/v1.0``), ``HAVEN_SWIFT_USER``
@@ -54,6 +56,7 @@ from haven.datamover.backends.base import (
     TransientBackendError,
 )
 from haven.datamover.backends.keys import check_key
+from haven.datamover.backends.streams import pieces
 from haven.datamover.errors import InvalidArgument
 from haven.observability.logging import register_secret
 
@@ -279,7 +282,7 @@ class SwiftBackend:
                     headers={"X-Auth-Token": token, **(headers or {})},
                     params=params,
                     # a view is streamed in pieces, afresh on every attempt
-                    content=_pieces(content) if isinstance(content, memoryview) else content,
+                    content=pieces(content) if isinstance(content, memoryview) else content,
                 )
             except httpx.HTTPError as exc:
                 raise _transport_error(what, exc) from None
@@ -504,8 +507,32 @@ def auth_from_env(env: Mapping[str, str] | None = None) -> SwiftAuth:
     raise InvalidArgument("HAVEN_SWIFT_AUTH_VERSION", f"unsupported auth version {version!r}")
 
 
-def from_url(url: str, env: Mapping[str, str] | None = None) -> SwiftBackend:
-    """``swift://container/prefix`` -> :class:`SwiftBackend` (credentials from env)."""
+# names a repository's ``credentials`` may give; ``name`` stands for HAVEN_SWIFT_<NAME>
+SETTINGS = (
+    "auth_url",
+    "auth_version",
+    "user",
+    "key",
+    "project",
+    "user_domain",
+    "project_domain",
+    "region",
+    "interface",
+    "cacert",
+    "insecure",
+    "timeout",
+)
+
+
+def from_url(
+    url: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    credentials: Mapping[str, str] | None = None,
+) -> SwiftBackend:
+    """``swift://container/prefix`` -> :class:`SwiftBackend`. ``credentials`` (a
+    repository's, by name: ``auth_url``, ``user``, ``key`` ... see ``SETTINGS``) override
+    the matching ``HAVEN_SWIFT_<NAME>`` of the environment; any other name is refused."""
     if not url.lower().startswith("swift://"):
         raise InvalidArgument("repo", f"not a swift URL: {url!r}")
     rest = url[len("swift://") :]
@@ -515,6 +542,12 @@ def from_url(url: str, env: Mapping[str, str] | None = None) -> SwiftBackend:
         )
     container, _, prefix = rest.partition("/")
     settings = settings_from_env(env)
+    for name, value in sorted((credentials or {}).items()):
+        if name not in SETTINGS:
+            raise InvalidArgument(
+                f"credentials.{name}", f"not a Swift setting; use {', '.join(SETTINGS)}"
+            )
+        settings[f"HAVEN_SWIFT_{name.upper()}"] = value
     verify: bool | str = True
     if settings.get("HAVEN_SWIFT_CACERT") or settings.get("OS_CACERT"):
         verify = settings.get("HAVEN_SWIFT_CACERT") or settings["OS_CACERT"]
@@ -525,13 +558,3 @@ def from_url(url: str, env: Mapping[str, str] | None = None) -> SwiftBackend:
     except ValueError:
         raise InvalidArgument("HAVEN_SWIFT_TIMEOUT", "must be a number of seconds") from None
     return SwiftBackend(container, prefix, auth_from_env(settings), timeout=timeout, verify=verify)
-
-
-_PIECE = 1 << 20
-
-
-def _pieces(body: memoryview) -> Iterator[bytes]:
-    """A request body in 1 MiB pieces: a 32 MiB pack is sent without copying it whole
-    (the HTTP stack copies each piece once), which bounds a backup's memory."""
-    for start in range(0, len(body), _PIECE):
-        yield bytes(body[start : start + _PIECE])
