@@ -134,7 +134,10 @@ def open_repository(repo: Repository, *, create: bool = False) -> DataRepository
         url = f"memory://{url}"
     password = read_secret(repo.password) if repo.password else None
     master_key = _read_key_file(repo) if repo.key_file else None
-    backend = open_backend(url)
+    # the repository's own credentials (S3 keys, a Swift account), read now from their
+    # references and registered for redaction; the backend refuses names it does not know
+    credentials = {name: read_secret(ref) for name, ref in repo.credentials.items()}
+    backend = open_backend(url, credentials=credentials)
     state = repository_state_dir()  # this host's memory of each repository's newest head
     try:
         try:
