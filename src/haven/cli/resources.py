@@ -11,13 +11,13 @@ import yaml
 from rich.table import Table
 
 from haven.catalog.store import Catalog
-from haven.cli.output import JSON_OPTION, console, guarded, print_json
+from haven.cli.output import JSON_OPTION, console, escape, guarded, print_json
 from haven.domain.codec import to_data
 from haven.domain.errors import ValidationError
 from haven.domain.quantities import format_duration
 from haven.domain.resources import ResourceKind
 from haven.engine.apply import ApplyResult, ChangeAction
-from haven.specs import Spec, load_spec, load_spec_bytes
+from haven.specs import Spec, load_spec, load_spec_stream
 
 
 def _kind(text: str) -> ResourceKind:
@@ -29,7 +29,7 @@ def _kind(text: str) -> ResourceKind:
 
 def _load(path: str) -> Spec:
     if path == "-":
-        return load_spec_bytes(sys.stdin.buffer.read(), "<stdin>")
+        return load_spec_stream(sys.stdin.buffer, "<stdin>")
     return load_spec(Path(path))
 
 
@@ -126,7 +126,7 @@ def get(
     for title, _ in _COLUMNS[k]:
         table.add_column(title)
     for item in items:
-        table.add_row(item.name, *[str(fn(item)) for _, fn in _COLUMNS[k]])
+        table.add_row(escape(item.name), *[escape(str(fn(item))) for _, fn in _COLUMNS[k]])
     console.print(table)
     if not items:
         console.print(f"no {k.plural} defined (create some with haven apply -f spec.yaml)")

@@ -24,6 +24,7 @@ from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
 from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
 from haven.observability.logging import register_secret
+from haven.observability.secretfiles import SecretFileError, read_secret_file
 from haven.sites.base import SiteDriver as DriverProtocol
 
 _lock = threading.Lock()
@@ -107,9 +108,9 @@ def read_secret(ref: SecretRef) -> str:
             raise SecurityError(f"secret {ref} is not set")
     else:
         try:
-            value = Path(ref.name).read_text().rstrip("\n")
-        except OSError as exc:
-            raise SecurityError(f"secret {ref} cannot be read: {exc.strerror}") from None
+            value = read_secret_file(ref.name).rstrip("\n")
+        except SecretFileError as exc:
+            raise SecurityError(f"secret {ref} cannot be used: it {exc.reason}") from None
     register_secret(value)  # from now on, log lines show *** in its place
     return value
 
@@ -128,7 +129,14 @@ def repository_for(repo: Repository) -> DataRepository:
         if repo.key_file:
             from haven.datamover import decode_key_file
 
-            master_key = decode_key_file(Path(repo.key_file).read_text())
+            try:
+                key_text = read_secret_file(repo.key_file)
+            except SecretFileError as exc:
+                raise SecurityError(
+                    f"repositories.{repo.name}.key_file {repo.key_file} cannot be used: "
+                    f"it {exc.reason}"
+                ) from None
+            master_key = decode_key_file(key_text)
         try:
             opened = DataRepository.open(backend, password=password, master_key=master_key)
         except NotFoundError:  # no repository there yet: the first protect creates it

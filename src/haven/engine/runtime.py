@@ -12,6 +12,9 @@ Contracts:
   the executor id ``op-<operation id>``; restarting with the same executor id (``haven
   operations resume ID``) makes DBOS recover exactly that operation's workflow, so two CLI
   processes never pick up each other's live work. ``haven serve`` uses ``serve-<host>``.
+- A SQLite system database is private to its owner whatever the umask: the file is
+  created 0600 (and its directory 0700) before DBOS opens it; its -wal/-shm files take
+  the database file's mode.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
 from sqlalchemy.engine import make_url
 
-from haven.catalog.db import haven_home
+from haven.catalog.db import haven_home, private_sqlite_file
 
 APP_NAME = "haven"
 APP_VERSION = "haven-engine-1"
@@ -35,13 +39,17 @@ _launched: str | None = None
 def engine_url() -> str:
     explicit = os.environ.get("HAVEN_ENGINE_URL")
     if explicit:
+        if explicit.startswith("sqlite"):
+            database = make_url(explicit).database
+            if database and database != ":memory:":
+                private_sqlite_file(Path(database), "HAVEN_ENGINE_URL")
         return explicit
     catalog = os.environ.get("HAVEN_CATALOG_URL", "")
     if catalog.startswith("postgresql"):
         return catalog
-    home = haven_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'engine.sqlite'}"
+    path = haven_home() / "engine.sqlite"
+    private_sqlite_file(path)
+    return f"sqlite:///{path}"
 
 
 def executor_for(operation_id: str) -> str:
