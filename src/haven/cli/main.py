@@ -8,7 +8,8 @@ functions in the modules named in ``TOP_LEVEL``.
 The command line is checked before click parses it (:class:`HavenGroup`):
 
 - every argument must be valid UTF-8 (a name or path that is not cannot be stored,
-  compared or shown): exit 2 naming the argument;
+  compared or shown) without NUL characters (no OS hands those over; a caller in Python
+  could, and no path or name may hold one): exit 2 naming the argument;
 - with ``--json`` anywhere on it, a usage error (missing argument, unknown option, bad
   option value) is one JSON error document on stdout, exit 2, like every other error;
   ``--help`` together with ``--json`` is such an error (help is text).
@@ -34,8 +35,13 @@ HELP_FLAGS = frozenset({"--help"})
 
 
 def _not_utf8(argv: Sequence[str]) -> ValidationError | None:
-    """The first argument that is not UTF-8 (Python hands those over as surrogates)."""
+    """The first argument that is not UTF-8 (Python hands those over as surrogates) or
+    holds a NUL character."""
     for position, arg in enumerate(argv, start=1):
+        if "\x00" in arg:
+            return ValidationError(
+                f"argument {position}", "contains a NUL character, which no name or path may"
+            )
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError as exc:

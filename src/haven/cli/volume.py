@@ -8,6 +8,8 @@ The engine normally drives backups; these commands expose the same data path
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import typer
@@ -31,7 +33,7 @@ app = typer.Typer(
 )
 
 
-MAX_EXTENTS_FILE_BYTES = 256 << 20  # ~10 million extents; a CBT list is never larger
+MAX_EXTENTS_FILE_BYTES = 64 << 20  # millions of extents; a coalesced CBT list is far smaller
 
 
 def _extent_error(message: str) -> InvalidArgument:
@@ -42,10 +44,21 @@ def _read_extents(path: Path) -> list[Extent]:
     """JSON list of ``[offset, length]`` pairs or ``{"offset":..,"length":..}`` objects:
     whole numbers, offset >= 0, length > 0 (checked against the volume by the caller)."""
     try:
-        with path.open("rb") as f:
+        # O_NONBLOCK: a FIFO must not block the open; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _extent_error(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise _extent_error("a path cannot contain a NUL character") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _extent_error(f"{path} is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
             raw = f.read(MAX_EXTENTS_FILE_BYTES + 1)
     except OSError as exc:
         raise _extent_error(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > MAX_EXTENTS_FILE_BYTES:
         raise _extent_error(f"{path} is larger than {MAX_EXTENTS_FILE_BYTES >> 20} MiB")
     try:

@@ -35,6 +35,10 @@ def read_secret_file(path: str | os.PathLike[str]) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise SecretFileError(f"cannot be read ({exc.strerror})", unreadable=True) from None
+    except ValueError:  # a NUL character in the path
+        raise SecretFileError(
+            "cannot be read (a NUL character in its name)", unreadable=True
+        ) from None
     chunks: list[bytes] = []
     total = 0
     try:

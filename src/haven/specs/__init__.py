@@ -19,7 +19,13 @@ from haven.domain.errors import ValidationError, ValidationErrors
 from haven.domain.resources import Resources
 from haven.specs import semantic
 from haven.specs.convert import to_resources
-from haven.specs.loader import Readable, parse_spec_bytes, read_spec_file, read_spec_stream
+from haven.specs.loader import (
+    Readable,
+    check_values,
+    parse_spec_bytes,
+    read_spec_file,
+    read_spec_stream,
+)
 from haven.specs.paths import from_pydantic
 from haven.specs.schema import SpecDocument
 
@@ -43,6 +49,9 @@ def parse_spec(data: Any) -> Spec:
                 )
             ]
         )
+    bad_values = check_values(data)
+    if bad_values:
+        raise ValidationErrors(bad_values)
     problems = semantic.duplicate_names(data)
     try:
         doc = SpecDocument.model_validate(data)

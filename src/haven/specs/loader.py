@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Protocol
 
 import yaml
 
-from haven.domain.errors import ValidationError, ValidationErrors
+from haven.domain.errors import ValidationError
 from haven.specs.paths import MAX_REPORTED_PROBLEMS, format_path, too_many_problems
 
 MAX_SPEC_BYTES = 1024 * 1024
@@ -193,6 +193,8 @@ def read_spec_file(path: Path) -> Any:
         raise ValidationError(where, "file not found") from None
     except OSError as exc:
         raise ValidationError(where, f"cannot read: {exc.strerror}") from None
+    except ValueError:  # a NUL character in the path
+        raise ValidationError(repr(where), "a path cannot contain a NUL character") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -243,9 +245,18 @@ def parse_spec_bytes(raw: bytes, where: str = "<stdin>") -> Any:
             f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line}); "
             "save the file as UTF-8",
         ) from None
-    loader = _SpecLoader(text, where)
+    loader: _SpecLoader | None = None
     try:
+        loader = _SpecLoader(text, where)  # its reader refuses control characters at once
         data = loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        character = exc.character if isinstance(exc.character, int) else 0
+        raise ValidationError(
+            where,
+            f"invalid YAML at line {line}: character U+{character:04X} is not allowed "
+            "(control characters cannot appear in a spec)",
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -253,19 +264,19 @@ def parse_spec_bytes(raw: bytes, where: str = "<stdin>") -> Any:
     except yaml.YAMLError as exc:
         raise ValidationError(where, f"invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise ValidationError(where, "the spec is empty")
-    problems = check_values(data)
-    if problems:
-        raise ValidationErrors(problems)
     return data
 
 
 def check_values(data: Any) -> list[ValidationError]:
     """Numbers and strings that no field may hold, each reported at its field's path.
 
-    Iterative (the nesting is bounded, but this must not depend on it)."""
+    Runs on every document before its shape is checked (``haven.specs.parse_spec``), so
+    data built in Python is held to the same bounds as parsed YAML. Iterative: data built
+    in Python has no nesting bound."""
     problems: list[ValidationError] = []
     stack: list[tuple[tuple[str | int, ...], Any, bool]] = [((), data, False)]
     while stack:

@@ -70,7 +70,7 @@ def _message(err: Any) -> str:
             f"(got {ctx.get('actual_length') or 'more'}); split it up"
         )
     if kind == "literal_error":
-        return f"{value!r} is not allowed; {err['msg'].replace('Input should be', 'use')}"
+        return f"{_describe(value)} is not allowed; {err['msg'].replace('Input should be', 'use')}"
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         return msg[len("Value error, ") :]
@@ -84,6 +84,8 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, int) and value.bit_length() > 128:  # repr() may refuse it
+        return "a number this large"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

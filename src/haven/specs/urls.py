@@ -5,12 +5,13 @@ password in it (``swift://user:secret@host/...``) or in a query parameter
 (``?password=...``, ``?token=...``) would be shown to everyone who can read those.
 Credentials are referenced instead (``password``/``credentials`` as ``{env: VAR}`` or
 ``{file: PATH}``). Messages name what was found, never its value.
+:func:`redacted` shows a URL stored before this check existed without its credentials.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _SECRET_PARAM = re.compile(
     r"(?i)(pass(word|wd|phrase)?|secret|token|api[_-]?key|auth|credential|signature|sig)"
@@ -30,6 +31,25 @@ def credentials_in(url: str) -> str | None:
         if _SECRET_PARAM.search(name):
             return f"a {name[:40]!r} query parameter"
     return None
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password and secret-looking query value replaced by ``***``."""
+    if credentials_in(url) is None:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = urlencode(
+        [
+            (name, "***" if _SECRET_PARAM.search(name) else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def refuse_credentials(url: str, hint: str) -> str:

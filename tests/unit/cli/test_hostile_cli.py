@@ -258,13 +258,17 @@ def volume_repo(files: dict[str, Path]) -> dict[str, Path]:
         ([[True, 2]], "whole numbers"),
         ({"offset": 0}, "a JSON list"),
         ([[0]], "[offset, length]"),
+        ("/dev/zero", "not a regular file"),
     ],
 )
 def test_changed_extents_must_lie_within_the_volume(
     volume_repo: dict[str, Path], extents: object, expected: str
 ) -> None:
     changed = volume_repo["tmp"] / "changed.json"
-    changed.write_text(json.dumps(extents))
+    if isinstance(extents, str):
+        changed = Path(extents)
+    else:
+        changed.write_text(json.dumps(extents))
     ran = invoke(volume_repo["home"], ["volume", "backup", str(volume_repo["img"]), "--volume",
                  "d", "--point", "p2", "--parent", "d@p1", "--changed", str(changed), "--repo",
                  str(volume_repo["repo"]), "--password-file", str(volume_repo["pw"])])  # fmt: skip
@@ -415,3 +419,28 @@ def test_brackets_in_data_are_shown_not_interpreted(tmp_path: Path) -> None:
     ran = invoke(weird, ["get", "groups"])
     assert_clean(ran, 0)
     assert_clean(invoke(weird, ["config", "show"]), 0)
+
+
+def test_a_nul_character_in_an_argument(tmp_path: Path) -> None:
+    """Found by the CLI fuzzer: ``apply -f '\\x00'`` raised ValueError (exit 1)."""
+    for args in (["apply", "-f", "\x00"], ["describe", "group", "a\x00b", "--json"]):
+        ran = invoke(tmp_path / "h", args)
+        assert_clean(ran, 2)
+        assert "contains a NUL character" in ran.stdout + ran.stderr
+
+
+def test_credentials_stored_by_an_older_version_are_never_shown(home: Path) -> None:
+    secret = "older-version-secret"
+    sql(
+        home,
+        "UPDATE repositories SET spec = json_set(spec, '$.url', "
+        f"'swift://admin:{secret}@swift.example/c?token={secret}')",
+        f"UPDATE sites SET spec = json_set(spec, '$.uri', 'qemu+tcp://u:{secret}@h/system')",
+    )
+    for args in (["get", "repositories"], ["get", "repositories", "--json"],
+                 ["describe", "repo", "offsite", "--json"], ["get", "sites"],
+                 ["describe", "site", "site-a"]):  # fmt: skip
+        ran = invoke(home, args)
+        assert_clean(ran, 0)
+        assert secret not in ran.stdout + ran.stderr
+        assert "***" in ran.stdout

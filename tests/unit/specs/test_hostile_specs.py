@@ -286,3 +286,8 @@ def test_cycle_reports_do_not_depend_on_hash_seeds() -> None:
     assert out.strip() == (
         "plans.shop.stages[0].depends_on: boot-order cycle: a -> b -> a (break one dependency)"
     )
+
+
+def test_a_nul_character_in_a_spec_path() -> None:
+    with pytest.raises(ValidationError, match="cannot contain a NUL character"):
+        load_spec(Path("spec\x00.yaml"))
