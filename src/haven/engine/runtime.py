@@ -27,7 +27,7 @@ from pathlib import Path
 from dbos import DBOS, DBOSConfig
 from sqlalchemy.engine import make_url
 
-from haven.catalog.db import haven_home, private_sqlite_file
+from haven.catalog.db import haven_home, parse_catalog_url, private_sqlite_file
 
 APP_NAME = "haven"
 APP_VERSION = "haven-engine-1"
@@ -40,7 +40,7 @@ def engine_url() -> str:
     explicit = os.environ.get("HAVEN_ENGINE_URL")
     if explicit:
         if explicit.startswith("sqlite"):
-            database = make_url(explicit).database
+            database = parse_catalog_url(explicit, "HAVEN_ENGINE_URL").database
             if database and database != ":memory:":
                 private_sqlite_file(Path(database), "HAVEN_ENGINE_URL")
         return explicit
