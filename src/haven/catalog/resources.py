@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from haven.catalog.decode import decoded
 from haven.catalog.models import (
     GroupMemberRow,
     GroupRow,
@@ -36,7 +37,10 @@ def load_all(session: Session) -> Resources:
     parts: dict[str, tuple[Any, ...]] = {}
     for kind in ResourceKind:
         rows = session.scalars(select(ROW_TYPES[kind]).order_by(ROW_TYPES[kind].name)).all()
-        parts[kind.plural] = tuple(from_data(KIND_TYPES[kind], row.spec) for row in rows)
+        parts[kind.plural] = tuple(
+            decoded(f"{kind.value} {row.name!r}", from_data, KIND_TYPES[kind], row.spec)
+            for row in rows
+        )
     return Resources(**parts)
 
 

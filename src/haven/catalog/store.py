@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haven.catalog import resources as res_rows
 from haven.catalog.db import open_engine, redact_url
+from haven.catalog.decode import decoded
 from haven.catalog.errors import CatalogError, GroupBusy
 from haven.catalog.models import (
     CreatedResourceRow,
@@ -108,7 +109,9 @@ class Catalog:
                 raise NotFoundError(
                     f"no {kind.value} named {name!r} (known: {', '.join(known) or 'none'})"
                 )
-            resource: Resource = from_data(KIND_TYPES[kind], row.spec)
+            resource: Resource = decoded(
+                f"{kind.value} {name!r}", from_data, KIND_TYPES[kind], row.spec
+            )
             return resource
 
     def write_resources(self, session: Session, desired: Resources) -> None:
@@ -128,13 +131,15 @@ class Catalog:
     # --- group state and locks -------------------------------------------------------
     def group_state(self, group: str) -> GroupState:
         with self.transaction() as s:
-            return GroupState(self._group_row(s, group).state)
+            row = self._group_row(s, group)
+            return decoded(f"group {group!r}", GroupState, row.state)
 
     def set_group_state(self, group: str, target: GroupState) -> GroupState:
         """Move a group along its transition table; raises IllegalTransition otherwise."""
         with self.transaction() as s:
             row = self._group_row(s, group)
-            row.state = GROUP_STATES.transition(GroupState(row.state), target).value
+            current = decoded(f"group {group!r}", GroupState, row.state)
+            row.state = GROUP_STATES.transition(current, target).value
             return target
 
     def _group_row(self, s: Session, group: str) -> GroupRow:
@@ -377,6 +382,10 @@ class Catalog:
 
 
 def _operation(row: OperationRow, steps: tuple[Step, ...] = ()) -> Operation:
+    return decoded(f"operation {row.id!r}", _build_operation, row, steps)
+
+
+def _build_operation(row: OperationRow, steps: tuple[Step, ...]) -> Operation:
     return Operation(
         id=row.id,
         kind=OperationKind(row.kind),
@@ -406,7 +415,7 @@ def _utc(when: datetime) -> datetime:
 
 
 def _point(row: PointRow) -> RecoveryPoint:
-    point = from_data(RecoveryPoint, row.data)
+    point = decoded(f"recovery point {row.id!r}", from_data, RecoveryPoint, row.data)
     damage = point.damage
     if damage is not None:
         damage = replace(damage, found_at=_utc(damage.found_at))
@@ -424,6 +433,10 @@ def _point_row(point: RecoveryPoint) -> PointRow:
 
 
 def _step(row: StepRow) -> Step:
+    return decoded(f"step {row.seq} of operation {row.operation_id!r}", _build_step, row)
+
+
+def _build_step(row: StepRow) -> Step:
     return Step(
         seq=row.seq,
         name=row.name,

@@ -9,7 +9,7 @@ import typer
 
 from haven.catalog.db import catalog_url, haven_home, redact_url
 from haven.catalog.store import Catalog
-from haven.cli.output import JSON_OPTION, console, guarded, print_json
+from haven.cli.output import JSON_OPTION, console, escape, guarded, print_json
 from haven.domain.secrets import REDACTED, SecretRef, SecretSource
 
 app = typer.Typer(help="Show Haven's effective configuration.", no_args_is_help=True)
@@ -79,11 +79,13 @@ def show(as_json: bool = JSON_OPTION) -> None:
         print_json(cfg)
         return
     for key, item in cfg["settings"].items():
-        console.print(f"{key}: {item['value']}  [dim]({item['source']})[/]", highlight=False)
+        value = escape(str(item["value"]))
+        console.print(f"{key}: {value}  [dim]({item['source']})[/]", highlight=False)
     console.print("resources: " + ", ".join(f"{v} {k}" for k, v in cfg["resources"].items()))
     for owner, refs in cfg["secrets"].items():
         for field, st in refs.items():
             shown = st["value"] if st["present"] else "[red]missing[/]"
             console.print(
-                f"{owner}.{field}: {shown}  [dim]({st['source']} {st['name']})[/]", highlight=False
+                f"{owner}.{field}: {shown}  [dim]({st['source']} {escape(st['name'])})[/]",
+                highlight=False,
             )

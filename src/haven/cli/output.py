@@ -5,6 +5,12 @@
 - Errors are reported on stderr as ``error: <message>`` (or as ``{"error": ...}`` on
   stdout with ``--json``) and the process exits with the error's ``exit_code``.
 - Nothing printed here may contain secrets: callers pass redacted data.
+- Text that comes from data (names, paths, messages) is never read as Rich markup: it
+  is :func:`escape`d or printed with ``markup=False`` (a path such as ``/x/[/y]`` would
+  otherwise raise Rich's MarkupError, and ``[...]`` would vanish from messages).
+- ``--json`` anywhere on the command line means JSON (:data:`json_requested`, set by
+  ``haven.cli.main``): usage errors are JSON documents too, and a guarded command
+  answers in JSON even when click bound the token to something else (``-f --json``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
@@ -21,13 +28,23 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from haven.domain.errors import ExitCode, HavenError, ValidationErrors
+from haven.domain.errors import ExitCode, HavenError, ValidationError, ValidationErrors
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+json_requested: ContextVar[bool] = ContextVar("haven_json_requested", default=False)
+
+
+class UsageError(ValidationError):
+    """The command line itself is wrong: unknown option, missing argument, bad value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -69,7 +86,7 @@ def fail(exc: HavenError, as_json: bool) -> typer.Exit:
         print_json(payload)
     else:
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            err_console.print(f"[red]error:[/red] {line}", highlight=False, markup=True)
+            err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True)
     return typer.Exit(int(exc.exit_code))
 
 
@@ -81,6 +98,8 @@ def guarded(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if json_requested.get():
+            kwargs["as_json"] = True
         try:
             return func(*args, **kwargs)
         except HavenError as exc:
@@ -94,4 +113,15 @@ def guarded(func: F) -> F:
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 
-__all__ = ["JSON_OPTION", "ExitCode", "console", "err_console", "fail", "guarded", "print_json"]
+__all__ = [
+    "JSON_OPTION",
+    "ExitCode",
+    "UsageError",
+    "console",
+    "err_console",
+    "escape",
+    "fail",
+    "guarded",
+    "json_requested",
+    "print_json",
+]

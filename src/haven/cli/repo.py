@@ -9,11 +9,18 @@ env ``HAVEN_REPO``): a local path, ``swift://container/prefix`` (settings from
 ones need the extra ``haven-dr[swift]`` / ``haven-dr[s3]``. The key comes from
 ``--password-file``, env ``HAVEN_REPO_PASSWORD`` or ``--key-file``; it is never printed
 or logged.
+
+Password and key files (read by :func:`haven.observability.secretfiles.read_secret_file`,
+at most 64 KiB): a file that cannot be read -- missing, no permission, a directory, too
+large to be a passphrase or key -- is a bad argument (exit 2, naming the option); a file
+that was read but holds no key material -- not UTF-8 text, not a Haven key file -- is a
+security failure (exit 7, like a wrong key). Neither message shows the content.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +38,7 @@ from rich.progress import (
 )
 
 from haven.catalog.db import repository_state_dir
+from haven.cli.bounds import finite
 from haven.cli.output import JSON_OPTION, console, err_console, guarded, print_json
 from haven.datamover import Progress as DMProgress
 from haven.datamover import (
@@ -44,11 +52,12 @@ from haven.datamover import (
     prune,
     repo_stats,
 )
-from haven.datamover.errors import InvalidArgument, KeyMissing, RepositoryCheckFailed
+from haven.datamover.errors import InvalidArgument, KeyMissing, RepositoryCheckFailed, WrongKey
 from haven.datamover.locks import LOCK_PREFIX, read_locks
 from haven.datamover.repair import RepairReport, Salvage, repair
 from haven.domain.errors import ExitCode, NotFoundError
 from haven.observability.logging import register_secret
+from haven.observability.secretfiles import SecretFileError, read_secret_file
 
 app = typer.Typer(
     help="Create, check, prune and inspect backup repositories.", no_args_is_help=True
@@ -75,25 +84,34 @@ KEY_FILE_OPTION = typer.Option(
 LIMIT_OPTION = typer.Option(None, "--limit", help="Bandwidth cap, e.g. 50MiB/s.")
 
 _SIZES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_MAX_SIZE = 1 << 40  # far above any chunk or pack size the data mover accepts
 
 
 def parse_size(text: str, field: str) -> int:
+    """A positive byte size such as ``1MiB`` or ``65536`` (K, M, G are powers of 1024)."""
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     try:
-        if t and t[-1] in _SIZES:
-            return int(float(t[:-1]) * _SIZES[t[-1]])
-        return int(t)
+        number = float(t[:-1]) * _SIZES[t[-1]] if t and t[-1] in _SIZES else int(t)
     except ValueError:
-        raise InvalidArgument(field, f"not a size: {text!r} (e.g. 1MiB)") from None
+        number = math.nan
+    if not (math.isfinite(number) and 0 < number <= _MAX_SIZE):
+        raise InvalidArgument(
+            field, f"not a size: {text[:40]!r} (a positive size up to 1TiB, e.g. 1MiB)"
+        )
+    return int(number)
 
 
 def read_password(password_file: Path | None) -> str | None:
     """The passphrase, registered so that no log line can show it."""
     if password_file is not None:
         try:
-            password: str | None = password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise InvalidArgument("--password-file", f"cannot read: {exc.strerror}") from None
+            password: str | None = read_secret_file(password_file).rstrip("\r\n")
+        except SecretFileError as exc:
+            if exc.unreadable:
+                raise InvalidArgument("--password-file", f"{password_file}: {exc.reason}") from None
+            raise WrongKey(
+                f"--password-file {password_file} {exc.reason}: it holds no passphrase"
+            ) from None
     else:
         password = os.environ.get("HAVEN_REPO_PASSWORD")
     register_secret(password)
@@ -102,9 +120,12 @@ def read_password(password_file: Path | None) -> str | None:
 
 def read_key_file(key_file: Path) -> bytes:
     try:
-        return decode_key_file(key_file.read_text())
-    except OSError as exc:
-        raise InvalidArgument("--key-file", f"cannot read: {exc.strerror}") from None
+        text = read_secret_file(key_file)
+    except SecretFileError as exc:
+        if exc.unreadable:
+            raise InvalidArgument("--key-file", f"{key_file}: {exc.reason}") from None
+        raise WrongKey(f"not a Haven repository key file: {key_file} {exc.reason}") from None
+    return decode_key_file(text)
 
 
 def open_repo(
@@ -157,7 +178,7 @@ def init(
     ),
     chunk_size: str = typer.Option("1MiB", help="Chunk size, power of two 64KiB-16MiB."),
     pack_size: str = typer.Option("32MiB", help="Target pack size."),
-    compression: int = typer.Option(1, help="zstd level (0 = off)."),
+    compression: int = typer.Option(1, min=0, max=19, help="zstd level (0 = off)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a new encrypted repository."""
@@ -294,12 +315,14 @@ def prune_cmd(
     repo: str = REPO_OPTION,
     password_file: Path | None = PASSWORD_FILE_OPTION,
     key_file: Path | None = KEY_FILE_OPTION,
-    keep_last: int = typer.Option(0, help="Keep the N newest points per volume."),
-    keep_hourly: int = typer.Option(0, help="Keep the newest point of each of N hours."),
-    keep_daily: int = typer.Option(0, help="... of each of N days."),
-    keep_weekly: int = typer.Option(0, help="... of each of N ISO weeks."),
-    keep_monthly: int = typer.Option(0, help="... of each of N months."),
-    repack_threshold: float = typer.Option(0.5, help="Repack packs less than this live."),
+    keep_last: int = typer.Option(0, min=0, help="Keep the N newest points per volume."),
+    keep_hourly: int = typer.Option(0, min=0, help="Keep the newest point of each of N hours."),
+    keep_daily: int = typer.Option(0, min=0, help="... of each of N days."),
+    keep_weekly: int = typer.Option(0, min=0, help="... of each of N ISO weeks."),
+    keep_monthly: int = typer.Option(0, min=0, help="... of each of N months."),
+    repack_threshold: float = typer.Option(
+        0.5, min=0.0, max=1.0, callback=finite, help="Repack packs less than this live (0-1)."
+    ),
     forget: list[str] = typer.Option(
         [], "--forget", help="Also forget this manifest id (repeatable)."
     ),

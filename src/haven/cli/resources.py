@@ -1,7 +1,13 @@
-"""``haven apply``, ``haven get`` and ``haven describe``: declarative configuration."""
+"""``haven apply``, ``haven get`` and ``haven describe``: declarative configuration.
+
+Specs refuse URLs with credentials in them; a catalog written before that check may
+still hold some, so ``get`` and ``describe`` show URLs through
+:func:`haven.specs.urls.redacted`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,13 +17,15 @@ import yaml
 from rich.table import Table
 
 from haven.catalog.store import Catalog
-from haven.cli.output import JSON_OPTION, console, guarded, print_json
+from haven.cli.output import JSON_OPTION, console, escape, guarded, print_json
 from haven.domain.codec import to_data
 from haven.domain.errors import ValidationError
 from haven.domain.quantities import format_duration
-from haven.domain.resources import ResourceKind
+from haven.domain.resources import Resource, ResourceKind
+from haven.domain.sites import Repository, Site
 from haven.engine.apply import ApplyResult, ChangeAction
-from haven.specs import Spec, load_spec, load_spec_bytes
+from haven.specs import Spec, load_spec, load_spec_stream
+from haven.specs.urls import redacted
 
 
 def _kind(text: str) -> ResourceKind:
@@ -27,9 +35,24 @@ def _kind(text: str) -> ResourceKind:
         raise ValidationError("kind", str(exc)) from None
 
 
+def _shown(item: Resource) -> Resource:
+    """``item`` as it may be displayed: without credentials in its URL."""
+    if isinstance(item, Repository):
+        return dataclasses.replace(item, url=redacted(item.url))
+    if isinstance(item, Site) and item.uri:
+        return dataclasses.replace(item, uri=redacted(item.uri))
+    return item
+
+
+def _field_value(path: str, value: Any) -> Any:
+    """A changed field's value as it may be displayed (an old catalog row's URL may carry
+    credentials)."""
+    return redacted(value) if path in ("url", "uri") and isinstance(value, str) else value
+
+
 def _load(path: str) -> Spec:
     if path == "-":
-        return load_spec_bytes(sys.stdin.buffer.read(), "<stdin>")
+        return load_spec_stream(sys.stdin.buffer, "<stdin>")
     return load_spec(Path(path))
 
 
@@ -71,7 +94,8 @@ def _render_apply(result: ApplyResult, as_json: bool) -> None:
             verb = f"would be {verb}"
         console.print(f"{change.kind.value}/{change.name} {verb}", highlight=False)
         for f in change.fields:
-            console.print(f"  ~ {f.path}: {f.old!r} -> {f.new!r}", highlight=False, markup=False)
+            old, new = _field_value(f.path, f.old), _field_value(f.path, f.new)
+            console.print(f"  ~ {f.path}: {old!r} -> {new!r}", highlight=False, markup=False)
     if not result.changed:
         console.print("no changes: the catalog already matches the spec")
 
@@ -81,7 +105,10 @@ def to_data_change(change: Any) -> dict[str, Any]:
         "kind": change.kind.value,
         "name": change.name,
         "action": change.action.value,
-        "fields": [{"path": f.path, "old": f.old, "new": f.new} for f in change.fields],
+        "fields": [
+            {"path": f.path, "old": _field_value(f.path, f.old), "new": _field_value(f.path, f.new)}
+            for f in change.fields
+        ],
     }
 
 
@@ -115,7 +142,7 @@ def get(
     k = _kind(kind)
     catalog = Catalog.open()
     try:
-        items = catalog.resources().of_kind(k)
+        items = tuple(_shown(item) for item in catalog.resources().of_kind(k))
     finally:
         catalog.close()
     if as_json:
@@ -126,7 +153,7 @@ def get(
     for title, _ in _COLUMNS[k]:
         table.add_column(title)
     for item in items:
-        table.add_row(item.name, *[str(fn(item)) for _, fn in _COLUMNS[k]])
+        table.add_row(escape(item.name), *[escape(str(fn(item))) for _, fn in _COLUMNS[k]])
     console.print(table)
     if not items:
         console.print(f"no {k.plural} defined (create some with haven apply -f spec.yaml)")
@@ -141,7 +168,7 @@ def describe(
     k = _kind(kind)
     catalog = Catalog.open()
     try:
-        item = catalog.get(k, name)
+        item = _shown(catalog.get(k, name))
         generation = catalog.generations(k, [name]).get(name, 0)
         state = catalog.group_state(name).value if k is ResourceKind.GROUP else None
     finally:

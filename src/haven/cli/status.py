@@ -6,12 +6,12 @@ import signal
 import threading
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from haven.cli.output import JSON_OPTION, console, guarded, print_json, to_jsonable
+from haven.cli.bounds import finite
+from haven.cli.output import JSON_OPTION, console, escape, guarded, print_json, to_jsonable
 from haven.domain.codec import to_data
-from haven.domain.quantities import format_duration
+from haven.domain.quantities import MAX_DURATION_SECONDS, format_duration
 
 _STYLE = {"compliant": "green", "breach": "red", "suspended": "yellow", "not-protected": "red"}
 
@@ -40,10 +40,10 @@ def status(as_json: bool = JSON_OPTION) -> None:
         if r.busy_with:
             last += f" [busy: {r.busy_with}]"
         table.add_row(
-            r.group, r.state, f"{r.active_site} -> {r.standby_site}",
-            f"{r.last_point or '-'} ({r.last_point_consistency or '-'})",
+            escape(r.group), escape(r.state), escape(f"{r.active_site} -> {r.standby_site}"),
+            escape(f"{r.last_point or '-'} ({r.last_point_consistency or '-'})"),
             f"{age} / {format_duration(r.rpo_seconds)}",
-            f"[{_STYLE[comp]}]{comp}[/{_STYLE[comp]}]{note}", last,
+            f"[{_STYLE[comp]}]{comp}[/{_STYLE[comp]}]{note}", escape(last),
         )  # fmt: skip
     console.print(table)
 
@@ -57,7 +57,7 @@ def points(group: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> Non
     if as_json:
         print_json([to_data(p) for p in found])
         return
-    table = Table(title=f"recovery points of {group}")
+    table = Table(title=f"recovery points of {escape(group)}")
     cols = ("id", "state", "created (UTC)", "site", "consistency", "freeze", "read", "sent",
             "damage")  # fmt: skip
     for col in cols:
@@ -65,9 +65,11 @@ def points(group: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> Non
     for p in found:
         fw = p.stats.freeze_window_ms
         state = f"[red]{p.state.value}[/red]" if p.damage else p.state.value
+        consistency = p.consistency.value
+        consistency += f" ({p.consistency_reason})" if p.consistency_reason else ""
         table.add_row(
-            p.id, state, p.created_at.strftime("%Y-%m-%d %H:%M:%S"), p.source_site,
-            p.consistency.value + (f" ({p.consistency_reason})" if p.consistency_reason else ""),
+            escape(p.id), state, p.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(p.source_site), escape(consistency),
             f"{fw:.0f} ms" if fw is not None else "-", str(p.stats.bytes_read),
             str(p.stats.bytes_sent), escape(p.damage.summary()) if p.damage else "",
         )  # fmt: skip
@@ -76,7 +78,14 @@ def points(group: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> Non
 
 @guarded
 def serve(
-    duration: float = typer.Option(0, "--for", help="Stop after this many seconds (0: never)."),
+    duration: float = typer.Option(
+        0,
+        "--for",
+        min=0,
+        max=MAX_DURATION_SECONDS,
+        callback=finite,
+        help="Stop after this many seconds (0: never).",
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the engine: protect every group on its policy's schedule (Ctrl-C stops)."""
@@ -93,7 +102,9 @@ def serve(
             print_json({"operation": op.id, "group": op.group, "state": op.state.value,
                         "result": dict(op.result)})  # fmt: skip
         else:
-            console.print(f"{op.group}: {op.kind.value} {op.state.value} {dict(op.result)}")
+            console.print(
+                f"{op.group}: {op.kind.value} {op.state.value} {dict(op.result)}", markup=False
+            )
 
     try:
         scheduler.serve(stop, report)

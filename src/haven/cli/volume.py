@@ -8,11 +8,13 @@ The engine normally drives backups; these commands expose the same data path
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import typer
 
-from haven.cli.output import JSON_OPTION, console, guarded, print_json
+from haven.cli.output import JSON_OPTION, console, escape, guarded, print_json
 from haven.cli.repo import (
     KEY_FILE_OPTION,
     LIMIT_OPTION,
@@ -31,18 +33,68 @@ app = typer.Typer(
 )
 
 
+MAX_EXTENTS_FILE_BYTES = 64 << 20  # millions of extents; a coalesced CBT list is far smaller
+
+
+def _extent_error(message: str) -> InvalidArgument:
+    return InvalidArgument("--changed", message)
+
+
 def _read_extents(path: Path) -> list[Extent]:
-    """JSON list of ``[offset, length]`` pairs or ``{"offset":..,"length":..}`` objects."""
+    """JSON list of ``[offset, length]`` pairs or ``{"offset":..,"length":..}`` objects:
+    whole numbers, offset >= 0, length > 0 (checked against the volume by the caller)."""
     try:
-        raw = json.loads(path.read_text())
-        return [
-            Extent(int(e["offset"]), int(e["length"]))
-            if isinstance(e, dict)
-            else Extent(int(e[0]), int(e[1]))
-            for e in raw
-        ]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise InvalidArgument("--changed", f"unreadable extent list: {exc}") from None
+        # O_NONBLOCK: a FIFO must not block the open; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _extent_error(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise _extent_error("a path cannot contain a NUL character") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _extent_error(f"{path} is not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_EXTENTS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _extent_error(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_EXTENTS_FILE_BYTES:
+        raise _extent_error(f"{path} is larger than {MAX_EXTENTS_FILE_BYTES >> 20} MiB")
+    try:
+        items = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested beyond reason
+        raise _extent_error(f"{path} is not a JSON list of [offset, length] pairs") from None
+    if not isinstance(items, list):
+        raise _extent_error(f"{path} must hold a JSON list of [offset, length] pairs")
+    return [_extent(i, item) for i, item in enumerate(items)]
+
+
+def _extent(index: int, item: object) -> Extent:
+    where = f"item {index}"
+    if isinstance(item, dict) and set(item) == {"offset", "length"}:
+        offset, length = item["offset"], item["length"]
+    elif isinstance(item, list) and len(item) == 2:
+        offset, length = item
+    else:
+        raise _extent_error(f"{where} is not [offset, length] or {{offset, length}}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (offset, length)):
+        raise _extent_error(f"{where}: offset and length are whole numbers of bytes")
+    if offset < 0:
+        raise _extent_error(f"{where}: offset must be >= 0 (got {offset})")
+    if length <= 0:
+        raise _extent_error(f"{where}: length must be > 0 (got {length})")
+    return Extent(offset, length)
+
+
+def _within(extents: list[Extent], size: int) -> list[Extent]:
+    for i, ext in enumerate(extents):
+        if ext.end > size:
+            raise _extent_error(
+                f"item {i} [{ext.offset}, {ext.length}] reaches beyond the end of the volume "
+                f"({size} bytes)"
+            )
+    return extents
 
 
 @app.command("backup")
@@ -73,10 +125,14 @@ def backup(
         raise not_found(source) from None
     except OSError as exc:
         raise VolumeIOError.wrap(f"cannot open {source}", exc) from None
-    with src, progress_bar(not as_json, f"backup {volume}") as cb:
-        res = backup_volume(
-            r, src, volume=volume, point_id=point, parent=parent_id, changed=extents, progress=cb
-        )
+    with src:
+        if extents is not None:
+            _within(extents, src.size)
+        with progress_bar(not as_json, f"backup {escape(volume)}") as cb:
+            res = backup_volume(
+                r, src, volume=volume, point_id=point, parent=parent_id, changed=extents,
+                progress=cb,
+            )  # fmt: skip
     m, st = res.manifest, res.stats
     out = {
         "manifest_id": m.manifest_id,
@@ -92,7 +148,8 @@ def backup(
         return
     console.print(
         f"{m.manifest_id}: {st.bytes_read} bytes read, {st.chunks_new} new chunks, "
-        f"{st.bytes_uploaded} bytes uploaded in {st.elapsed:.2f}s"
+        f"{st.bytes_uploaded} bytes uploaded in {st.elapsed:.2f}s",
+        markup=False,
     )
 
 
@@ -124,7 +181,7 @@ def restore(
     m = r.find_manifest(manifest)
     if into_existing and not target.exists():
         raise not_found(target)
-    with progress_bar(not as_json, f"restore {m.volume}") as cb:
+    with progress_bar(not as_json, f"restore {escape(m.volume)}") as cb:
         st = restore_volume(r, m, target, into_existing=into_existing, progress=cb)
     out = {
         "manifest_id": m.manifest_id,
@@ -136,7 +193,8 @@ def restore(
         return
     console.print(
         f"restored {m.volume}@{m.point_id} to {target}: {st.chunks_written} chunks "
-        f"written, {st.chunks_unchanged} unchanged, verified in {st.elapsed:.2f}s"
+        f"written, {st.chunks_unchanged} unchanged, verified in {st.elapsed:.2f}s",
+        markup=False,
     )
 
 
@@ -169,4 +227,5 @@ def list_cmd(
         console.print(
             f"{row['manifest_id']}  {row['volume']}@{row['point_id']}  {row['size']} bytes",
             highlight=False,
+            markup=False,
         )

@@ -11,7 +11,8 @@ import os
 import re
 import time
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# matched with fullmatch: "$" alone would also accept a name ending in a newline
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 NAME_HELP = "lower-case letters, digits and '-', 1-63 characters, starting and ending alphanumeric"
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -19,7 +20,7 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 def check_name(value: str) -> str:
     """Return ``value`` if it is a valid resource name, else raise ValueError."""
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid name ({NAME_HELP})")
     return value
 

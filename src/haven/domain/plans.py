@@ -82,48 +82,76 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
     """Return one dependency cycle as a path ``[a, b, ..., a]``, or None if acyclic.
 
     ``edges[x]`` lists what ``x`` depends on. Nodes missing from ``edges`` are leaves.
+    Deterministic: nodes and their dependencies are visited in sorted order and the
+    cycle is reported from its smallest name, so the same plan always gives the same
+    message. Iterative (an explicit stack): a chain of any length cannot overflow
+    Python's recursion limit.
     """
     white, grey, black = 0, 1, 2
     colour: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        colour[node] = grey
-        stack.append(node)
-        for dep in edges.get(node, ()):
+    done = object()
+    for root in sorted(edges):
+        if colour.get(root, white) != white:
+            continue
+        colour[root] = grey
+        path = [root]
+        pending = [iter(sorted(edges.get(root, ())))]
+        while pending:
+            dep = next(pending[-1], done)
+            if dep is done:
+                colour[path.pop()] = black
+                pending.pop()
+                continue
+            assert isinstance(dep, str)
             state = colour.get(dep, white)
             if state == grey:
-                return [*stack[stack.index(dep) :], dep]
+                return _from_smallest(path[path.index(dep) :])
             if state == white:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        colour[node] = black
-        return None
-
-    for node in sorted(edges):
-        if colour.get(node, white) == white:
-            found = visit(node)
-            if found:
-                return found
+                colour[dep] = grey
+                path.append(dep)
+                pending.append(iter(sorted(edges.get(dep, ()))))
     return None
+
+
+def _from_smallest(cycle: list[str]) -> list[str]:
+    start = cycle.index(min(cycle))
+    rotated = cycle[start:] + cycle[:start]
+    return [*rotated, rotated[0]]
 
 
 def boot_waves(plan: RecoveryPlan) -> list[list[Stage]]:
     """Group stages into waves: every stage in a wave depends only on earlier waves.
 
-    Assumes a validated (acyclic, fully resolved) plan.
+    A stage's wave is one more than the latest wave of the stages it depends on (0 without
+    dependencies); stages keep their plan order within a wave. Linear in the size of the
+    plan (Kahn's algorithm), without recursion. Raises ValueError for a cycle or a
+    dependency on a server that is in no stage (a validated plan has neither).
     """
-    placed: set[str] = set()
-    remaining = list(plan.stages)
-    waves: list[list[Stage]] = []
-    while remaining:
-        wave = [s for s in remaining if set(s.depends_on) <= placed]
-        if not wave:
-            raise ValueError(f"plan {plan.name}: stages form a cycle")
-        waves.append(wave)
-        for stage in wave:
-            placed.update(stage.servers)
-        remaining = [s for s in remaining if s not in wave]
+    stage_of = {server: i for i, stage in enumerate(plan.stages) for server in stage.servers}
+    needs: list[set[int]] = []
+    for stage in plan.stages:
+        if any(dep not in stage_of for dep in stage.depends_on):
+            raise ValueError(f"plan {plan.name}: a stage depends on a server in no stage")
+        needs.append({stage_of[dep] for dep in stage.depends_on})
+    waiting = [len(n) for n in needs]
+    needed_by: list[list[int]] = [[] for _ in plan.stages]
+    for i, deps in enumerate(needs):
+        for dep in deps:
+            needed_by[dep].append(i)
+    wave_of = [0] * len(plan.stages)
+    ready = [i for i, count in enumerate(waiting) if count == 0]
+    placed = 0
+    while ready:
+        i = ready.pop()
+        placed += 1
+        for j in needed_by[i]:
+            wave_of[j] = max(wave_of[j], wave_of[i] + 1)
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    if placed < len(plan.stages):
+        raise ValueError(f"plan {plan.name}: stages form a cycle")
+    waves: list[list[Stage]] = [[] for _ in range(max(wave_of, default=-1) + 1)]
+    for i, stage in enumerate(plan.stages):
+        waves[wave_of[i]].append(stage)
     return waves

@@ -25,6 +25,7 @@ from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
 from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
 from haven.observability.logging import register_secret
+from haven.observability.secretfiles import SecretFileError, read_secret_file
 from haven.sites.base import SiteDriver as DriverProtocol
 
 _lock = threading.Lock()
@@ -108,9 +109,9 @@ def read_secret(ref: SecretRef) -> str:
             raise SecurityError(f"secret {ref} is not set")
     else:
         try:
-            value = Path(ref.name).read_text().rstrip("\n")
-        except OSError as exc:
-            raise SecurityError(f"secret {ref} cannot be read: {exc.strerror}") from None
+            value = read_secret_file(ref.name).rstrip("\n")
+        except SecretFileError as exc:
+            raise SecurityError(f"secret {ref} cannot be used: it {exc.reason}") from None
     register_secret(value)  # from now on, log lines show *** in its place
     return value
 
@@ -161,10 +162,9 @@ def _read_key_file(repo: Repository) -> bytes:
     from haven.datamover import decode_key_file
 
     try:
-        text = Path(repo.key_file or "").read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not a key file (not text)"
+        text = read_secret_file(repo.key_file or "")
+    except SecretFileError as exc:
         raise SecurityError(
-            f"repositories.{repo.name}.key_file: {repo.key_file} cannot be read: {why}"
+            f"repositories.{repo.name}.key_file {repo.key_file} cannot be used: it {exc.reason}"
         ) from None
     return decode_key_file(text)

@@ -14,6 +14,9 @@ Contracts:
   the executor id ``op-<operation id>``; restarting with the same executor id (``haven
   operations resume ID``) makes DBOS recover exactly that operation's workflow, so two CLI
   processes never pick up each other's live work. ``haven serve`` uses ``serve-<host>``.
+- A SQLite system database is private to its owner whatever the umask: the file is
+  created 0600 (and its directory 0700) before DBOS opens it; its -wal/-shm files take
+  the database file's mode.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 
 from dbos import DBOS, DBOSConfig
 from sqlalchemy.engine import make_url
 
-from haven.catalog.db import haven_home
+from haven.catalog.db import haven_home, parse_catalog_url, private_sqlite_file
 from haven.observability.logging import route
 
 APP_NAME = "haven"
@@ -38,13 +42,17 @@ _launched: str | None = None
 def engine_url() -> str:
     explicit = os.environ.get("HAVEN_ENGINE_URL")
     if explicit:
+        if explicit.startswith("sqlite"):
+            database = parse_catalog_url(explicit, "HAVEN_ENGINE_URL").database
+            if database and database != ":memory:":
+                private_sqlite_file(Path(database), "HAVEN_ENGINE_URL")
         return explicit
     catalog = os.environ.get("HAVEN_CATALOG_URL", "")
     if catalog.startswith("postgresql"):
         return catalog
-    home = haven_home()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'engine.sqlite'}"
+    path = haven_home() / "engine.sqlite"
+    private_sqlite_file(path)
+    return f"sqlite:///{path}"
 
 
 def executor_for(operation_id: str) -> str:

@@ -3,6 +3,7 @@
 Public surface::
 
     doc = load_spec(path)              # Spec: resources + raw data, shape-checked
+    doc = load_spec_stream(sys.stdin.buffer)   # the same from a stream (bounded read)
     problems = validate(merged)        # cross-resource checks on catalog + spec
 """
 
@@ -18,7 +19,13 @@ from haven.domain.errors import ValidationError, ValidationErrors
 from haven.domain.resources import Resources
 from haven.specs import semantic
 from haven.specs.convert import to_resources
-from haven.specs.loader import parse_spec_bytes, read_spec_file
+from haven.specs.loader import (
+    Readable,
+    check_values,
+    parse_spec_bytes,
+    read_spec_file,
+    read_spec_stream,
+)
 from haven.specs.paths import from_pydantic
 from haven.specs.schema import SpecDocument
 
@@ -42,6 +49,9 @@ def parse_spec(data: Any) -> Spec:
                 )
             ]
         )
+    bad_values = check_values(data)
+    if bad_values:
+        raise ValidationErrors(bad_values)
     problems = semantic.duplicate_names(data)
     try:
         doc = SpecDocument.model_validate(data)
@@ -57,6 +67,10 @@ def parse_spec(data: Any) -> Spec:
 
 def load_spec(path: Path) -> Spec:
     return parse_spec(read_spec_file(path))
+
+
+def load_spec_stream(stream: Readable, where: str = "<stdin>") -> Spec:
+    return parse_spec(read_spec_stream(stream, where))
 
 
 def load_spec_bytes(raw: bytes, where: str = "<stdin>") -> Spec:
@@ -75,4 +89,4 @@ def validate(merged: Resources, applying: Resources | None = None) -> None:
         raise ValidationErrors(problems)
 
 
-__all__ = ["Spec", "load_spec", "load_spec_bytes", "parse_spec", "validate"]
+__all__ = ["Spec", "load_spec", "load_spec_bytes", "load_spec_stream", "parse_spec", "validate"]

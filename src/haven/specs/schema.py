@@ -3,6 +3,15 @@
 These models only check shape and field types; references between resources and
 boot-order cycles are checked in ``haven.specs.semantic`` on the merged configuration.
 Every model refuses unknown fields with the list of valid ones.
+
+Size limits (a spec that needs more is split into several groups or plans):
+    MAX_RESOURCES  1000 resources of one kind per spec document
+    MAX_MEMBERS     500 members per group (servers and volumes)
+    MAX_STAGES      500 stages per plan; a stage lists at most MAX_MEMBERS servers
+                        and MAX_MEMBERS dependencies
+    MAX_HOOKS        32 hooks per list and gates per stage; a plan has at most MAX_MEMBERS
+                        checks and IP mappings
+    MAX_VOLUMES     128 volumes listed for one member
 """
 
 from __future__ import annotations
@@ -14,8 +23,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from haven.domain.ids import check_name
 from haven.domain.quantities import parse_duration, parse_rate, parse_size
+from haven.specs.urls import refuse_credentials
 
 API_VERSION = "haven/v1"
+MAX_RESOURCES = 1000
+MAX_MEMBERS = 500
+MAX_STAGES = 500
+MAX_HOOKS = 32
+MAX_VOLUMES = 128
 
 
 def _duration(value: Any) -> int:
@@ -47,6 +62,30 @@ PositiveDuration = Annotated[int, BeforeValidator(_positive_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 Rate = Annotated[int, BeforeValidator(parse_rate)]
 Command = Annotated[tuple[str, ...], BeforeValidator(_command)]
+RepositoryUrl = Annotated[
+    str,
+    BeforeValidator(
+        lambda v: (
+            refuse_credentials(
+                v,
+                "give them in the repository's 'password' or 'credentials' "
+                "({env: VAR} or {file: PATH}) instead",
+            )
+            if isinstance(v, str)
+            else v
+        )
+    ),
+]
+SiteUri = Annotated[
+    str,
+    BeforeValidator(
+        lambda v: (
+            refuse_credentials(v, "let libvirt authenticate with SSH keys or its auth.conf instead")
+            if isinstance(v, str)
+            else v
+        )
+    ),
+]
 
 
 class SpecModel(BaseModel):
@@ -86,7 +125,7 @@ class SecretSpec(SpecModel):
 class SiteSpec(SpecModel):
     name: Name
     driver: Literal["libvirt", "openstack", "fake"]
-    uri: str | None = None
+    uri: SiteUri | None = None
     cloud: str | None = None
     region: str | None = None
     description: str = ""
@@ -95,7 +134,7 @@ class SiteSpec(SpecModel):
 
 class RepositorySpec(SpecModel):
     name: Name
-    url: str
+    url: RepositoryUrl
     site: Name | None = None
     password: SecretSpec | None = None
     key_file: str | None = None
@@ -132,15 +171,15 @@ class HookSpec(SpecModel):
 
 
 class HooksSpec(SpecModel):
-    pre_freeze: list[HookSpec] = Field(default_factory=list)
-    post_thaw: list[HookSpec] = Field(default_factory=list)
+    pre_freeze: list[HookSpec] = Field(default_factory=list, max_length=MAX_HOOKS)
+    post_thaw: list[HookSpec] = Field(default_factory=list, max_length=MAX_HOOKS)
 
 
 class MemberSpec(SpecModel):
     server: str | None = None
     volume: str | None = None
     quiesce: Literal["agent", "hook", "none"] | None = None
-    volumes: list[str] = Field(default_factory=list)
+    volumes: list[str] = Field(default_factory=list, max_length=MAX_VOLUMES)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
 
     @model_validator(mode="after")
@@ -159,7 +198,7 @@ class GroupSpec(SpecModel):
     policy: Name
     repository: Name | None = None
     description: str = ""
-    members: list[MemberSpec] = Field(min_length=1)
+    members: list[MemberSpec] = Field(min_length=1, max_length=MAX_MEMBERS)
 
 
 class ProbeSpec(SpecModel):
@@ -184,10 +223,10 @@ class ProbeSpec(SpecModel):
 
 class StageSpec(SpecModel):
     name: str = ""
-    servers: list[str] = Field(min_length=1)
-    depends_on: list[str] = Field(default_factory=list)
-    gates: list[ProbeSpec] = Field(default_factory=list)
-    post_boot: list[HookSpec] = Field(default_factory=list)
+    servers: list[str] = Field(min_length=1, max_length=MAX_MEMBERS)
+    depends_on: list[str] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    gates: list[ProbeSpec] = Field(default_factory=list, max_length=MAX_HOOKS)
+    post_boot: list[HookSpec] = Field(default_factory=list, max_length=MAX_HOOKS)
 
 
 class IpMappingSpec(SpecModel):
@@ -202,7 +241,7 @@ class MappingsSpec(SpecModel):
     flavors: dict[str, str] = Field(default_factory=dict)
     keypairs: dict[str, str] = Field(default_factory=dict)
     security_groups: dict[str, str] = Field(default_factory=dict)
-    ips: list[IpMappingSpec] = Field(default_factory=list)
+    ips: list[IpMappingSpec] = Field(default_factory=list, max_length=MAX_MEMBERS)
     name_suffix: str = ""
 
 
@@ -215,16 +254,16 @@ class PlanSpec(SpecModel):
     name: Name
     group: Name
     target: Name | None = None
-    stages: list[StageSpec] = Field(min_length=1)
+    stages: list[StageSpec] = Field(min_length=1, max_length=MAX_STAGES)
     mappings: MappingsSpec = Field(default_factory=MappingsSpec)
     test_bubble: TestBubbleSpec | None = None
-    checks: list[ProbeSpec] = Field(default_factory=list)
+    checks: list[ProbeSpec] = Field(default_factory=list, max_length=MAX_MEMBERS)
 
 
 class SpecDocument(SpecModel):
     apiVersion: Literal["haven/v1"] = API_VERSION
-    sites: list[SiteSpec] = Field(default_factory=list)
-    repositories: list[RepositorySpec] = Field(default_factory=list)
-    policies: list[PolicySpec] = Field(default_factory=list)
-    groups: list[GroupSpec] = Field(default_factory=list)
-    plans: list[PlanSpec] = Field(default_factory=list)
+    sites: list[SiteSpec] = Field(default_factory=list, max_length=MAX_RESOURCES)
+    repositories: list[RepositorySpec] = Field(default_factory=list, max_length=MAX_RESOURCES)
+    policies: list[PolicySpec] = Field(default_factory=list, max_length=MAX_RESOURCES)
+    groups: list[GroupSpec] = Field(default_factory=list, max_length=MAX_RESOURCES)
+    plans: list[PlanSpec] = Field(default_factory=list, max_length=MAX_RESOURCES)

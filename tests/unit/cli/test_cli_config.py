@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-EXAMPLE = Path(__file__).parents[3] / "examples" / "three-tier.yaml"
-
-
-def haven(
-    home: Path, *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
-    full_env.update(HAVEN_HOME=str(home), **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "haven.cli", *args],
-        input=stdin.decode() if stdin else None,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-        check=False,
-    )
+from tests.support.cli import EXAMPLE, haven
 
 
 def dump(home: Path) -> list[str]:

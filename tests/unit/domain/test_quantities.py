@@ -47,3 +47,29 @@ def test_sizes_and_rates() -> None:
     for bad in ("50MiB", "0MiB/s", "fast/s", -3):
         with pytest.raises(ValueError):
             parse_rate(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [float("nan"), float("inf"), 1e300, 10**400, "9" * 400 + "s", "99999999999999w"],
+    ids=["nan", "inf", "1e300", "10**400", "400-digits", "huge-weeks"],
+)
+def test_durations_are_finite_and_bounded(bad: object) -> None:
+    with pytest.raises(ValueError, match="not a duration of at most 3650d"):
+        parse_duration(bad)
+
+
+def test_the_longest_duration_is_ten_years() -> None:
+    assert parse_duration("3650d") == 3650 * 86400
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [2**63, 10**400, "9" * 400 + "GiB", "1e400"],
+    ids=["2**63", "10**400", "400-digits", "exp"],
+)
+def test_sizes_and_rates_are_bounded(bad: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(bad)
+    with pytest.raises(ValueError, match="rate"):
+        parse_rate(bad)

@@ -8,6 +8,10 @@ Objects of 1 MiB and more (packs) are written, and large ranges read, with ``O_D
 where the filesystem supports it (see :mod:`haven.datamover.directio`). Temporary
 files are named ``.tmp-*`` and are ignored by ``list``; ``cleanup_temp`` removes those
 left behind by a crashed writer.
+
+Privacy contract: whatever the umask, every directory the backend creates (the root and
+each missing parent of it included) is 0700 and every object 0600; directories that
+already existed are left as they are.
 """
 
 from __future__ import annotations
@@ -72,8 +76,7 @@ class LocalBackend:
     def _ensure_dir(self, d: Path) -> None:
         if d in self._made:
             return
-        created = not d.exists()
-        d.mkdir(parents=True, exist_ok=True)
+        created = _make_private_dirs(d)
         if created and self.fsync:
             _fsync_dir(d.parent)
         with self._lock:
@@ -223,6 +226,25 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+def _make_private_dirs(d: Path) -> bool:
+    """Create ``d`` and its missing parents, each with mode 0700 exactly (the umask may
+    not widen or narrow it); True if ``d`` itself was created."""
+    missing: list[Path] = []
+    probe = d
+    while not probe.is_dir() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    for level in reversed(missing):
+        try:
+            os.mkdir(level, 0o700)
+        except FileExistsError:
+            if level.is_dir():
+                continue  # another writer made it first
+            raise
+        os.chmod(level, 0o700)
+    return bool(missing)
 
 
 def _fsync_dir(d: Path) -> None:
