@@ -39,7 +39,7 @@ from rich.progress import (
 
 from haven.catalog.db import repository_state_dir
 from haven.cli.bounds import finite
-from haven.cli.output import JSON_OPTION, console, err_console, guarded, print_json
+from haven.cli.output import JSON_OPTION, console, err_console, escape, guarded, print_json
 from haven.datamover import Progress as DMProgress
 from haven.datamover import (
     Repository,
@@ -148,7 +148,7 @@ def progress_bar(enabled: bool, label: str) -> Iterator[Callable[[DMProgress], N
         yield None
         return
     bar = Progress(
-        TextColumn(label),
+        TextColumn(escape(label)),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -214,7 +214,7 @@ def init(
     if as_json:
         print_json(out)
     else:
-        console.print(f"created repository {r.config.repo_id} at {out['location']}")
+        console.print(f"created repository {r.config.repo_id} at {out['location']}", markup=False)
 
 
 @app.command("check")
@@ -257,7 +257,7 @@ def check_cmd(
             raise typer.Exit(int(ExitCode.INTEGRITY))
         return
     for w in report.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     console.print(
         f"{report.manifests} manifests, {report.packs} packs, {report.chunks} chunks"
         + (f", {report.bytes_read} bytes read" if read_data else "")
@@ -288,7 +288,7 @@ def _check_named(name: str, read_data: bool, as_json: bool) -> None:
             raise typer.Exit(int(ExitCode.INTEGRITY))
         return
     for w in report.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     console.print(
         f"{name}: {report.manifests} manifests, {report.packs} packs, {report.chunks} chunks"
         + (f", {report.bytes_read} bytes read" if read_data else "")
@@ -297,9 +297,14 @@ def _check_named(name: str, read_data: bool, as_json: bool) -> None:
         console.print(
             f"  point {c.point} of {c.group}: damaged ({name_objects(c.objects)}: {c.reason})",
             highlight=False,
+            markup=False,
         )
     for c in result.intact_again:
-        console.print(f"  point {c.point} of {c.group}: intact again (committed)", highlight=False)
+        console.print(
+            f"  point {c.point} of {c.group}: intact again (committed)",
+            highlight=False,
+            markup=False,
+        )
     if not result.ok:
         raise RepositoryCheckFailed(result.problems, report.affected_points)
     console.print("no problems found")
@@ -412,12 +417,12 @@ def render_repair(report: RepairReport, as_json: bool, extra: dict[str, Any] | N
         print_json({"counts": counts, **body, **(extra or {})})
     else:
         for change in (extra or {}).get("catalog_changes", []):
-            console.print(f"catalog: {change}", highlight=False)
+            console.print(f"catalog: {change}", highlight=False, markup=False)
         verb = "would " if report.dry_run else ""
         for line in report.actions:
-            console.print(f"{verb}{line}", highlight=False)
+            console.print(f"{verb}{line}", highlight=False, markup=False)
         for line in report.unsaved:
-            err_console.print(f"[red]not saved:[/red] {line}", highlight=False)
+            err_console.print(f"[red]not saved:[/red] {escape(line)}", highlight=False)
         console.print(
             f"points: {counts['intact']} intact, {counts['partial']} partial, "
             f"{counts['lost']} lost; {len(report.quarantined)} object(s) quarantined"
@@ -428,6 +433,7 @@ def render_repair(report: RepairReport, as_json: bool, extra: dict[str, Any] | N
                 console.print(
                     f"  {p.salvage.value}: {p.manifest_id} {p.volume}@{p.point_id} {what}",
                     highlight=False,
+                    markup=False,
                 )
     if report.unsaved or counts["partial"] or counts["lost"]:
         raise typer.Exit(int(ExitCode.INTEGRITY))
@@ -447,7 +453,9 @@ def stats_cmd(
     if as_json:
         print_json(s)
         return
-    console.print(f"repository {s.repo_id} at {s.location} (format v{s.format_version})")
+    console.print(
+        f"repository {s.repo_id} at {s.location} (format v{s.format_version})", markup=False
+    )
     console.print(
         f"  {s.manifests} points, {len(s.volumes)} volumes, {s.logical_bytes} logical bytes"
     )
@@ -455,7 +463,10 @@ def stats_cmd(
         f"  {s.packs} packs, {s.pack_bytes} bytes stored, {s.unique_chunks} unique chunks"
     )
     for v in s.volumes:
-        console.print(f"  volume {v.volume}: {v.points} points, size {v.size}, latest {v.latest}")
+        console.print(
+            f"  volume {v.volume}: {v.points} points, size {v.size}, latest {v.latest}",
+            markup=False,
+        )
 
 
 @app.command("unlock")
@@ -485,7 +496,7 @@ def unlock_cmd(
         return
     console.print(f"removed {len(removed)} lock(s)")
     for line in removed:
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, markup=False)
 
 
 def not_found(path: Path) -> NotFoundError:

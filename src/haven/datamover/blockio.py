@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from haven.datamover.directio import open_direct, pread_aligned, write_aligned
+from haven.datamover.errors import InvalidArgument
 from haven.domain.extents import Extent
 
 
@@ -126,9 +127,15 @@ class FileSource:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self.fd = os.open(self.path, os.O_RDONLY)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        mode = os.fstat(self.fd).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            os.close(self.fd)
+            raise InvalidArgument("SOURCE", f"{self.path} is not a regular file or block device")
+        os.set_blocking(self.fd, True)
         self._size = _device_size(self.fd)
-        self.is_regular = stat.S_ISREG(os.fstat(self.fd).st_mode)
+        self.is_regular = stat.S_ISREG(mode)
         with contextlib.suppress(OSError, AttributeError):
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 

@@ -412,9 +412,9 @@ def test_brackets_in_data_are_shown_not_interpreted(tmp_path: Path) -> None:
     listed = invoke(home, ["get", "repositories"])
     assert_clean(listed, 0)
     assert "/srv/[/x]" in listed.stdout
-    points = invoke(home, ["points", "[/x][bold]"])
-    assert_clean(points, 0)
-    assert "recovery points of [/x][bold]" in points.stdout
+    points = invoke(home, ["points", "[/x][bold]"])  # an unknown group: exit 3, name shown
+    assert_clean(points, 3)
+    assert "no group named '[/x][bold]'" in points.stderr
     weird = tmp_path / "[/x]"
     ran = invoke(weird, ["get", "groups"])
     assert_clean(ran, 0)

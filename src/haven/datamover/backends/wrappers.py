@@ -38,13 +38,19 @@ _UNITS = {
 }
 
 
+MAX_RATE = 1 << 40  # bytes/s: a cap above this is no cap (and a typo, not a setting)
+
+
 def parse_rate(text: str) -> float:
     """``"50MiB/s"``, ``"10MB/s"``, ``"1GiB"`` -> bytes per second."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*?)(?:/s)?\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([A-Za-z]*?)(?:/s)?\s*", text[:64])
     unit = m.group(2).upper() if m else ""
-    if m is None or unit not in _UNITS or float(m.group(1)) <= 0:
-        raise InvalidArgument("limit", f"not a rate: {text!r} (e.g. 50MiB/s)")
-    return float(m.group(1)) * _UNITS[unit]
+    if m is None or len(text) > 64 or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise InvalidArgument("limit", f"not a rate: {text[:64]!r} (e.g. 50MiB/s)")
+    rate = float(m.group(1)) * _UNITS[unit]
+    if rate > MAX_RATE:
+        raise InvalidArgument("limit", f"{text!r} is above {MAX_RATE >> 30} GiB/s: leave it unset")
+    return rate
 
 
 class _Delegate:
