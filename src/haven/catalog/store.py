@@ -35,6 +35,8 @@ from haven.domain.codec import from_data, to_data
 from haven.domain.errors import ExitCode, NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState
 from haven.domain.operations import (
+    OPERATION_STATES,
+    STEP_STATES,
     Operation,
     OperationKind,
     OperationState,
@@ -229,7 +231,12 @@ class Catalog:
 
     # --- operations -----------------------------------------------------------------------
     def save_operation(self, op: Operation) -> None:
+        """Create an operation, or rewrite it. A rewrite that changes its state must follow
+        the operation state machine (IllegalTransition otherwise, nothing written)."""
         with self.transaction() as s:
+            row = s.get(OperationRow, op.id, with_for_update=True)
+            if row is not None and row.state != op.state.value:
+                OPERATION_STATES.transition(OperationState(row.state), op.state)
             s.merge(
                 OperationRow(
                     id=op.id,
@@ -264,6 +271,8 @@ class Catalog:
                     )
                 )
             else:
+                if row.state != step.state.value:
+                    STEP_STATES.transition(StepState(row.state), step.state)
                 row.state = step.state.value
                 row.finished_at = step.finished_at
                 row.detail = step.detail

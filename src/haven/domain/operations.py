@@ -57,7 +57,9 @@ STEP_STATES: StateMachine[StepState] = StateMachine(
     _S.RUNNING,
     {
         _S.RUNNING: frozenset({_S.DONE, _S.FAILED, _S.SKIPPED}),
-        _S.DONE: frozenset(),
+        # steps run at least once: a process killed after a step's work but before the
+        # workflow engine recorded it runs the step again (it is idempotent)
+        _S.DONE: frozenset({_S.RUNNING}),
         _S.FAILED: frozenset({_S.RUNNING}),  # retried on resume
         _S.SKIPPED: frozenset(),
     },

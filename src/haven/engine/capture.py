@@ -16,7 +16,7 @@ from haven.datamover import PointTime, RetentionPolicy, backup_volume, prune, se
 from haven.datamover.errors import PruneRefused
 from haven.domain.codec import to_data
 from haven.domain.errors import HavenError, IntegrityError, NotFoundError, ValidationError
-from haven.domain.groups import GROUP_STATES, GroupState, QuiesceMethod
+from haven.domain.groups import GROUP_STATES, GroupState, Member, QuiesceMethod
 from haven.domain.inventory import VolumeInfo
 from haven.domain.points import (
     POINT_STATES,
@@ -43,7 +43,6 @@ from haven.sites.errors import SiteError, SiteNotFound
 
 
 def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
-    g = resolve.group(ctx.group)
     crash_only = ctx.consistency is ConsistencyRequirement.CRASH
     members = tuple(
         QuiesceMember(
@@ -51,7 +50,7 @@ def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
             disks=m.volumes or None,
             quiesce=m.quiesce is QuiesceMethod.AGENT and not ctx.stopped and not crash_only,
         )
-        for m in g.members
+        for m in ctx.members
         if m.ref in ctx.servers
     )
     on_fail = (
@@ -65,31 +64,26 @@ def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
 
 
 def snapshot(ctx: ProtectContext) -> SnapshotResult:
-    """pre-freeze hooks -> ordered freeze, snapshot, reverse thaw -> post-thaw hooks."""
-    g = resolve.group(ctx.group)
+    """pre-freeze hooks -> ordered freeze, snapshot, reverse thaw -> post-thaw hooks.
+
+    The hooks are bracketed: every member whose pre-freeze hooks ran gets its post-thaw
+    hooks, in reverse order, whatever fails after them (a later member's hook, the
+    snapshot itself) — no exception leaves an application quiesced by its own hook."""
     drv = resolve.driver(ctx.active_site)
-    members = [m for m in g.members if m.ref in ctx.servers]
+    members = [m for m in ctx.members if m.ref in ctx.servers]
     notes: list[str] = []
-    if not ctx.stopped:
-        for m in members:
-            for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.pre_freeze, "pre-freeze"):
-                notes.append(f"pre-freeze {h.server}: {'ok' if h.ok else h.detail}")
-    with contextlib.suppress(SiteError):  # a crashed earlier attempt may have left it open
-        drv.delete_point(ctx.point_id)
-    parent = ctx.parent_point if ctx.parent_checkpoint else None
-    if ctx.stopped:
-        handle = offline_handle(ctx)
-    else:
-        try:
-            handle = drv.create_point(_request(ctx, parent))
-        except SiteNotFound:
-            if parent is None:
-                raise
-            handle = drv.create_point(_request(ctx, None))  # checkpoint gone: full read
-    if not ctx.stopped:
-        for m in reversed(members):
-            for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.post_thaw, "post-thaw"):
-                notes.append(f"post-thaw {h.server}: {'ok' if h.ok else h.detail}")
+    quiesced: list[Member] = []  # members whose pre-freeze hooks started, in order
+    try:
+        if not ctx.stopped:
+            for m in members:
+                quiesced.append(m)
+                for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.pre_freeze, "pre-freeze"):
+                    notes.append(f"pre-freeze {h.server}: {'ok' if h.ok else h.detail}")
+        handle = _take_point(ctx, drv)
+    except BaseException:
+        _post_thaw(drv, ctx, quiesced, notes, raise_failures=False)
+        raise
+    _post_thaw(drv, ctx, quiesced, notes, raise_failures=True)
     consistency = Consistency(handle.consistency)
     reason = handle.reason or ""
     if ctx.stopped:
@@ -113,6 +107,42 @@ def snapshot(ctx: ProtectContext) -> SnapshotResult:
     return SnapshotResult(
         ctx.point_id, handle, consistency, reason, handle.freeze_window_s * 1000.0, tuple(notes)
     )
+
+
+def _take_point(ctx: ProtectContext, drv: SiteDriver) -> PointHandle:
+    with contextlib.suppress(SiteError):  # a crashed earlier attempt may have left it open
+        drv.delete_point(ctx.point_id)
+    parent = ctx.parent_point if ctx.parent_checkpoint else None
+    if ctx.stopped:
+        return offline_handle(ctx)
+    try:
+        return drv.create_point(_request(ctx, parent))
+    except SiteNotFound:
+        if parent is None:
+            raise
+        return drv.create_point(_request(ctx, None))  # checkpoint gone: full read
+
+
+def _post_thaw(
+    drv: SiteDriver,
+    ctx: ProtectContext,
+    quiesced: list[Member],
+    notes: list[str],
+    raise_failures: bool,
+) -> None:
+    """Post-thaw hooks of ``quiesced``, in reverse. Every member's hooks run even if an
+    earlier one fails; the first failure is raised afterwards when ``raise_failures``
+    (on the error path the original error wins and failures are only noted)."""
+    first: HavenError | None = None
+    for m in reversed(quiesced):
+        try:
+            for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.post_thaw, "post-thaw"):
+                notes.append(f"post-thaw {h.server}: {'ok' if h.ok else h.detail}")
+        except HavenError as exc:
+            notes.append(f"post-thaw {m.ref}: {exc}")
+            first = first or exc
+    if first is not None and raise_failures:
+        raise first
 
 
 def offline_handle(ctx: ProtectContext) -> PointHandle:

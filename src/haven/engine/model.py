@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from haven.domain.groups import Member
 from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import RecoveryPlan
 from haven.domain.points import Consistency, VolumePoint, name_objects
@@ -35,6 +36,9 @@ class ProtectContext:
     started_at: float
     lock_owner: str
     data_path: DataPath = DataPath.REPOSITORY  # where disk data goes: repository or native
+    # the group's members as they were when the operation started: an `apply` meanwhile
+    # (or before a resume) changes later operations, never this one
+    members: tuple[Member, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

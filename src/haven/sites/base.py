@@ -88,10 +88,16 @@ class PointDisk:
     incremental: bool  # True: changed extents since the parent point are known
 
 
+class QuiesceAction(StrEnum):
+    FREEZE = "freeze"  # guest-agent fsfreeze of one member
+    THAW = "thaw"
+    NOVA_QUIESCE = "nova-quiesce"  # Nova's quiesced image snapshot (freeze+snapshot+thaw)
+
+
 @dataclass(frozen=True, slots=True)
 class QuiesceStep:
     server_id: str
-    action: str  # "freeze" | "thaw"
+    action: QuiesceAction
     ok: bool
     duration_s: float
     detail: str = ""

@@ -16,7 +16,7 @@ from functools import partial
 from typing import Protocol
 
 from haven.domain.inventory import Consistency
-from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceStep
+from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceAction, QuiesceStep
 from haven.sites.errors import QuiesceFailed, SiteError
 
 THAW_ATTEMPTS = 3
@@ -54,7 +54,9 @@ def take_group_point(
         while frozen:
             sid = frozen.pop()
             for _attempt in range(THAW_ATTEMPTS):  # a frozen guest is an outage: insist
-                thawed = _step(steps, sid, "thaw", partial(ops.thaw, sid, request.freeze_timeout_s))
+                thawed = _step(
+                    steps, sid, QuiesceAction.THAW, partial(ops.thaw, sid, request.freeze_timeout_s)
+                )
                 if thawed.ok:
                     break
         t_last_thaw = time.monotonic()
@@ -68,7 +70,7 @@ def take_group_point(
             step = _step(
                 steps,
                 member.server_id,
-                "freeze",
+                QuiesceAction.FREEZE,
                 partial(ops.freeze, member.server_id, request.freeze_timeout_s),
             )
             if not step.ok:
@@ -85,7 +87,7 @@ def take_group_point(
         if reason is not None:
             thaw_all()  # the healthy members first, at once; this ends the freeze window
             if suspect is not None:  # then the one that failed, in case it froze late
-                _step(steps, suspect, "thaw", partial(ops.thaw, suspect, 1.0))
+                _step(steps, suspect, QuiesceAction.THAW, partial(ops.thaw, suspect, 1.0))
             if request.on_quiesce_failure is OnQuiesceFailure.FAIL:
                 raise QuiesceFailed(f"point {request.point_id}: {reason}")
         taken_at = time.time()
@@ -100,7 +102,9 @@ def take_group_point(
     return GroupPointOutcome(consistency, reason, window, tuple(steps), taken_at)
 
 
-def _step(steps: list[QuiesceStep], sid: str, action: str, fn: Callable[[], None]) -> QuiesceStep:
+def _step(
+    steps: list[QuiesceStep], sid: str, action: QuiesceAction, fn: Callable[[], None]
+) -> QuiesceStep:
     start = time.monotonic()
     try:
         fn()

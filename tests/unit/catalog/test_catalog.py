@@ -244,3 +244,21 @@ def test_operations_written_before_0003_read_without_a_failure_code(tmp_path: Pa
         assert old.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     finally:
         cat.close()
+
+
+def test_operation_and_step_states_follow_their_tables_where_they_are_written(
+    catalog: Catalog,
+) -> None:
+    now = datetime.now(UTC)
+    op = Operation("op-9", OperationKind.PROTECT, "shop", OperationState.RUNNING, now)
+    catalog.save_operation(op)
+    catalog.save_operation(replace(op, state=OperationState.SUCCEEDED, finished_at=now))
+    with pytest.raises(IllegalTransition, match=r"succeeded.*running"):
+        catalog.save_operation(op)  # a finished operation never runs again
+    assert catalog.operation("op-9").state is OperationState.SUCCEEDED  # nothing written
+    step = Step(0, "protect.start", StepState.RUNNING, now)
+    catalog.save_step("op-9", step)
+    catalog.save_step("op-9", replace(step, state=StepState.DONE, finished_at=now))
+    with pytest.raises(IllegalTransition, match=r"done.*failed"):
+        catalog.save_step("op-9", replace(step, state=StepState.FAILED))
+    catalog.save_step("op-9", step)  # re-run after a crash (steps run at least once)

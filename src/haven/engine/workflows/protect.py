@@ -74,6 +74,7 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
         started_at=time.time(),
         lock_owner=lock_owner,
         data_path=pol.data_path,
+        members=g.members,
     )
 
 

@@ -27,6 +27,7 @@ from haven.sites.base import (
     PointDisk,
     PointHandle,
     PointRequest,
+    QuiesceAction,
     ReadinessGate,
     ReadinessResult,
     TcpGate,
@@ -116,7 +117,7 @@ class FakeDriver:
         self.networks = {n: NetworkInfo(str(uuid.uuid4()), n, True, f"br-{n}") for n in networks}
         self.volumes: dict[str, tuple[VolumeInfo, bytearray]] = {}
         self.frozen: set[str] = set()
-        self.freeze_log: list[tuple[str, str]] = []  # (action, server id) in call order
+        self.freeze_log: list[tuple[QuiesceAction, str]] = []  # (action, server id) in call order
         self._fresh: set[str] = set()
         self._points: dict[str, dict[tuple[str, str], tuple[bytes, list[Extent] | None]]] = {}
 
@@ -211,12 +212,12 @@ class FakeDriver:
         if srv.freeze_delay_s:
             time.sleep(srv.freeze_delay_s)
         self.frozen.add(srv.id)
-        self.freeze_log.append(("freeze", srv.id))
+        self.freeze_log.append((QuiesceAction.FREEZE, srv.id))
 
     def thaw(self, server_id: str, timeout_s: float) -> None:
         srv = self._agent(server_id)
         self.frozen.discard(srv.id)
-        self.freeze_log.append(("thaw", srv.id))
+        self.freeze_log.append((QuiesceAction.THAW, srv.id))
 
     # -- points --------------------------------------------------------------------------------
     def create_point(self, request: PointRequest) -> PointHandle:

@@ -46,7 +46,7 @@ from openstack import exceptions as osexc
 
 from haven.domain.points import Consistency
 from haven.sites import consistency
-from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceStep
+from haven.sites.base import OnQuiesceFailure, PointRequest, QuiesceAction, QuiesceStep
 from haven.sites.errors import QuiesceFailed, SiteConflict, SiteError, SiteNotFound
 from haven.sites.openstack.connection import wait_status
 from haven.sites.openstack.snapshots import SnapshotSet, VolumeSnap
@@ -418,7 +418,7 @@ def _nova_point(
         timings["nova_image"] = window
         if why:
             return None, why
-        step = QuiesceStep(sid, "nova-quiesce", True, call_s, f"image {image_id}")
+        step = QuiesceStep(sid, QuiesceAction.NOVA_QUIESCE, True, call_s, f"image {image_id}")
         verdict = _nova_verdict(conn, sid, props, config)
         snapset = SnapshotSet(
             request.point_id, NOVA_METHOD, tuple(snaps), None, None,
