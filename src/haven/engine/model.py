@@ -97,3 +97,7 @@ class RecoverContext:
     reuse_replicas: bool = True  # drills never do
     volume_suffix: str = ""
     lock_owner: str = ""
+    notes: tuple[str, ...] = ()  # what preparing it did that the step log must show
+
+    def detail(self) -> str:
+        return "; ".join(self.notes)

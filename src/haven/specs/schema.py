@@ -87,6 +87,7 @@ class SiteSpec(SpecModel):
     name: Name
     driver: Literal["libvirt", "openstack", "fake"]
     uri: str | None = None
+    scratch_dir: str | None = None
     cloud: str | None = None
     region: str | None = None
     description: str = ""
