@@ -20,8 +20,9 @@ from pathlib import Path
 
 from haven.catalog.db import haven_home
 from haven.engine import resolve, scheduler
-from haven.engine.demo import kvmlab, scenario
-from haven.engine.demo.spec import SERVERS
+from haven_lab import kvm
+from haven_lab.demo import scenario
+from haven_lab.demo.spec import SERVERS
 
 
 def writer(stop: threading.Event, counts: dict[str, int]) -> None:
@@ -86,7 +87,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     for site in ("site-a", "site-b"):
         for prefix in ("demo-", "shop-demo-"):
-            kvmlab.remove_guests(resolve.driver(site), prefix)
+            kvm.remove_prefixed(resolve.driver(site), prefix)
 
 
 if __name__ == "__main__":

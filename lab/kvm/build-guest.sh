@@ -10,7 +10,12 @@
 #   - /dev/vda (ext4) is mounted on /data, /dev/vdb on /data2 when present;
 #   - qemu-ga listens on the virtio port org.qemu.guest_agent.0 and supports guest-exec,
 #     guest-fsfreeze-*, guest-shutdown; busybox gives sh, sync, dd, sleep, kill, pidof ...;
-#   - kernel argument `haven.noagent` boots the guest without qemu-ga (an unresponsive agent).
+#   - the guest powers off when asked (the domain must have ACPI: <features><acpi/>): by the
+#     agent's guest-shutdown, by the ACPI power button (virsh shutdown --mode acpi), or by
+#     `poweroff`/`halt`/`reboot` inside; PID 1 then stops every process, syncs, unmounts
+#     the data disks and powers off through ACPI (S5): QEMU exits ~0.15 s after the request;
+#   - kernel argument `haven.noagent` boots the guest without qemu-ga (an unresponsive agent),
+#     `haven.nobutton` without the power-button handler (with both, only a forced stop works).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-${HAVEN_LAB_STATE:-/var/lib/haven-lab}/kvm/guest}
@@ -26,6 +31,7 @@ for t in qemu-img busybox cpio mkfs.ext4 /usr/sbin/qemu-ga; do
 done
 
 WORK=$(mktemp -d)
+chmod 0755 "$WORK" # apt's download user (_apt) must reach $WORK/deb
 trap 'rm -rf "$WORK"' EXIT
 
 # --- kernel: the exact image linux-image-amd64 depends on; downloaded, never installed.
@@ -59,8 +65,9 @@ cp /bin/busybox "$R/bin/busybox"
 for app in $("$R/bin/busybox" --list); do
   [[ $app == busybox ]] || ln -s /bin/busybox "$R/bin/$app"
 done
+# evdev + button: the ACPI power button as an input device that /init watches
 MODS="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk
-  virtio_console crc16 mbcache jbd2 crc32c_generic ext4"
+  virtio_console crc16 mbcache jbd2 crc32c_generic ext4 evdev button"
 for m in $MODS; do
   f=$(find "$WORK/k/lib/modules/$KVER" -name "$m.ko*" | head -1)
   [[ -n $f ]] || { echo "module $m not found" >&2; exit 1; }
@@ -76,15 +83,31 @@ cp /usr/sbin/qemu-ga "$R/usr/sbin/qemu-ga"
 for lib in $(ldd /usr/sbin/qemu-ga | grep -o '/[^ ]*'); do
   mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
 done
-printf '#!/bin/sh\nsync\npoweroff -f\n' >"$R/sbin/shutdown"
-# busybox provides reboot/poweroff/halt links; qemu-ga calls /sbin/shutdown
+# qemu-ga's guest-shutdown runs `/sbin/shutdown -P|-H|-r +0 <message>` and reports success
+# when it exits 0: ask PID 1 to power off (busybox's `poweroff` signal) and return at once.
+printf '#!/bin/sh\nkill -USR2 1\n' >"$R/sbin/shutdown"
 rm -f "$R/bin/shutdown"
 chmod +x "$R/sbin/shutdown"
 echo 'root:x:0:0:root:/:/bin/sh' >"$R/etc/passwd"
 cat >"$R/init" <<'INIT'
 #!/bin/sh
-# PID 1 of the lab guest. Mounts the data disks and supervises qemu-ga.
+# PID 1 of the lab guest. Mounts the data disks, starts qemu-ga, powers off when asked.
 export PATH=/bin:/sbin:/usr/sbin
+power_off() {
+  echo "haven-guest: powering off (uptime $(cut -d" " -f1 /proc/uptime))"
+  kill -KILL -1 2>/dev/null # every process but PID 1: qemu-ga, workloads, watchers
+  sync
+  # unmount so the ext4 disks are clean; a dying process may hold them for a moment
+  for d in /data2 /data; do
+    grep -q " $d " /proc/mounts || continue
+    i=0; until umount $d 2>/dev/null || [ $i -ge 20 ]; do usleep 50000; i=$((i+1)); done
+  done
+  sync
+  poweroff -f # reboot(POWER_OFF): ACPI S5, QEMU exits
+}
+# busybox's halt, poweroff and reboot signal PID 1 with USR1, USR2 and TERM: all power off
+# (the domain's on_reboot is destroy anyway).
+trap power_off USR1 USR2 TERM
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp; mount -t tmpfs run /run
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null; done
@@ -99,8 +122,17 @@ if ! grep -q haven.noagent /proc/cmdline; then
   /usr/sbin/qemu-ga -m virtio-serial -p /dev/virtio-ports/org.qemu.guest_agent.0 \
     -t /run -f /run/qemu-ga.pid -d
 fi
+# The ACPI power button (virsh shutdown --mode acpi) is an input device named "Power
+# Button"; it reports nothing but presses, so any event read from it means "power off".
+if ! grep -q haven.nobutton /proc/cmdline; then
+  for e in /sys/class/input/event*; do
+    [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] || continue
+    (dd if="/dev/input/${e##*/}" of=/dev/null bs=24 count=1 2>/dev/null && kill -USR2 1) &
+  done
+fi
 echo "haven-guest: ready"
-while true; do sleep 3600; done
+# `wait` (unlike a foreground sleep) returns as soon as a trapped signal arrives
+while true; do sleep 3600 & wait $!; done
 INIT
 chmod +x "$R/init"
 find "$R" -exec touch -h -d "@$EPOCH" {} +

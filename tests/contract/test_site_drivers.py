@@ -93,22 +93,23 @@ class LibvirtHarness:
     src_name, network, size, name_prefix, kernel_boot = "ct-src", "app-net", SIZE, "", True
 
     def __init__(self) -> None:
-        from tests.integration.kvm import labkit
+        from haven_lab import kvm
 
-        self.kit = labkit
+        self.kit = kvm
         try:
-            self.lab = labkit.open_lab()
-        except labkit.LabMissing as exc:
+            self.lab = kvm.open_lab()
+        except kvm.LabMissing as exc:
             lab_unavailable(str(exc))
         self.driver = self.lab.a  # type: ignore[assignment]
-        labkit.remove_leftovers(self.driver, "ct-")
-        (self.server_id,) = labkit.boot_guests(self.driver, [self.new_spec("ct-src")])
+        kvm.remove_prefixed(self.driver, "ct-")
+        (src,) = kvm.boot_guests(self.driver, self.lab.env, [self.new_spec("ct-src")])
+        self.server_id = src.id
 
     def new_spec(self, name: str) -> ServerSpec:
-        return self.kit.guest_spec(self.lab, name)
+        return self.kit.guest_spec(self.lab.env, name)
 
     def fill_volume(self, writer: object) -> None:
-        self.kit.write_nonzero(writer, self.kit.template())
+        self.kit.write_nonzero(writer, self.kit.template(self.lab.env))
 
     def guest_write(self, payload: bytes) -> None:
         # through the guest's filesystem, as an application would; sync so it hits the disk
@@ -119,7 +120,7 @@ class LibvirtHarness:
 
     def close(self) -> None:
         self.kit.remove_guests(self.driver, [self.server_id])
-        self.kit.remove_leftovers(self.driver, "ct-")
+        self.kit.remove_prefixed(self.driver, "ct-")
 
 
 class OpenStackHarness:

@@ -18,7 +18,7 @@ def demo(
 ) -> None:
     """The whole DR story on the KVM lab (started if needed; needs root)."""
     from haven.catalog.db import haven_home
-    from haven.engine.demo import scenario
+    from haven_lab.demo import scenario
 
     where = home or haven_home() / "demo"
 

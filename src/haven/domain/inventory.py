@@ -47,13 +47,18 @@ class NicSpec:
 
 @dataclass(frozen=True, slots=True)
 class BootSpec:
-    """Direct kernel boot when ``kernel`` is set, else boot from the first BOOT disk."""
+    """Direct kernel boot when ``kernel`` is set, else boot from the first BOOT disk.
+
+    ``acpi``: the machine has ACPI firmware tables, which a guest needs to power itself
+    off (S5) and to see a power-button press; without it a graceful stop only halts the
+    guest and the server stays running until it is forced off."""
 
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = None
     machine: str | None = None
     arch: str = "x86_64"
+    acpi: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,18 @@ class SiteDriver(Enum):
     FAKE = "fake"  # in-memory, for tests and demos without a lab
 
 
+SCRATCH_DIR_HINT = (
+    "a libvirt site needs 'scratch_dir': an absolute directory on the libvirt host where "
+    "open recovery points keep their copy-on-write overlays (e.g. /var/lib/haven/scratch)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     """One cloud or hypervisor estate.
 
-    libvirt: ``uri`` is the libvirt connection URI. openstack: ``cloud`` names a
+    libvirt: ``uri`` is the libvirt connection URI; ``scratch_dir`` a directory on the
+    libvirt host for the overlays of open points. openstack: ``cloud`` names a
     ``clouds.yaml`` entry (credentials stay there) and ``region`` the region.
     """
 
@@ -29,6 +36,7 @@ class Site:
     region: str | None = None
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    scratch_dir: str | None = None
 
 
 class RepositoryKind(Enum):

@@ -23,7 +23,7 @@ from haven.datamover import Repository as DataRepository
 from haven.datamover import open_backend
 from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
-from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
+from haven.domain.sites import SCRATCH_DIR_HINT, Repository, RepositoryKind, Site, SiteDriver
 from haven.observability.logging import register_secret
 from haven.observability.secretfiles import SecretFileError, read_secret_file
 from haven.sites.base import SiteDriver as DriverProtocol
@@ -79,11 +79,15 @@ def _build(site: Site) -> Any:
 
         return FakeDriver(site.name)
     if site.driver is SiteDriver.LIBVIRT:
-        from haven.sites.libvirt.driver import LibvirtDriver, LibvirtSiteConfig
-
         if not site.uri:
             raise ValidationError(f"sites.{site.name}.uri", "a libvirt site needs a uri")
-        return LibvirtDriver(LibvirtSiteConfig(name=site.name, uri=site.uri))
+        if not site.scratch_dir:  # a catalog written before the field existed
+            raise ValidationError(f"sites.{site.name}.scratch_dir", SCRATCH_DIR_HINT)
+        from haven.sites.libvirt.driver import LibvirtDriver, LibvirtSiteConfig
+
+        return LibvirtDriver(
+            LibvirtSiteConfig(name=site.name, uri=site.uri, scratch_dir=site.scratch_dir)
+        )
     if site.driver is SiteDriver.OPENSTACK:
         from haven.sites.openstack.driver import OpenStackDriver
 

@@ -118,3 +118,7 @@ class RecoverContext:
     bubble: str = ""  # a drill's test network: every NIC goes there, whatever the point's
     fallback: bool = False  # a damaged point may be replaced by the next older intact one
     skipped: tuple[SkippedPoint, ...] = ()  # newer damaged points passed over, newest first
+    notes: tuple[str, ...] = ()  # what preparing it did that the step log must show
+
+    def detail(self) -> str:
+        return "; ".join(self.notes)

@@ -32,6 +32,7 @@ from haven.sites.base import (
     NativeBackups,
     ReadinessGate,
     SiteDriver,
+    StopOutcome,
     TcpGate,
 )
 
@@ -241,12 +242,15 @@ def stop_servers(site: str, server_ids: dict[str, str], waves: list[list[str]]) 
     the servers of one wave stop in parallel. Already stopped ones are skipped.
 
     Each guest is asked to ``sync`` first, then to shut down; a guest still running after
-    STOP_DEADLINE_S (its agent or ACPI handler hung) is powered off, which after the sync
-    loses nothing an application had written. The driver's call may itself hang on a dead
-    agent, so it runs in a helper thread and the deadline is kept here.
+    its driver's timeout (STOP_DEADLINE_S - 5: its agent or ACPI handler hung) is powered
+    off, which after the sync loses nothing an application had written. The driver's call
+    may itself hang on a dead agent, so it runs in a helper thread and STOP_DEADLINE_S is
+    kept here. The note names every server that had to be forced off ("forced after
+    sync"); ``data`` holds each stopped server's StopOutcome value.
     """
     drv = resolve.driver(site)
     done: list[str] = []
+    outcomes: dict[str, str] = {}
     for wave in waves:
         running = [
             (n, server_ids[n])
@@ -254,26 +258,31 @@ def stop_servers(site: str, server_ids: dict[str, str], waves: list[list[str]]) 
             if n in server_ids and drv.get_server(server_ids[n]).state is PowerState.RUNNING
         ]
         stoppers = []
+        answers: dict[str, StopOutcome] = {}
         for _name, sid in running:
             with contextlib.suppress(HavenError):
                 drv.guest_exec(sid, ["sync"], timeout_s=10)
-            t = threading.Thread(target=_stop_quietly, args=(drv, sid), daemon=True)
+            t = threading.Thread(target=_stop_quietly, args=(drv, sid, answers), daemon=True)
             t.start()
             stoppers.append(t)
         deadline = time.monotonic() + STOP_DEADLINE_S
         for t in stoppers:
             t.join(max(0.0, deadline - time.monotonic()))
         for name, sid in running:
-            forced = drv.get_server(sid).state is PowerState.RUNNING
-            if forced:
-                drv.destroy_server(sid)
-            done.append(f"{name}{' (forced after sync)' if forced else ''}")
-    return Note(f"stopped at {site}: {', '.join(done) or 'nothing (already stopped)'}")
+            outcome = answers.get(sid)
+            if outcome is None:  # the driver hung or failed: see for ourselves
+                outcome = StopOutcome.UNREPORTED
+                if drv.get_server(sid).state is PowerState.RUNNING:
+                    drv.destroy_server(sid)
+                    outcome = StopOutcome.FORCED
+            outcomes[name] = outcome.value
+            done.append(f"{name}{' (forced after sync)' if outcome is StopOutcome.FORCED else ''}")
+    return Note(f"stopped at {site}: {', '.join(done) or 'nothing (already stopped)'}", outcomes)
 
 
-STOP_DEADLINE_S = 20.0  # graceful shutdown of a small guest takes a few seconds
+STOP_DEADLINE_S = 20.0  # the lab guest powers off in ~1 s once asked (build-guest.sh)
 
 
-def _stop_quietly(drv: SiteDriver, sid: str) -> None:
+def _stop_quietly(drv: SiteDriver, sid: str, answers: dict[str, StopOutcome]) -> None:
     with contextlib.suppress(HavenError):
-        drv.stop_server(sid, timeout_s=STOP_DEADLINE_S - 5)
+        answers[sid] = drv.stop_server(sid, timeout_s=STOP_DEADLINE_S - 5)

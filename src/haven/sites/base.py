@@ -235,6 +235,18 @@ class ReadinessResult:
     passed: tuple[str, ...] = field(default=())
 
 
+class StopOutcome(StrEnum):
+    """How ``stop_server`` ended. The engine's step log names every FORCED server: its
+    applications were cut off rather than shut down."""
+
+    ALREADY_STOPPED = "already-stopped"
+    GRACEFUL = "graceful"  # the guest powered itself off when asked, before the timeout
+    FORCED = "forced"  # still running at the timeout: powered off (pulled the plug)
+    # the site stopped it by its own rules and does not say whether it forced it (Nova:
+    # a clean shutdown, then a power-off after its own shutdown_timeout)
+    UNREPORTED = "unreported"
+
+
 class SiteDriver(Protocol):
     """What the engine calls. Every method may raise haven.sites.errors.* only."""
 
@@ -280,7 +292,11 @@ class SiteDriver(Protocol):
         volumes: dict[str, VolumeInfo],
     ) -> str: ...
     def start_server(self, server_id: str) -> None: ...
-    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None: ...
+    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> StopOutcome:
+        """Ask the guest to shut down; power it off if it still runs after ``timeout_s``
+        (FORCED). Returns once the server is off."""
+        ...
+
     def destroy_server(self, server_id: str) -> None: ...
     def undefine_server(self, server_id: str) -> None: ...
     def wait_ready(

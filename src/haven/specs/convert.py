@@ -57,6 +57,7 @@ def _site(x: s.SiteSpec) -> Site:
         name=x.name,
         driver=SiteDriver(x.driver),
         uri=x.uri,
+        scratch_dir=x.scratch_dir,
         cloud=x.cloud,
         region=x.region,
         description=x.description,

@@ -126,6 +126,7 @@ class SiteSpec(SpecModel):
     name: Name
     driver: Literal["libvirt", "openstack", "fake"]
     uri: SiteUri | None = None
+    scratch_dir: str | None = None
     cloud: str | None = None
     region: str | None = None
     description: str = ""

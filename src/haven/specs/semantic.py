@@ -15,7 +15,7 @@ from haven.domain.groups import MemberKind, ProtectionGroup, QuiesceMethod
 from haven.domain.plans import Probe, ProbeKind, RecoveryPlan, find_cycle
 from haven.domain.policies import ConsistencyRequirement, DataPath
 from haven.domain.resources import ResourceKind, Resources
-from haven.domain.sites import Site, SiteDriver
+from haven.domain.sites import SCRATCH_DIR_HINT, Site, SiteDriver
 from haven.specs.convert import repository_kind
 
 _MIN_CHUNK, _MAX_CHUNK = 64 * 1024, 16 * 1024 * 1024
@@ -112,6 +112,8 @@ def _check_site(site: Site) -> list[ValidationError]:
             problems.append(
                 ValidationError(f"{path}.uri", "a libvirt site needs 'uri' (e.g. qemu:///system)")
             )
+        if not site.scratch_dir or not site.scratch_dir.startswith("/"):
+            problems.append(ValidationError(f"{path}.scratch_dir", SCRATCH_DIR_HINT))
         for extra in ("cloud", "region"):
             if getattr(site, extra):
                 problems.append(
@@ -126,6 +128,8 @@ def _check_site(site: Site) -> list[ValidationError]:
             )
         if site.uri:
             problems.append(ValidationError(f"{path}.uri", "only applies to libvirt sites"))
+    if site.driver is not SiteDriver.LIBVIRT and site.scratch_dir:
+        problems.append(ValidationError(f"{path}.scratch_dir", "only applies to libvirt sites"))
     return problems
 
 

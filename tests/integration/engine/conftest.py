@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from haven.engine import connect, runtime, services
-from haven.engine.demo import kvmlab
+from haven_lab import kvm
 from tests.conftest import lab_unavailable
 
 
 @pytest.fixture
-def lab_env() -> kvmlab.LabEnv:
-    env = kvmlab.read_env()
-    if env is None or not all(kvmlab.alive(u) for u in (env.site_a_uri, env.site_b_uri)):
-        lab_unavailable("KVM lab not running: bash lab/kvm/up.sh (as root)")
-    assert env is not None
-    return env
+def lab_env() -> kvm.LabEnv:
+    try:
+        return kvm.require_lab()
+    except kvm.LabMissing as exc:
+        lab_unavailable(str(exc))
+        raise
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from haven.domain.groups import GroupState
 from haven.domain.operations import OperationKind, OperationState
 from haven.engine import connect, resolve, runtime, service, services
 from haven.engine.apply import apply_spec
-from haven.engine.demo import kvmlab
 from haven.engine.workflows.protect import protect_workflow
 from haven.specs import load_spec
+from haven_lab import kvm
 
 pytestmark = [pytest.mark.kvm, pytest.mark.slow]
 HAVEN = str(Path(sys.executable).parent / "haven")
@@ -29,9 +29,7 @@ NAMES = ("it-crash-db", "it-crash-web")
 SPEC = """\
 apiVersion: haven/v1
 sites:
-  - {{name: site-a, driver: libvirt, uri: "{a}"}}
-  - {{name: site-b, driver: libvirt, uri: "{b}"}}
-repositories:
+{sites}repositories:
   - {{name: repo, url: "{home}/repo", key_file: "{home}/repo.key"}}
 policies:
   - {{name: p, rpo: 5m, interval: 1m}}
@@ -48,19 +46,19 @@ plans:
 """
 
 
-def _setup(lab_env: kvmlab.LabEnv, engine_home: Path) -> Catalog:
+def _setup(lab_env: kvm.LabEnv, engine_home: Path) -> Catalog:
     engine_home.mkdir(parents=True)
     (engine_home / "repo.key").write_text(encode_key_file(new_master_key()))
     spec = engine_home / "spec.yaml"
-    spec.write_text(SPEC.format(a=lab_env.site_a_uri, b=lab_env.site_b_uri, home=engine_home))
+    spec.write_text(SPEC.format(sites=lab_env.sites_yaml(), home=engine_home))
     cat = Catalog.open()
     apply_spec(cat, load_spec(spec))
     services.use_catalog(cat)
     a, b = resolve.driver("site-a"), resolve.driver("site-b")
     for drv in (a, b):
-        kvmlab.remove_guests(drv, "it-crash-")
-        kvmlab.remove_guests(drv, "crash-it-crash-")
-    kvmlab.boot_guests(a, lab_env, NAMES)
+        kvm.remove_prefixed(drv, "it-crash-")
+        kvm.remove_prefixed(drv, "crash-it-crash-")
+    kvm.boot_guests(a, lab_env, [kvm.guest_spec(lab_env, n) for n in NAMES])
     return cat
 
 
@@ -81,15 +79,15 @@ def _kill_and_resume(args: list[str], step: str, cat: Catalog, kind: OperationKi
 
 def _cleanup() -> None:
     for drv in (resolve.driver("site-a"), resolve.driver("site-b")):
-        kvmlab.remove_guests(drv, "it-crash-")
-        kvmlab.remove_guests(drv, "crash-it-crash-")
+        kvm.remove_prefixed(drv, "it-crash-")
+        kvm.remove_prefixed(drv, "crash-it-crash-")
 
 
 @pytest.mark.parametrize(
     "step", ["protect.snapshot", "protect.backup", "protect.release", "protect.commit"]
 )
 def test_protect_on_libvirt_survives_kill(
-    lab_env: kvmlab.LabEnv, engine_home: Path, step: str
+    lab_env: kvm.LabEnv, engine_home: Path, step: str
 ) -> None:
     """Including the steps during which libvirt backup jobs are open: the resumed process
     re-attaches to the jobs the killed one left (they live in libvirt, not in Haven)."""
@@ -108,7 +106,7 @@ def test_protect_on_libvirt_survives_kill(
 
 @pytest.mark.parametrize("step", ["recover.boot:wave-2:it-crash-web"])
 def test_failover_on_libvirt_survives_kill(
-    lab_env: kvmlab.LabEnv, engine_home: Path, step: str
+    lab_env: kvm.LabEnv, engine_home: Path, step: str
 ) -> None:
     cat = _setup(lab_env, engine_home)
     try:

@@ -26,20 +26,18 @@ from haven.domain.operations import OperationKind, OperationState
 from haven.domain.points import Consistency
 from haven.engine import resolve, service, services
 from haven.engine.apply import apply_spec
-from haven.engine.demo import kvmlab
 from haven.engine.workflows.protect import protect_workflow
 from haven.sites.base import SiteDriver
 from haven.sites.errors import SiteError
 from haven.specs import load_spec
+from haven_lab import kvm
 
 pytestmark = [pytest.mark.kvm, pytest.mark.slow]
 
 SPEC = """\
 apiVersion: haven/v1
 sites:
-  - {{name: site-a, driver: libvirt, uri: "{a}"}}
-  - {{name: site-b, driver: libvirt, uri: "{b}"}}
-repositories:
+{sites}repositories:
   - {{name: repo, url: "{home}/repo", key_file: "{home}/repo.key"}}
 policies:
   - name: p
@@ -107,7 +105,7 @@ def violations(point_id: str, tmp: Path) -> tuple[set[int], set[int]]:
     return credits - debits, credits
 
 
-def _setup(env: kvmlab.LabEnv, home: Path, consistency: str) -> None:
+def _setup(env: kvm.LabEnv, home: Path, consistency: str) -> None:
     from haven.datamover import encode_key_file, new_master_key
 
     home.mkdir(parents=True, exist_ok=True)
@@ -115,14 +113,13 @@ def _setup(env: kvmlab.LabEnv, home: Path, consistency: str) -> None:
     if not key.exists():
         key.write_text(encode_key_file(new_master_key()))
     spec = home / "spec.yaml"
-    spec.write_text(SPEC.format(a=env.site_a_uri, b=env.site_b_uri, home=home,
-                                consistency=consistency))  # fmt: skip
+    spec.write_text(SPEC.format(sites=env.sites_yaml(), home=home, consistency=consistency))
     cat = Catalog.open()
     apply_spec(cat, load_spec(spec))
     services.use_catalog(cat)
     drv = resolve.driver("site-a")
-    kvmlab.remove_guests(drv, "it-")
-    kvmlab.boot_guests(drv, env, ["it-debit", "it-credit"])
+    kvm.remove_prefixed(drv, "it-")
+    kvm.boot_guests(drv, env, [kvm.guest_spec(env, n) for n in ("it-debit", "it-credit")])
 
 
 def _points_under_load(n: int) -> tuple[list[str], Workload]:
@@ -143,7 +140,7 @@ def _points_under_load(n: int) -> tuple[list[str], Workload]:
 
 
 def test_application_consistent_points_never_hold_a_credit_without_its_debit(
-    lab_env: kvmlab.LabEnv, engine_home: Path, tmp_path: Path
+    lab_env: kvm.LabEnv, engine_home: Path, tmp_path: Path
 ) -> None:
     _setup(lab_env, engine_home, "application")
     try:
@@ -156,11 +153,11 @@ def test_application_consistent_points_never_hold_a_credit_without_its_debit(
             seen = max(seen, len(credits))
         assert seen > 0 and work.done > seen - 1  # the ledgers were really written
     finally:
-        kvmlab.remove_guests(resolve.driver("site-a"), "it-")
+        kvm.remove_prefixed(resolve.driver("site-a"), "it-")
 
 
 def test_without_freezing_the_check_finds_a_violation(
-    lab_env: kvmlab.LabEnv, engine_home: Path, tmp_path: Path
+    lab_env: kvm.LabEnv, engine_home: Path, tmp_path: Path
 ) -> None:
     _setup(lab_env, engine_home, "crash")
     try:
@@ -173,4 +170,4 @@ def test_without_freezing_the_check_finds_a_violation(
                 found[pid] = sorted(bad)
         assert found, "crash-consistent points showed no violation: the check proves nothing"
     finally:
-        kvmlab.remove_guests(resolve.driver("site-a"), "it-")
+        kvm.remove_prefixed(resolve.driver("site-a"), "it-")

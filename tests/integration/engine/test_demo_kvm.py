@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from haven.engine.demo import kvmlab, scenario
+from haven.engine import services
+from haven_lab import kvm
+from haven_lab.demo import scenario
 
 pytestmark = [pytest.mark.kvm, pytest.mark.slow]
 
 
-def test_protect_drill_failover_failback_on_kvm(lab_env: kvmlab.LabEnv, engine_home: Path) -> None:
+def test_protect_drill_failover_failback_on_kvm(lab_env: kvm.LabEnv, engine_home: Path) -> None:
     lines: list[str] = []
     report = scenario.run(engine_home / "demo", lines.append)
     f = report.figures
@@ -28,3 +30,10 @@ def test_protect_drill_failover_failback_on_kvm(lab_env: kvmlab.LabEnv, engine_h
     # failback moved the delta, not the volumes
     assert f["failback_bytes_written"] < f["bytes_total"] / 4
     assert any("verified at site A" in line for line in lines)
+    # the recovered servers powered themselves off when failback stopped them: none forced
+    (fb,) = [p for p in report.phases if p["phase"] == "failback to site A"]
+    stop = [s for s in services.catalog().operation(fb["operation"]).steps
+            if s.name == "failback.stop-recovered"]  # fmt: skip
+    assert len(stop) == 1 and stop[0].detail.startswith("stopped at site-b: demo-")
+    assert "forced" not in stop[0].detail
+    assert (stop[0].finished_at - stop[0].started_at).total_seconds() < 15

@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import lab_unavailable
-from tests.integration.kvm import labkit
 
 from haven.datamover import (
     AllocationMap,
@@ -27,25 +25,22 @@ from haven.datamover import (
 )
 from haven.datamover.crypto import ScryptParams
 from haven.sites.base import AgentGate, PointRequest, QuiesceMember
+from haven_lab import kvm
 
 pytestmark = pytest.mark.kvm
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[tuple[labkit.Lab, str]]:
-    try:
-        lab = labkit.open_lab()
-    except labkit.LabMissing as exc:
-        lab_unavailable(str(exc))
-    labkit.remove_leftovers(lab.a, "dm-")
-    labkit.remove_leftovers(lab.b, "dm-")
-    (sid,) = labkit.boot_guests(lab.a, [labkit.guest_spec(lab, "dm-src")])
-    yield lab, sid
-    labkit.remove_guests(lab.a, [sid])
-    labkit.remove_leftovers(lab.b, "dm-")
+def env(lab: kvm.Lab) -> Iterator[tuple[kvm.Lab, str]]:
+    kvm.remove_prefixed(lab.a, "dm-")
+    kvm.remove_prefixed(lab.b, "dm-")
+    (guest,) = kvm.boot_guests(lab.a, lab.env, [kvm.guest_spec(lab.env, "dm-src")])
+    yield lab, guest.id
+    kvm.remove_guests(lab.a, [guest.id])
+    kvm.remove_prefixed(lab.b, "dm-")
 
 
-def test_backup_incremental_restore_boot(env: tuple[labkit.Lab, str], tmp_path: Path) -> None:
+def test_backup_incremental_restore_boot(env: tuple[kvm.Lab, str], tmp_path: Path) -> None:
     lab, sid = env
     a, b = lab.a, lab.b
     repo = Repository.init(open_backend(str(tmp_path / "repo")), password="lab",
@@ -80,8 +75,8 @@ def test_backup_incremental_restore_boot(env: tuple[labkit.Lab, str], tmp_path: 
         a.release_point(p2)
         for p in (p2, p1):
             a.delete_point(p.point_id)
-    labkit.record_figure("datamover_bytes_read", {"full": full_read, "incremental": inc_read,
-                                                 "volume": src.size})  # fmt: skip
+    kvm.record_figure("datamover_bytes_read", {"full": full_read, "incremental": inc_read,
+                                              "volume": src.size})  # fmt: skip
     assert inc.stats.chunks_from_parent > 0
     assert inc_read <= 16 * 1024 * 1024 < src.size  # a few 1 MiB chunks, not the volume
 
@@ -93,6 +88,6 @@ def test_backup_incremental_restore_boot(env: tuple[labkit.Lab, str], tmp_path: 
     rec = b.define_server(spec, name="dm-rec", network_map={"app-net": "app-net"},
                           volumes={"vda": vol})  # fmt: skip
     b.start_server(rec)
-    assert b.wait_ready(rec, [AgentGate()], labkit.BOOT_TIMEOUT_S).ready
+    assert b.wait_ready(rec, [AgentGate()], kvm.BOOT_TIMEOUT_S).ready
     out = b.guest_exec(rec, ["cat", "/data/m1", "/data/m2"], 20).stdout.decode().split()
     assert out == [first, second]

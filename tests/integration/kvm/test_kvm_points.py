@@ -14,12 +14,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import lab_unavailable
-from tests.integration.kvm import labkit
 
 from haven.domain.inventory import Consistency, PowerState
-from haven.sites.base import AgentGate, OnQuiesceFailure, PointRequest, QuiesceMember
+from haven.sites.base import (
+    AgentGate,
+    OnQuiesceFailure,
+    PointRequest,
+    QuiesceMember,
+    StopOutcome,
+)
 from haven.sites.errors import QuiesceFailed
+from haven_lab import kvm
 
 pytestmark = pytest.mark.kvm
 
@@ -37,25 +42,17 @@ EXT4_RECOVER = 0x4  # s_feature_incompat bit: the journal must be replayed befor
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[labkit.Lab]:
-    try:
-        lab = labkit.open_lab()
-    except labkit.LabMissing as exc:
-        lab_unavailable(str(exc))
-    yield lab
-
-
-@pytest.fixture(scope="module")
-def guests(lab: labkit.Lab) -> Iterator[list[str]]:
-    labkit.remove_leftovers(lab.a, "it-")
-    labkit.remove_leftovers(lab.b, "it-")
-    ids = labkit.boot_guests(lab.a, [labkit.guest_spec(lab, f"it-g{i}") for i in (1, 2, 3)])
-    labkit.record_figure(
-        "boot_to_agent_s", {k: round(v, 2) for k, v in labkit.BOOT_TO_AGENT_S.items()}
+def guests(lab: kvm.Lab) -> Iterator[list[str]]:
+    kvm.remove_prefixed(lab.a, "it-")
+    kvm.remove_prefixed(lab.b, "it-")
+    booted = kvm.boot_guests(
+        lab.a, lab.env, [kvm.guest_spec(lab.env, f"it-g{i}") for i in (1, 2, 3)]
     )
+    kvm.record_figure("boot_to_agent_s", {g.name: round(g.boot_s or 0, 2) for g in booted})
+    ids = [g.id for g in booted]
     yield ids
-    labkit.remove_guests(lab.a, ids)
-    labkit.remove_leftovers(lab.b, "it-")
+    kvm.remove_guests(lab.a, ids)
+    kvm.remove_prefixed(lab.b, "it-")
 
 
 def _superblock_incompat(reader: object) -> int:
@@ -71,13 +68,13 @@ def _read_all(reader: object) -> bytearray:
     return buf
 
 
-def _sh(lab: labkit.Lab, sid: str, script: str, timeout: float = 30) -> bytes:
+def _sh(lab: kvm.Lab, sid: str, script: str, timeout: float = 30) -> bytes:
     r = lab.a.guest_exec(sid, ["sh", "-c", script], timeout)
     assert r.exit_code == 0, (script, r.stderr)
     return bytes(r.stdout)
 
 
-def test_ordered_freeze_of_three_writing_guests(lab: labkit.Lab, guests: list[str]) -> None:
+def test_ordered_freeze_of_three_writing_guests(lab: kvm.Lab, guests: list[str]) -> None:
     for sid in guests:
         _sh(lab, sid, WRITER)
     try:
@@ -85,8 +82,8 @@ def test_ordered_freeze_of_three_writing_guests(lab: labkit.Lab, guests: list[st
         before = [int(_sh(lab, s, "wc -l < /data/seq").strip() or 0) for s in guests]
         req = PointRequest(f"it-o-{uuid.uuid4().hex[:6]}", tuple(QuiesceMember(s) for s in guests))
         point = lab.a.create_point(req)
-        labkit.record_figure("freeze_window_3_guests_s", round(point.freeze_window_s, 3))
-        labkit.record_figure(
+        kvm.record_figure("freeze_window_3_guests_s", round(point.freeze_window_s, 3))
+        kvm.record_figure(
             "quiesce_steps_ms",
             [
                 (s.action, guests.index(s.server_id) + 1, round(s.duration_s * 1000))
@@ -115,7 +112,7 @@ def test_ordered_freeze_of_three_writing_guests(lab: labkit.Lab, guests: list[st
             _sh(lab, sid, "rm -f /tmp/run; sync")
 
 
-def test_incremental_reads_only_changed_extents(lab: labkit.Lab, guests: list[str]) -> None:
+def test_incremental_reads_only_changed_extents(lab: kvm.Lab, guests: list[str]) -> None:
     sid = guests[0]
     tag = uuid.uuid4().hex[:6]
     full = lab.a.create_point(PointRequest(f"it-f-{tag}", (QuiesceMember(sid),)))
@@ -143,7 +140,7 @@ def test_incremental_reads_only_changed_extents(lab: labkit.Lab, guests: list[st
             read, size = r.bytes_read, r.size
     finally:
         lab.a.release_point(inc)
-    labkit.record_figure(
+    kvm.record_figure(
         "incremental_bytes_read", {"read": read, "volume": size, "written": 512 * 1024}
     )
     assert 512 * 1024 <= read <= size // 16, "an incremental reads only what changed"
@@ -154,7 +151,7 @@ def test_incremental_reads_only_changed_extents(lab: labkit.Lab, guests: list[st
         lab.a.delete_point(p)
 
 
-def test_recovered_domain_boots_at_other_site(lab: labkit.Lab, guests: list[str]) -> None:
+def test_recovered_domain_boots_at_other_site(lab: kvm.Lab, guests: list[str]) -> None:
     sid = guests[2]
     marker = os.urandom(16).hex()
     _sh(lab, sid, f"echo {marker} > /data/marker; sync")
@@ -167,7 +164,7 @@ def test_recovered_domain_boots_at_other_site(lab: labkit.Lab, guests: list[str]
             lab.a.open_point_disk(point, point.disks[0]) as src,
             lab.b.open_volume_writer(vol) as dst,
         ):
-            labkit.write_nonzero(dst, bytes(_read_all(src)))
+            kvm.write_nonzero(dst, bytes(_read_all(src)))
     finally:
         lab.a.release_point(point)
         lab.a.delete_point(point.point_id)
@@ -175,17 +172,18 @@ def test_recovered_domain_boots_at_other_site(lab: labkit.Lab, guests: list[str]
         spec, name="it-rec", network_map={"app-net": "app-net"}, volumes={"vda": vol}
     )
     lab.b.start_server(rec)
-    ready = lab.b.wait_ready(rec, [AgentGate()], labkit.BOOT_TIMEOUT_S)
-    labkit.record_figure("recovered_boot_to_agent_s", round(ready.waited_s, 2))
+    ready = lab.b.wait_ready(rec, [AgentGate()], kvm.BOOT_TIMEOUT_S)
+    kvm.record_figure("recovered_boot_to_agent_s", round(ready.waited_s, 2))
     assert ready.ready, ready.detail
     got = lab.b.guest_exec(rec, ["cat", "/data/marker"], 20)
     assert got.stdout.decode().strip() == marker
     assert lab.b.get_server(rec).state is PowerState.RUNNING
-    lab.b.stop_server(rec, timeout_s=20)
+    # the recovered domain keeps ACPI: it powers itself off when asked, nothing forced
+    assert lab.b.stop_server(rec, timeout_s=20) is StopOutcome.GRACEFUL
     assert lab.b.get_server(rec).state is PowerState.SHUTOFF
 
 
-def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: list[str]) -> None:
+def test_unresponsive_agent_thaws_the_others_at_once(lab: kvm.Lab, guests: list[str]) -> None:
     g1, g2, g3 = guests
     # stop qemu-ga inside g2 shortly after this guest-exec has returned
     _sh(lab, g2, "(sleep 0.3; kill -STOP $(cat /run/qemu-ga.pid)) >/dev/null 2>&1 </dev/null &")
@@ -214,7 +212,7 @@ def test_unresponsive_agent_thaws_the_others_at_once(lab: labkit.Lab, guests: li
             # g1 frozen, g2 fails, g1 thawed right away, g3 never frozen; g2 gets a last try
             assert steps[:3] == [("freeze", g1, True), ("freeze", g2, False), ("thaw", g1, True)]
             assert ("freeze", g3, True) not in steps
-            labkit.record_figure("freeze_window_failed_agent_s", round(point.freeze_window_s, 3))
+            kvm.record_figure("freeze_window_failed_agent_s", round(point.freeze_window_s, 3))
             assert point.freeze_window_s < 4.0
             assert len(point.disks) == 3  # the point exists, crash-consistent
             with lab.a.open_point_disk(point, point.disks[1]) as r:

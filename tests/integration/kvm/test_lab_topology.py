@@ -9,17 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from tests.conftest import lab_unavailable
-from tests.integration.kvm import labkit
 
 from haven.sites.errors import SiteUnavailable
+from haven_lab import kvm
 
 pytestmark = pytest.mark.kvm
-LAB = labkit.REPO / "lab" / "kvm"
 
 # Runs inside site a's network namespace: reach site b's libvirtd over the veth link.
 PROBE = """
@@ -35,50 +31,39 @@ except SiteUnavailable as exc:
 """
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[labkit.Lab]:
-    try:
-        lab = labkit.open_lab()
-    except labkit.LabMissing as exc:
-        lab_unavailable(str(exc))
-    yield lab
-
-
-def _probe_from_site_a() -> str:
+def _probe_from_site_a(lab: kvm.Lab) -> str:
     out = subprocess.run(
-        ["ip", "netns", "exec", "haven-a", sys.executable, "-c", PROBE],
+        ["ip", "netns", "exec", lab.env.a.netns, sys.executable, "-c", PROBE],
         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": "src"},
-        cwd=labkit.REPO,
+        cwd=kvm.repo_root(),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def test_sites_are_separate_daemons(lab: labkit.Lab) -> None:
-    pids = {Path(labkit.STATE / "sites" / s / "libvirtd.pid").read_text().strip() for s in "ab"}
+def test_sites_are_separate_daemons(lab: kvm.Lab) -> None:
+    pids = {(s.dir / "libvirtd.pid").read_text().strip() for s in (lab.env.a, lab.env.b)}
     assert len(pids) == 2
     na = {n.id for n in lab.a.list_networks()}
     nb = {n.id for n in lab.b.list_networks()}
     assert na and nb and not na & nb, "each site has its own app-net"
 
 
-def test_partition_cuts_the_link_between_sites(lab: labkit.Lab) -> None:
-    assert _probe_from_site_a() == "ok"
-    subprocess.run(["bash", str(LAB / "partition.sh"), "cut"], check=True)
+def test_partition_cuts_the_link_between_sites(lab: kvm.Lab) -> None:
+    assert _probe_from_site_a(lab) == "ok"
+    kvm.run_script("partition.sh", "cut")
     try:
-        assert _probe_from_site_a() == "unavailable True"
+        assert _probe_from_site_a(lab) == "unavailable True"
     finally:
-        subprocess.run(["bash", str(LAB / "partition.sh"), "heal"], check=True)
-    assert _probe_from_site_a() == "ok"
+        kvm.run_script("partition.sh", "heal")
+    assert _probe_from_site_a(lab) == "ok"
 
 
-def test_disaster_at_site_b_and_its_return(lab: labkit.Lab) -> None:
-    subprocess.run(["bash", str(LAB / "kill-site.sh"), "b"], check=True, timeout=60)
+def test_disaster_at_site_b_and_its_return(lab: kvm.Lab) -> None:
+    kvm.run_script("kill-site.sh", "b")
     with pytest.raises(SiteUnavailable) as info:
         lab.b.list_servers()
     assert info.value.retryable
-    env = {**os.environ, "HAVEN_LAB_SKIP_INSTALL": "1"}
-    subprocess.run(["bash", str(LAB / "up.sh")], check=True, timeout=120, env=env,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
-    back = labkit.open_lab()
+    kvm.run_script("up.sh", env={**os.environ, "HAVEN_LAB_SKIP_INSTALL": "1"})
+    back = kvm.open_lab()
     assert "app-net" in {n.name for n in back.b.list_networks()}

@@ -269,19 +269,19 @@ def test_nova_rung_not_tried_without_require_quiesce(site: dict[str, Any]) -> No
 @pytest.fixture(scope="module")
 def kvm_guests() -> Iterator[tuple[str, list[str]]]:
     """Two real guests with real agents at the KVM lab's site a: (URI, domain names)."""
-    from tests.integration.kvm import labkit
+    from haven_lab import kvm
 
     try:
-        kvm = labkit.open_lab()
-    except labkit.LabMissing as exc:
+        lab = kvm.open_lab()
+    except kvm.LabMissing as exc:
         lab_unavailable(str(exc))
-    labkit.remove_leftovers(kvm.a, f"{PREFIX}-")
-    specs = [labkit.guest_spec(kvm, f"{PREFIX}-g{i}") for i in (1, 2)]
-    ids = labkit.boot_guests(kvm.a, specs)
+    kvm.remove_prefixed(lab.a, f"{PREFIX}-")
+    specs = [kvm.guest_spec(lab.env, f"{PREFIX}-g{i}") for i in (1, 2)]
+    ids = [g.id for g in kvm.boot_guests(lab.a, lab.env, specs)]
     try:
-        yield labkit._lab_env()["HAVEN_LAB_SITE_A_URI"], [s.name for s in specs]
+        yield lab.env.a.uri, [s.name for s in specs]
     finally:
-        labkit.remove_guests(kvm.a, ids)
+        kvm.remove_guests(lab.a, ids)
 
 
 @pytest.mark.kvm

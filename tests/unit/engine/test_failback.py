@@ -67,3 +67,18 @@ def test_suspend_resume_and_status(lab: Lab) -> None:
     lab.site("site-a").write_disk("app", "vda", 0, b"x")
     res = _run(OperationKind.PROTECT, protect_workflow, "shop")
     assert res["incremental"] == "True" and int(res["bytes_read"]) < DISK
+
+
+def test_failback_step_log_names_home_servers_it_had_to_force_off(lab: Lab) -> None:
+    _run(OperationKind.PROTECT, protect_workflow, "shop")
+    _run(OperationKind.FAILOVER, failover_workflow, "shop")  # site A's servers still run
+    lab.site("site-a").set_powers_off("db", False)
+    lab.site("site-b").set_powers_off("web", False)
+    op = service.run(OperationKind.FAILBACK, "shop", failback_workflow, "shop")
+    assert op.state is OperationState.SUCCEEDED, op.error
+    steps = {s.name: s.detail for s in op.steps}
+    assert "stopped db at site-a (forced)" in steps["failback.prepare"]
+    assert "stopped app at site-a" in steps["failback.prepare"]
+    assert "app at site-a (forced)" not in steps["failback.prepare"]
+    stop = steps["failback.stop-recovered"]
+    assert "web (forced after sync)" in stop and "db (forced" not in stop

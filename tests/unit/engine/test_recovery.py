@@ -89,6 +89,29 @@ def test_planned_failover_loses_nothing(lab: Lab) -> None:
     assert len(services.catalog().points("shop")) == 2
 
 
+def _step(op: Operation, name: str) -> str:
+    (detail,) = [s.detail for s in op.steps if s.name == name]
+    return detail
+
+
+def test_planned_failover_step_log_names_only_the_server_forced_off(lab: Lab) -> None:
+    _protect()
+    lab.site("site-a").set_powers_off("app", False)  # its shutdown handler hangs
+    op = _ok(service.run(OperationKind.FAILOVER, "shop", failover_workflow, "shop", True))
+    detail = _step(op, "failover.stop-source")
+    assert "app (forced after sync)" in detail
+    assert "db" in detail and "db (forced" not in detail and "web (forced" not in detail
+    assert all(s.state is PowerState.SHUTOFF for s in lab.site("site-a").list_servers())
+
+
+def test_planned_failover_step_log_says_nothing_forced_when_all_power_off(lab: Lab) -> None:
+    _protect()
+    op = _ok(service.run(OperationKind.FAILOVER, "shop", failover_workflow, "shop", True))
+    detail = _step(op, "failover.stop-source")
+    assert detail.startswith("stopped at site-a: ") and "forced" not in detail
+    assert all(n in detail for n in SERVERS)
+
+
 def test_failover_to_a_chosen_older_point(lab: Lab) -> None:
     first = _protect().result["point"]
     lab.site("site-a").write_disk("db", "vda", 0, b"db second version")

@@ -70,3 +70,21 @@ def test_recreate_refuses_unmapped_network_or_missing_volume() -> None:
         xml_from_spec(spec, name="x", network_map={}, volumes=vols)
     with pytest.raises(SiteInputError, match=r"volumes\.vdb"):
         xml_from_spec(spec, name="x", network_map={"prod": "p"}, volumes={"vda": vols["vda"]})
+
+
+def test_acpi_is_captured_and_recreated() -> None:
+    """Without <features><acpi/> libvirt starts QEMU with -no-acpi: the guest can then only
+    halt, never power off, and every graceful stop ends forced."""
+    vols = {t: VolumeInfo(f"/dr/{t}", t, 1, "qcow2") for t in ("vda", "vdb")}
+    old = spec_from_xml(CAPTURED, lambda t: 1 << 30)  # defined without ACPI: kept so
+    assert old.boot.acpi is False
+    root = ET.fromstring(xml_from_spec(old, name="x", network_map={"prod": "p"}, volumes=vols))
+    assert root.find("features/acpi") is None
+    with_acpi = spec_from_xml(
+        CAPTURED.replace("<devices>", "<features><acpi/><apic/></features><devices>"),
+        lambda t: 1 << 30,
+    )
+    assert with_acpi.boot.acpi is True
+    xml = xml_from_spec(with_acpi, name="x", network_map={"prod": "p"}, volumes=vols)
+    assert ET.fromstring(xml).find("features/acpi") is not None
+    assert spec_from_xml(xml, lambda t: 1 << 30).boot.acpi is True

@@ -211,4 +211,24 @@ def test_cinder_backup_data_path_needs_openstack_sites() -> None:
     for site in data["sites"]:
         site.update(driver="openstack", cloud="c", region=site["name"])
         site.pop("uri", None)
+        site.pop("scratch_dir", None)
     assert problems(data) == []
+
+
+def test_libvirt_site_needs_an_absolute_scratch_dir() -> None:
+    data = example()
+    del data["sites"][0]["scratch_dir"]
+    data["sites"][1]["scratch_dir"] = "relative/scratch"
+    msgs = problems(data)
+    assert [m.split(":")[0] for m in msgs] == [
+        "sites.site-a.scratch_dir",
+        "sites.site-b.scratch_dir",
+    ]
+    assert all("needs 'scratch_dir': an absolute directory on the libvirt host" in m for m in msgs)
+
+
+def test_scratch_dir_only_applies_to_libvirt_sites() -> None:
+    data = example()
+    data["sites"][0].update(driver="openstack", cloud="c", region="r")
+    data["sites"][0].pop("uri")
+    assert problems(data) == ["sites.site-a.scratch_dir: only applies to libvirt sites"]

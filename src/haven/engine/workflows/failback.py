@@ -36,7 +36,7 @@ from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
 from haven.engine.workflows.protect import protect_workflow
-from haven.sites.base import Capability
+from haven.sites.base import Capability, StopOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,7 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
     in_place = Capability.VOLUME_OVERWRITE in drv.capabilities()
     existing: dict[str, str] = {}
     disks: dict[str, VolumeInfo] = {}
+    notes: list[str] = []
     try:
         home = {s.name: s for s in drv.list_servers()}
         vols = {v.id: v for v in drv.list_volumes()}
@@ -111,7 +112,9 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
         if info is None:
             continue
         if info.state is PowerState.RUNNING:
-            drv.stop_server(info.id)
+            outcome = drv.stop_server(info.id)
+            forced = " (forced)" if outcome is StopOutcome.FORCED else ""
+            notes.append(f"stopped {name} at {fb.home_site}{forced}")
         if not in_place:
             drv.undefine_server(info.id)  # its volumes stay: the fallback if home misbehaves
             continue
@@ -140,6 +143,7 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
         existing_servers=existing,
         existing_volumes=disks,
         lock_owner=op_id,
+        notes=tuple(notes),
     )
 
 

@@ -30,6 +30,7 @@ from haven.sites.base import (
     QuiesceAction,
     ReadinessGate,
     ReadinessResult,
+    StopOutcome,
     TcpGate,
 )
 from haven.sites.errors import (
@@ -52,6 +53,7 @@ class _Server:
     state: PowerState = PowerState.SHUTOFF
     agent_ok: bool = True
     freeze_delay_s: float = 0.0
+    powers_off: bool = True  # answers a graceful stop; else stop_server has to force it
     dirty: dict[str, dict[str, set[int]]] = field(default_factory=dict)  # point -> disk -> blocks
 
 
@@ -149,6 +151,10 @@ class FakeDriver:
     ) -> None:
         srv = self._srv(server_id)
         srv.agent_ok, srv.freeze_delay_s = responsive, freeze_delay_s
+
+    def set_powers_off(self, server_id: str, powers_off: bool) -> None:
+        """Whether the server powers itself off when asked (else stops are FORCED)."""
+        self._srv(server_id).powers_off = powers_off
 
     # -- inventory -----------------------------------------------------------------------------
     def _srv(self, server_id: str) -> _Server:
@@ -314,8 +320,12 @@ class FakeDriver:
     def start_server(self, server_id: str) -> None:
         self._srv(server_id).state = PowerState.RUNNING
 
-    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None:
-        self._srv(server_id).state = PowerState.SHUTOFF
+    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> StopOutcome:
+        srv = self._srv(server_id)
+        if srv.state is not PowerState.RUNNING:
+            return StopOutcome.ALREADY_STOPPED
+        srv.state = PowerState.SHUTOFF
+        return StopOutcome.GRACEFUL if srv.powers_off else StopOutcome.FORCED
 
     def destroy_server(self, server_id: str) -> None:
         self._srv(server_id).state = PowerState.SHUTOFF

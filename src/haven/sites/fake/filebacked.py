@@ -167,5 +167,6 @@ for _name in (
     "agent_ping", "guest_exec", "freeze", "thaw", "create_point", "release_point",
     "delete_point", "create_volume", "delete_volume", "start_server", "stop_server",
     "destroy_server", "undefine_server", "wait_ready", "write_disk", "set_agent",
+    "set_powers_off",
 ):  # fmt: skip
     setattr(FileFakeDriver, _name, _wrap(getattr(FakeDriver, _name)))

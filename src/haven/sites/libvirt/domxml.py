@@ -45,6 +45,7 @@ def spec_from_xml(xml: str, disk_size: Callable[[str], int]) -> ServerSpec:
         initrd=_text(root, "os/initrd"),
         cmdline=_text(root, "os/cmdline"),
         machine=_attr(root, "os/type", "machine"),
+        acpi=root.find("features/acpi") is not None,
     )
     disks: list[DiskSpec] = []
     for d in root.findall("devices/disk"):
@@ -120,6 +121,8 @@ def xml_from_spec(
             ET.SubElement(os_el, "cmdline").text = spec.boot.cmdline
     else:
         ET.SubElement(os_el, "boot", dev="hd")
+    if spec.boot.acpi:  # without it libvirt starts QEMU with -no-acpi: no power-off
+        ET.SubElement(ET.SubElement(dom, "features"), "acpi")
     ET.SubElement(dom, "cpu", mode="maximum", check="none")
     ET.SubElement(dom, "on_reboot").text = "destroy"
     devices = ET.SubElement(dom, "devices")

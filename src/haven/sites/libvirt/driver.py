@@ -34,9 +34,16 @@ from haven.sites.base import (
     QuiesceMember,
     ReadinessGate,
     ReadinessResult,
+    StopOutcome,
     TcpGate,
 )
-from haven.sites.errors import GuestAgentError, SiteError, SiteInputError, SiteNotFound
+from haven.sites.errors import (
+    GuestAgentError,
+    SiteConflict,
+    SiteError,
+    SiteInputError,
+    SiteNotFound,
+)
 from haven.sites.libvirt import agent, backup, domxml, points, volumes
 from haven.sites.libvirt.conn import connect, libvirt_errors
 
@@ -52,10 +59,12 @@ _POLL_S = 0.05  # readiness/poweroff polling: each poll asks the guest or libvir
 
 @dataclass(frozen=True, slots=True)
 class LibvirtSiteConfig:
+    """One libvirt site. Paths are on the libvirt host; they come from the site's spec."""
+
     name: str
     uri: str
+    scratch_dir: str  # fleecing overlays of open points (the spec's ``scratch_dir``)
     pool: str = "haven"
-    scratch_dir: str = "/var/lib/haven-lab/scratch"  # fleecing overlays of open points
     socket_dir: str = "/tmp/haven-nbd"  # short paths: unix sockets are limited to 107 bytes
     console_dir: str | None = None  # if set, a serial console log per defined domain
     presync: bool = True  # guest `sync` before the freeze window (shortens fsfreeze)
@@ -293,21 +302,30 @@ class LibvirtDriver:
             if not dom.isActive():
                 dom.create()
 
-    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None:
-        """Graceful: guest-agent shutdown (ACPI as fallback); destroy after ``timeout_s``."""
+    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> StopOutcome:
+        """Ask the guest to power off: the guest agent's guest-shutdown, or the ACPI power
+        button when libvirt cannot use the agent. A domain still running ``timeout_s``
+        after the request is destroyed and the answer is FORCED. The deadline counts from
+        the request, including the time libvirt spends trying the agent."""
         dom = self._dom(server_id)
         if not dom.isActive():
-            return
-        with contextlib.suppress(libvirt.libvirtError):
+            return StopOutcome.ALREADY_STOPPED
+        deadline = time.monotonic() + timeout_s
+        with contextlib.suppress(libvirt.libvirtError):  # e.g. it powered off meanwhile
             dom.shutdownFlags(
                 libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
             )
-        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not dom.isActive():
-                return
+                return StopOutcome.GRACEFUL
             time.sleep(_POLL_S)
-        self.destroy_server(server_id)
+        try:
+            self.destroy_server(server_id)
+        except SiteConflict:  # "domain is not running": it powered off at the last moment
+            if dom.isActive():
+                raise
+            return StopOutcome.GRACEFUL
+        return StopOutcome.FORCED
 
     def destroy_server(self, server_id: str) -> None:
         dom = self._dom(server_id)

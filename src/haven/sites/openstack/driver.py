@@ -46,6 +46,7 @@ from haven.sites.base import (
     PointRequest,
     ReadinessGate,
     ReadinessResult,
+    StopOutcome,
     TcpGate,
     VolumeWriter,
 )
@@ -483,16 +484,20 @@ class OpenStackDriver:
                 f"server {s.name} start", lambda: self.conn.compute.get_server(s.id), {"ACTIVE"}
             )
 
-    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> None:
+    def stop_server(self, server_id: str, timeout_s: float = 30.0) -> StopOutcome:
+        """Nova's stop: a clean shutdown, then a power-off after Nova's own
+        shutdown_timeout; the API does not say which one happened (UNREPORTED)."""
         s = self._server(server_id)
-        if s.status not in ("SHUTOFF", "SHELVED", "SHELVED_OFFLOADED"):
-            self.conn.compute.stop_server(s)
-            wait_status(
-                f"server {s.name} stop",
-                lambda: self.conn.compute.get_server(s.id),
-                {"SHUTOFF"},
-                timeout=max(timeout_s, 60),
-            )
+        if s.status in ("SHUTOFF", "SHELVED", "SHELVED_OFFLOADED"):
+            return StopOutcome.ALREADY_STOPPED
+        self.conn.compute.stop_server(s)
+        wait_status(
+            f"server {s.name} stop",
+            lambda: self.conn.compute.get_server(s.id),
+            {"SHUTOFF"},
+            timeout=max(timeout_s, 60),
+        )
+        return StopOutcome.UNREPORTED
 
     def destroy_server(self, server_id: str) -> None:
         self.stop_server(server_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from haven.engine.demo.kvmlab import LabEnv
+from haven_lab.kvm import LabEnv
 
 SERVERS = ("demo-db", "demo-app", "demo-web")
 BUBBLE = "demo-drill"
@@ -12,9 +12,7 @@ BUBBLE = "demo-drill"
 SPEC = """\
 apiVersion: haven/v1
 sites:
-  - {{name: site-a, driver: libvirt, uri: "{a}", description: production}}
-  - {{name: site-b, driver: libvirt, uri: "{b}", description: recovery site}}
-repositories:
+{sites}repositories:
   - {{name: offsite, url: "{home}/repo", site: site-b, key_file: "{home}/repo.key"}}
 policies:
   - name: gold
@@ -57,5 +55,5 @@ plans:
 
 def write_spec(home: Path, env: LabEnv) -> Path:
     path = home / "demo.yaml"
-    path.write_text(SPEC.format(a=env.site_a_uri, b=env.site_b_uri, home=home, bubble=BUBBLE))
+    path.write_text(SPEC.format(sites=env.sites_yaml(), home=home, bubble=BUBBLE))
     return path

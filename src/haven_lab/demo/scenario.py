@@ -20,8 +20,8 @@ from haven.datamover import encode_key_file, new_master_key
 from haven.domain.errors import ExternalError
 from haven.domain.operations import Operation, OperationKind, OperationState
 from haven.engine import connect, resolve, service, services
-from haven.engine.demo import kvmlab
-from haven.engine.demo.spec import BUBBLE, SERVERS, write_spec
+from haven_lab import kvm
+from haven_lab.demo.spec import BUBBLE, SERVERS, write_spec
 
 Say = Callable[[str], None]
 
@@ -76,9 +76,9 @@ def _read(site: str, server: str) -> str:
     return res.stdout.decode(errors="replace")
 
 
-def prepare(home: Path, say: Say) -> kvmlab.LabEnv:
+def prepare(home: Path, say: Say) -> kvm.LabEnv:
     say("starting the KVM lab (lab/kvm/up.sh) if needed")
-    env = kvmlab.ensure_lab()
+    env = kvm.ensure_lab()
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True)
@@ -94,10 +94,11 @@ def prepare(home: Path, say: Say) -> kvmlab.LabEnv:
     apply_spec(cat, load_spec(write_spec(home, env)))
     services.use_catalog(cat)
     _remove_all()
-    kvmlab.ensure_isolated_network(env.site_b_uri, BUBBLE)
+    kvm.ensure_isolated_network(env.b, BUBBLE)
     say("booting demo-db, demo-app, demo-web at site A")
-    boot = kvmlab.boot_guests(resolve.driver("site-a"), env, SERVERS)
-    say("guests up: " + ", ".join(f"{k} {v:.1f}s" for k, v in boot.items()))
+    specs = [kvm.guest_spec(env, name) for name in SERVERS]
+    boot = kvm.boot_guests(resolve.driver("site-a"), env, specs)
+    say("guests up: " + ", ".join(f"{g.name} {g.boot_s or 0:.1f}s" for g in boot))
     return env
 
 
@@ -127,7 +128,7 @@ def run(home: Path, say: Say, keep: bool = False) -> DemoReport:
                 drill_id)  # fmt: skip
     _write("site-a", "demo-db", "order-3-lost-in-the-disaster")
     say("disaster: site A destroyed (lab/kvm/kill-site.sh a)")
-    kvmlab.run_script("kill-site.sh", "a")
+    kvm.run_script("kill-site.sh", "a")
     connect.reset_site("site-a")
     fo = _op(report, say, "failover to site B (unplanned)", P.FAILOVER, "shop",
              failover_workflow, "shop", False, None)  # fmt: skip
@@ -137,7 +138,7 @@ def run(home: Path, say: Say, keep: bool = False) -> DemoReport:
     say("verified at site B: demo-db has order-2 (the point), not the lost order-3")
     _write("site-b", "demo-db", "order-4-at-site-b")
     say("site A rebuilt (lab/kvm/up.sh): its servers are back, shut off")
-    kvmlab.run_script("up.sh")
+    kvm.run_script("up.sh")
     connect.reset_site("site-a")
     t0 = time.monotonic()
     fb = _op(report, say, "failback to site A", P.FAILBACK, "shop", failback_workflow, "shop")
@@ -178,7 +179,7 @@ def _remove_all() -> None:
     for site in ("site-a", "site-b"):
         drv = resolve.driver(site)
         for prefix in ("demo-", "shop-demo-"):
-            kvmlab.remove_guests(drv, prefix)
+            kvm.remove_prefixed(drv, prefix)
 
 
 def full_copy_seconds(point_id: str) -> float:

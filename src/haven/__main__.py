@@ -1,0 +1,5 @@
+"""``python -m haven``: the ``haven`` command."""
+
+from haven.cli.main import main
+
+main()
