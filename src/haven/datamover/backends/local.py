@@ -33,6 +33,7 @@ from haven.datamover.directio import (
     pread_aligned,
     write_aligned,
 )
+from haven.datamover.errors import InvalidArgument
 
 _TMP = ".tmp-"
 # Objects at least this large (packs) are written and range-read with O_DIRECT: they are
@@ -64,6 +65,8 @@ class LocalBackend:
         self, root: str | os.PathLike[str], *, fsync: bool = True, direct: bool = True
     ) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidArgument("repository", f"{self.root} is not a directory")
         self.fsync = fsync
         self.direct = direct  # O_DIRECT for large objects where the filesystem allows it
         self._made: set[Path] = set()
