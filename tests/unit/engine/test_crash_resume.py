@@ -1,4 +1,9 @@
-"""kill -9 at every step of protect, failover and failback, then ``operations resume``.
+"""kill -9 at every kind of step of every workflow, then ``operations resume``.
+
+Workflows: protect, drill, cleanup, unplanned and planned failover, failback. Steps that
+repeat per disk or per resource (``recover.restore:db/vda``, ``...:web/vda``) run the same
+code: the sweep kills at one or two of each kind, and ``test_the_sweep_covers_every_kind_of_step``
+fails when a workflow logs a kind of step no list names (a new step must join the sweep).
 
 The CLI runs as a subprocess with HAVEN_FAULT_KILL_AT=<step>: it SIGKILLs itself when that
 step starts. Resuming in a new process must finish the operation with the same outcome
@@ -27,25 +32,42 @@ from haven.engine import connect, runtime, service, services
 from haven.engine.apply import apply_spec
 from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
+from haven.engine.workflows.test_failover import drill_workflow, uncleaned_drills
 from haven.specs import load_spec
 from tests.unit.engine.lab import SERVERS, Lab, disk_bytes, make_lab
 
 HAVEN = str(Path(sys.executable).parent / "haven")
 
 PROTECT_STEPS = [
-    "protect.start", "protect.snapshot", "protect.backup:db/vda", "protect.backup:web/vda",
-    "protect.release", "protect.commit", "protect.retention", "finish",
+    "protect.start", "protect.snapshot", "protect.backup:db/vda", "protect.backup:app/vda",
+    "protect.backup:web/vda", "protect.release", "protect.commit", "protect.retention", "finish",
+]  # fmt: skip
+DRILL_STEPS = [
+    "drill.start", "drill.bubble", "recover.restore:db/vda", "recover.restore:web/vda",
+    "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
+    "recover.verify", "finish",
+]  # fmt: skip
+CLEANUP_STEPS = [
+    "cleanup.start", "cleanup.remove:server/db-drill", "cleanup.remove:volume/shop-web-vda-drill",
+    "cleanup.remove:network/shop-drill", "finish",
+]  # fmt: skip
+UNPLANNED_STEPS = [
+    "failover.start", "failover.prepare", "recover.restore:app/vda", "recover.boot:wave-1:db",
+    "recover.boot:wave-2:app+web", "recover.checks", "recover.verify", "failover.commit",
+    "finish",
 ]  # fmt: skip
 FAILOVER_STEPS = [
-    "failover.start", "failover.stop-source", "protect.snapshot", "protect.backup:app/vda",
-    "protect.commit", "failover.prepare", "recover.restore:db/vda", "recover.restore:web/vda",
+    "failover.start", "failover.stop-source", "protect.start", "protect.snapshot",
+    "protect.backup:app/vda", "protect.release", "protect.commit", "protect.retention",
+    "failover.prepare", "recover.restore:db/vda", "recover.restore:web/vda",
     "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
-    "recover.verify", "failover.commit",
+    "recover.verify", "failover.commit", "finish",
 ]  # fmt: skip
 FAILBACK_STEPS = [
-    "failback.start", "protect.backup:db/vda", "failback.switch", "failback.stop-recovered",
-    "protect.snapshot", "failback.prepare", "recover.restore:app/vda",
-    "recover.boot:wave-1:db", "recover.verify", "failback.commit",
+    "failback.start", "protect.start", "protect.backup:db/vda", "protect.release",
+    "protect.commit", "protect.retention", "failback.switch", "failback.stop-recovered",
+    "protect.snapshot", "failback.prepare", "recover.restore:app/vda", "recover.boot:wave-1:db",
+    "recover.checks", "recover.verify", "failback.commit", "finish",
 ]  # fmt: skip
 
 
@@ -170,3 +192,83 @@ def test_serve_adopts_an_operation_whose_cli_was_killed(
     killed = [o for o in ops if o.params.get("pid") and o.id.count("-") == 1]
     assert killed[-1].state is OperationState.SUCCEEDED  # finished by serve
     assert services.catalog().group_state("shop") is GroupState.PROTECTED
+
+
+@pytest.mark.parametrize("step", DRILL_STEPS)
+def test_drill_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = env
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
+    crash_and_resume(e, step, "drill", "shop")
+    b = lab.site("site-b")
+    assert sorted(s.name for s in b.list_servers()) == sorted(f"{n}-drill" for n in SERVERS)
+    assert len(b.list_volumes()) == len(SERVERS)  # no duplicates
+    assert services.catalog().group_state("shop") is GroupState.PROTECTED  # untouched
+    ok(e, "cleanup", "shop")
+    assert b.list_servers() == [] and b.list_volumes() == []
+
+
+@pytest.mark.parametrize("step", CLEANUP_STEPS)
+def test_cleanup_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = env
+    setup_ops(
+        (OperationKind.PROTECT, protect_workflow, ("shop",)),
+        (OperationKind.TEST_FAILOVER, drill_workflow, ("shop",)),
+    )
+    b = lab.site("site-b")
+    networks_before = len(b.list_networks())
+    crash_and_resume(e, step, "cleanup", "shop")
+    assert b.list_servers() == [] and b.list_volumes() == []
+    assert len(b.list_networks()) < networks_before  # the drill's bubble is gone too
+    assert uncleaned_drills("shop") == []
+
+
+@pytest.mark.parametrize("step", UNPLANNED_STEPS)
+def test_unplanned_failover_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = env
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
+    lab.site("site-a").write_disk("db", "vda", 0, b"written after the point: lost")
+    crash_and_resume(e, step, "failover", "shop")
+    b = lab.site("site-b")
+    assert sorted(s.name for s in b.list_servers()) == sorted(SERVERS)  # no duplicates
+    assert len(b.list_volumes()) == len(SERVERS)
+    assert disk_bytes(b, "db").startswith(b"db initial data")  # the point, not later writes
+    assert services.catalog().group_state("shop") is GroupState.FAILED_OVER
+
+
+SWEEPS = {
+    "protect": PROTECT_STEPS, "drill": DRILL_STEPS, "cleanup": CLEANUP_STEPS,
+    "failover": UNPLANNED_STEPS, "planned failover": FAILOVER_STEPS, "failback": FAILBACK_STEPS,
+}  # fmt: skip
+
+
+def _kinds(names: list[str]) -> set[str]:
+    return {n.split(":", 1)[0] for n in names}
+
+
+def test_the_sweep_covers_every_kind_of_step(env: tuple[Lab, dict[str, str]]) -> None:
+    """Each workflow run once, uninterrupted: every kind of step it (or a child operation
+    it started) logged must be in that workflow's sweep list above."""
+    from haven.engine import api
+
+    runs = {
+        "protect": lambda: api.protect("shop"),
+        "drill": lambda: api.drill("shop"),
+        "cleanup": lambda: api.cleanup("shop"),
+        "failover": lambda: api.failover("shop"),
+        "failback": lambda: api.failback("shop"),
+        "planned failover": lambda: api.failover("shop", planned=True),
+    }
+    missing: dict[str, set[str]] = {}
+    for label, run in runs.items():
+        before = {o.id for o in services.catalog().operations("shop", 500)}
+        op = run()
+        assert op.state is OperationState.SUCCEEDED, (label, op.error)
+        logged = [
+            s.name
+            for o in services.catalog().operations("shop", 500)
+            if o.id not in before
+            for s in services.catalog().operation(o.id).steps
+        ]
+        if gap := _kinds(logged) - _kinds(SWEEPS[label]):
+            missing[label] = gap
+    assert not missing, f"steps no kill -9 sweep covers: {missing}"
