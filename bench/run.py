@@ -135,7 +135,6 @@ def set_volume(src_dir: Path, image: Path) -> Path:
 
 class Tool:
     name = ""
-    repo_kind = ""
 
     def __init__(self, work: Path, logf: Path) -> None:
         self.work = work

@@ -107,6 +107,8 @@ checks() {
   "$VENV/bin/mypy" --strict src/haven/domain src/haven/datamover
   log "import-linter (layers)"
   "$VENV/bin/lint-imports"
+  log "vulture (dead code; framework-used names in scripts/vulture_whitelist.py)"
+  "$VENV/bin/vulture" src tests bench scripts/vulture_whitelist.py --min-confidence 60
 }
 
 run_tests() {

@@ -53,10 +53,6 @@ class BackupStats:
     bytes_uploaded: int  # bytes of packs and pack indexes put to the backend
     elapsed: float
 
-    @property
-    def read_rate(self) -> float:
-        return self.bytes_read / self.elapsed if self.elapsed > 0 else 0.0
-
 
 @dataclass(frozen=True, slots=True)
 class BackupResult:

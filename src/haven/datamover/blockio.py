@@ -23,7 +23,6 @@ import mmap
 import os
 import secrets
 import stat
-from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from haven.datamover.directio import open_direct, pread_aligned, write_aligned
@@ -376,9 +375,3 @@ def _punch_hole(fd: int, offset: int, length: int) -> None:
     if res != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-
-
-def iter_chunks(size: int, chunk_size: int) -> Iterator[tuple[int, int, int]]:
-    """(index, offset, length) of every chunk of a volume."""
-    for i, off in enumerate(range(0, size, chunk_size)):
-        yield i, off, min(chunk_size, size - off)

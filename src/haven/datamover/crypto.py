@@ -110,14 +110,10 @@ class KeyRing:
     def id_hasher(self) -> blake3.blake3:
         return blake3.blake3(key=self.id_key)
 
-    def seal_data(self, data: bytes | bytearray | memoryview, ad: bytes) -> bytes:
-        nonce = os.urandom(NONCE_LEN)
-        return nonce + self._data.encrypt(nonce, data, ad)
-
     def seal_data_parts(
         self, data: bytes | bytearray | memoryview, ad: bytes
     ) -> tuple[bytes, bytes]:
-        """(nonce, ciphertext || tag): :meth:`seal_data` without concatenating."""
+        """(nonce, ciphertext || tag) of ``data`` under a fresh random nonce."""
         nonce = os.urandom(NONCE_LEN)
         return nonce, self._data.encrypt(nonce, data, ad)
 
@@ -126,7 +122,7 @@ class KeyRing:
     ) -> None:
         """``ciphertext || tag`` of ``data`` written into ``out`` (exactly
         ``len(data) + TAG_LEN`` bytes) instead of a new object; ``nonce`` must be fresh
-        random bytes (:meth:`seal_data` draws its own)."""
+        random bytes."""
         self._data.encrypt_into(nonce, data, ad, out)
 
     def open_data(self, blob: bytes | memoryview, ad: bytes, where: str) -> bytes:

@@ -388,10 +388,6 @@ class Repository:
         """Every object under ``manifests/``, recorded in a head or not."""
         return sorted(i.key[len(MANIFEST_PREFIX) :] for i in self.backend.list(MANIFEST_PREFIX))
 
-    def list_manifest_ids(self) -> list[str]:
-        """Ids of the live manifests (those the newest head records)."""
-        return sorted(e.manifest_id for e in self._live_entries(None))
-
     def _live_entries(self, volume: str | None) -> list[HeadEntry]:
         return self._live(volume)[0]
 

@@ -7,7 +7,7 @@ the moment the repository is opened and are never logged or kept in errors.
 OpenStack sites (``driver: openstack``) connect through openstacksdk with the site's
 ``cloud`` and ``region``. Fake sites (``driver: fake``): ``uri`` ``file:///dir`` gives a
 file-backed fake whose state survives the process (crash tests, demos without a lab); no
-``uri`` gives an in-memory fake. Tests may ``register_driver`` their own instance for a site name.
+``uri`` gives an in-memory fake.
 """
 
 from __future__ import annotations
@@ -31,12 +31,6 @@ from haven.sites.base import SiteDriver as DriverProtocol
 _lock = threading.Lock()
 _drivers: dict[str, Any] = {}
 _repos: dict[str, DataRepository] = {}
-
-
-def register_driver(site: str, driver: Any) -> None:
-    """Use ``driver`` for ``site`` in this process (tests)."""
-    with _lock:
-        _drivers[site] = driver
 
 
 def forget_all() -> None:

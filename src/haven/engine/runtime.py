@@ -99,10 +99,6 @@ def shutdown() -> None:
         route("dbos")  # whatever DBOS left attached, Haven's handler only
 
 
-def launched() -> bool:
-    return _launched is not None
-
-
 def current() -> str | None:
     """The executor id of this process, if the engine runs."""
     return _launched

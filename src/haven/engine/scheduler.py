@@ -79,13 +79,3 @@ def serve(
             stop.wait(min(next_due_in(), 1.0) if running else next_due_in())
         for fut in running.values():
             fut.result()
-
-
-def serve_for(seconds: float, on_operation: Callable[[Operation], None] | None = None) -> None:
-    stop = threading.Event()
-    timer = threading.Timer(seconds, stop.set)
-    timer.start()
-    try:
-        serve(stop, on_operation)
-    finally:
-        timer.cancel()

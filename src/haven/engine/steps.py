@@ -26,7 +26,7 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from dbos import DBOS
 
@@ -36,10 +36,6 @@ from haven.engine import services
 P = ParamSpec("P")
 R = TypeVar("R")
 KILL_ENV = "HAVEN_FAULT_KILL_AT"
-
-
-class HasDetail(Protocol):
-    def detail(self) -> str: ...
 
 
 class FailedOutcome:

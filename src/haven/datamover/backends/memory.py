@@ -1,7 +1,6 @@
 """In-memory backend for unit tests. Thread-safe; objects are immutable bytes.
 
-``fail_next`` lets tests inject errors (e.g. :class:`TransientBackendError`) and
-``put_count``/``bytes_put`` count traffic.
+``fail_next`` lets tests inject errors (e.g. :class:`TransientBackendError`).
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ class MemoryBackend:
         self.objects: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self.fail_next: list[BackendError] = []
-        self.put_count = 0
-        self.bytes_put = 0
 
     def _maybe_fail(self) -> None:
         with self._lock:
@@ -34,8 +31,6 @@ class MemoryBackend:
         blob = bytes(data)
         with self._lock:
             self.objects[key] = blob
-            self.put_count += 1
-            self.bytes_put += len(blob)
 
     def get(self, key: str) -> bytes:
         self._maybe_fail()

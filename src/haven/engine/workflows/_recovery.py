@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from haven.domain.codec import from_data
@@ -208,7 +207,3 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
 
 def now() -> float:
     return time.time()
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
