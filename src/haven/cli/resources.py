@@ -27,6 +27,12 @@ from haven.engine.apply import ApplyResult, ChangeAction
 from haven.specs import Spec, load_spec, load_spec_stream
 from haven.specs.urls import redacted
 
+# tier is accepted and shown, and acts on nothing: said wherever a policy is described
+TIER_NOTE = (
+    "tier: a label for operators and reports only; no mechanics depend on it yet (rpo, "
+    "interval, consistency, retention, bandwidth_limit and warm_standby do)"
+)
+
 
 def _kind(text: str) -> ResourceKind:
     try:
@@ -176,6 +182,8 @@ def describe(
     data: dict[str, Any] = {"kind": k.value, "generation": generation, "spec": to_data(item)}
     if state is not None:
         data["state"] = state
+    if k is ResourceKind.POLICY:
+        data["notes"] = [TIER_NOTE]
     if as_json:
         print_json(data)
     else:

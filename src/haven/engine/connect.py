@@ -30,7 +30,9 @@ from haven.sites.base import SiteDriver as DriverProtocol
 
 _lock = threading.Lock()
 _drivers: dict[str, Any] = {}
-_repos: dict[str, DataRepository] = {}
+# one opened repository per (name, bandwidth cap): groups whose policies cap replication
+# differently share a repository but not a token bucket; groups of one policy share both
+_repos: dict[tuple[str, int | None], DataRepository] = {}
 
 
 def register_driver(site: str, driver: Any) -> None:
@@ -116,20 +118,29 @@ def read_secret(ref: SecretRef) -> str:
     return value
 
 
-def repository_for(repo: Repository) -> DataRepository:
-    """Open (and on first use initialise) the repository; cached for this process."""
+def repository_for(repo: Repository, limit: int | None = None) -> DataRepository:
+    """Open (and on first use initialise) the repository; cached for this process.
+
+    ``limit`` (bytes/s, a policy's ``bandwidth_limit``) caps every byte this opening puts
+    to or gets from the backend (the data mover's token-bucket wrapper): protect passes
+    its group's policy limit, recovery passes none (RTO first)."""
+    key = (repo.name, limit)
     with _lock:
-        if repo.name in _repos:
-            return _repos[repo.name]
-        opened = open_repository(repo, create=True)
-        _repos[repo.name] = opened
+        if key in _repos:
+            return _repos[key]
+        opened = open_repository(repo, create=True, limit=limit)
+        _repos[key] = opened
         return opened
 
 
-def open_repository(repo: Repository, *, create: bool = False) -> DataRepository:
+def open_repository(
+    repo: Repository, *, create: bool = False, limit: int | None = None
+) -> DataRepository:
     """Open the repository a catalog definition describes, with its passphrase or key file
     read now (not cached: the caller closes it). No repository there: NotFoundError, or
-    with ``create`` (the first protect) a new one. A wrong key: SecurityError (exit 7)."""
+    with ``create`` (the first protect) a new one. A wrong key: SecurityError (exit 7).
+    A setting the backend refuses or misses (an S3 endpoint): ValidationError naming
+    ``repositories.<name>.<field>`` (exit 2). ``limit``: bytes/s, see repository_for."""
     url = repo.url
     if repo.kind is RepositoryKind.MEMORY and "://" not in url:
         url = f"memory://{url}"
@@ -138,7 +149,10 @@ def open_repository(repo: Repository, *, create: bool = False) -> DataRepository
     # the repository's own credentials (S3 keys, a Swift account), read now from their
     # references and registered for redaction; the backend refuses names it does not know
     credentials = {name: read_secret(ref) for name, ref in repo.credentials.items()}
-    backend = open_backend(url, credentials=credentials)
+    try:
+        backend = open_backend(url, credentials=credentials, limit=limit)
+    except ValidationError as exc:  # e.g. credentials.endpoint, or HAVEN_S3_ENDPOINT
+        raise ValidationError(f"repositories.{repo.name}.{exc.path}", exc.message) from None
     state = repository_state_dir()  # this host's memory of each repository's newest head
     try:
         try:

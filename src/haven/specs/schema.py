@@ -19,7 +19,7 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from haven.domain.ids import check_name
 from haven.domain.quantities import parse_duration, parse_rate, parse_size
@@ -181,6 +181,7 @@ class MemberSpec(SpecModel):
     quiesce: Literal["agent", "hook", "none"] | None = None
     volumes: list[str] = Field(default_factory=list, max_length=MAX_VOLUMES)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
+    attached_to: str | None = None
 
     @model_validator(mode="after")
     def _one_ref(self) -> MemberSpec:
@@ -188,6 +189,11 @@ class MemberSpec(SpecModel):
             raise ValueError("a member names exactly one of 'server' or 'volume'")
         if self.volume is not None and self.volumes:
             raise ValueError("'volumes' selects volumes of a server member; remove it here")
+        if self.server is not None and self.attached_to is not None:
+            raise ValueError(
+                "'attached_to' names the server a volume member is attached to; a server "
+                "member's attached volumes are protected with it (select them with 'volumes')"
+            )
         return self
 
 
@@ -247,7 +253,18 @@ class MappingsSpec(SpecModel):
 
 class TestBubbleSpec(SpecModel):
     network: str
-    cidr: str = "192.168.250.0/24"
+    cidr: str | None = None
+
+    @field_validator("cidr")
+    @classmethod
+    def _no_cidr(cls, value: str | None) -> str | None:
+        # accepted by earlier versions and never used: refused rather than ignored
+        if value is not None:
+            raise ValueError(
+                "not used: no site takes the bubble's subnet from the spec (libvirt: the "
+                "network must exist; OpenStack: Haven's own bubble subnet); remove it"
+            )
+        return value
 
 
 class PlanSpec(SpecModel):
@@ -258,6 +275,7 @@ class PlanSpec(SpecModel):
     mappings: MappingsSpec = Field(default_factory=MappingsSpec)
     test_bubble: TestBubbleSpec | None = None
     checks: list[ProbeSpec] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    consistency: Literal["any", "application"] = "any"
 
 
 class SpecDocument(SpecModel):
