@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from haven.domain.errors import ValidationError
-from haven.domain.groups import HookWhere, MemberKind, ProtectionGroup, QuiesceMethod
+from haven.domain.groups import HookWhere, MemberKind, OnError, ProtectionGroup, QuiesceMethod
 from haven.domain.plans import PointRequirement, Probe, ProbeKind, RecoveryPlan, find_cycle
 from haven.domain.policies import ConsistencyRequirement, DataPath, Policy
 from haven.domain.resources import ResourceKind, Resources
@@ -368,6 +368,20 @@ def _check_members(
                     "pre_freeze hook that quiesces the application",
                 )
             )
+        if (
+            consistency is ConsistencyRequirement.APPLICATION
+            and member.quiesce is QuiesceMethod.HOOK
+        ):
+            for k, hook in enumerate(member.pre_freeze):
+                if hook.on_error is OnError.CONTINUE:
+                    problems.append(
+                        ValidationError(
+                            f"{path}.hooks.pre_freeze[{k}].on_error",
+                            "this member is quiesced by its hooks and the group's policy "
+                            "requires application consistency: a failed quiesce hook "
+                            "cannot be continued past (use on_error: fail)",
+                        )
+                    )
         if (
             consistency is ConsistencyRequirement.APPLICATION
             and member.quiesce is QuiesceMethod.NONE
