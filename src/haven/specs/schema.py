@@ -44,6 +44,15 @@ def _positive_duration(value: Any) -> int:
     return seconds
 
 
+def _bandwidth(value: Any) -> int:
+    """A cap on replication: 0 is refused, not read as "unlimited" (an operator writing 0
+    may mean "send nothing"; either reading would surprise half of them)."""
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; to replicate without a cap, leave bandwidth_limit out") from None
+
+
 def _command(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         parts = shlex.split(value)
@@ -60,7 +69,7 @@ Name = Annotated[str, BeforeValidator(lambda v: check_name(v) if isinstance(v, s
 Duration = Annotated[int, BeforeValidator(_duration)]
 PositiveDuration = Annotated[int, BeforeValidator(_positive_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-Rate = Annotated[int, BeforeValidator(parse_rate)]
+BandwidthLimit = Annotated[int, BeforeValidator(_bandwidth)]
 Command = Annotated[tuple[str, ...], BeforeValidator(_command)]
 RepositoryUrl = Annotated[
     str,
@@ -157,7 +166,7 @@ class PolicySpec(SpecModel):
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     tier: Literal["gold", "silver", "bronze"] = "silver"
     data_path: Literal["repository", "cinder-backup"] = "repository"
-    bandwidth_limit: Rate | None = None
+    bandwidth_limit: BandwidthLimit | None = None
     consistency: Literal["application", "application-or-crash", "crash"] = "application-or-crash"
     freeze_timeout: PositiveDuration = 10
     warm_standby: bool = False
