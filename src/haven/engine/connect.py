@@ -151,8 +151,11 @@ def open_repository(
     credentials = {name: read_secret(ref) for name, ref in repo.credentials.items()}
     try:
         backend = open_backend(url, credentials=credentials, limit=limit)
-    except ValidationError as exc:  # e.g. credentials.endpoint, or HAVEN_S3_ENDPOINT
-        raise ValidationError(f"repositories.{repo.name}.{exc.path}", exc.message) from None
+    except ValidationError as exc:  # a setting refused or missing (an S3 endpoint...)
+        if exc.path.startswith("credentials."):
+            raise ValidationError(f"repositories.{repo.name}.{exc.path}", exc.message) from None
+        # a setting from this process's environment (HAVEN_S3_ENDPOINT...): name it too
+        raise ValidationError(f"repositories.{repo.name}", f"{exc.path}: {exc.message}") from None
     state = repository_state_dir()  # this host's memory of each repository's newest head
     try:
         try:
