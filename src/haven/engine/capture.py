@@ -144,8 +144,8 @@ def snapshot(ctx: ProtectContext) -> SnapshotResult:
                 notes.append(f"post-thaw {h.server}: {'ok' if h.ok else h.detail}")
     consistency, reason = _consistency(ctx, g, handle, hook_failed)
     cat = services.catalog()
-    by_id = {v: k for k, v in ctx.servers.items()}
-    specs = {by_id[sid]: to_data(drv.capture_server(sid)) for sid in ctx.servers.values()}
+    specs = {m.ref: to_data(_member_spec(drv, ctx.servers[m.ref], m)) for m in g.members
+             if m.ref in ctx.servers}  # fmt: skip
     for host, spec in _host_specs(ctx, drv).items():
         specs[host] = to_data(spec)
     cat.save_point_servers(ctx.point_id, specs)
@@ -189,6 +189,15 @@ def _consistency(
     return consistency, reason
 
 
+def _member_spec(drv: SiteDriver, server_id: str, member: Member) -> ServerSpec:
+    """A server member's definition as recovery recreates it: with the disks the point
+    protects (all, or those its 'volumes' lists; the others are not recreated)."""
+    spec = drv.capture_server(server_id)
+    if not member.volumes:
+        return spec
+    return replace(spec, disks=tuple(d for d in spec.disks if d.target in member.volumes))
+
+
 def _host_specs(ctx: ProtectContext, drv: SiteDriver) -> dict[str, ServerSpec]:
     """The definitions of the servers volume members are attached to (``attached_to``),
     reduced to those volumes' disks: recovery recreates them around the volumes."""
@@ -218,10 +227,11 @@ def offline_handle(ctx: ProtectContext) -> PointHandle:
             "is running: a planned operation stops the group's servers and the servers "
             "named by 'attached_to' only; declare it there or stop that server first"
         )
+    members = [m for m in resolve.group(ctx.group).members if m.ref in ctx.servers]
     disks = tuple(
-        PointDisk(sid, d.target, d.size_bytes, False)
-        for sid in ctx.servers.values()
-        for d in drv.capture_server(sid).disks
+        PointDisk(ctx.servers[m.ref], d.target, d.size_bytes, False)
+        for m in members
+        for d in _member_spec(drv, ctx.servers[m.ref], m).disks
     ) + tuple(PointDisk("", v.name, v.size, False, volume=v.volume_id) for v in ctx.volumes)
     return PointHandle(ctx.point_id, ctx.active_site, None, Consistency.APPLICATION, disks,
                        0.0, "servers were shut down for this point", (), time.time())  # fmt: skip

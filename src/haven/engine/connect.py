@@ -32,7 +32,10 @@ _lock = threading.Lock()
 _drivers: dict[str, Any] = {}
 # one opened repository per (name, bandwidth cap): groups whose policies cap replication
 # differently share a repository but not a token bucket; groups of one policy share both
-_repos: dict[tuple[str, int | None], DataRepository] = {}
+# (kept with the definition it was opened from: a definition changed by apply since, e.g.
+# under a long-running serve, is opened again; the old opening is left to the operations
+# still using it)
+_repos: dict[tuple[str, int | None], tuple[Repository, DataRepository]] = {}
 
 
 def register_driver(site: str, driver: Any) -> None:
@@ -48,7 +51,7 @@ def forget_all() -> None:
             if callable(close):
                 close()
         _drivers.clear()
-        for repo in _repos.values():
+        for _definition, repo in _repos.values():
             repo.close()
         _repos.clear()
 
@@ -119,17 +122,27 @@ def read_secret(ref: SecretRef) -> str:
 
 
 def repository_for(repo: Repository, limit: int | None = None) -> DataRepository:
-    """Open (and on first use initialise) the repository; cached for this process.
+    """Open (and on first use initialise) the repository; cached for this process. A
+    repository created with another chunk size than the definition's is refused (exit 2).
 
     ``limit`` (bytes/s, a policy's ``bandwidth_limit``) caps every byte this opening puts
     to or gets from the backend (the data mover's token-bucket wrapper): protect passes
     its group's policy limit, recovery passes none (RTO first)."""
     key = (repo.name, limit)
     with _lock:
-        if key in _repos:
-            return _repos[key]
+        cached = _repos.get(key)
+        if cached is not None and cached[0] == repo:
+            return cached[1]
         opened = open_repository(repo, create=True, limit=limit)
-        _repos[key] = opened
+        if opened.config.chunk_size != repo.chunk_size:  # fixed at creation: never ignored
+            opened.close()
+            raise ValidationError(
+                f"repositories.{repo.name}.chunk_size",
+                f"{repo.chunk_size} bytes, but the repository was created with "
+                f"{opened.config.chunk_size}: a chunk size is fixed when a repository is "
+                f"created; set chunk_size: {opened.config.chunk_size} (or use a new one)",
+            )
+        _repos[key] = (repo, opened)
         return opened
 
 

@@ -89,7 +89,8 @@ class SnapshotResult:
 
     def detail(self) -> str:
         text = f"{self.consistency.value}-consistent, freeze window {self.freeze_window_ms:.0f} ms"
-        return f"{text} ({self.reason})" if self.reason else text
+        text = f"{text} ({self.reason})" if self.reason else text
+        return f"{text}; hooks: {'; '.join(self.hooks)}" if self.hooks else text
 
 
 @dataclass(frozen=True, slots=True)

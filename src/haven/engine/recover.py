@@ -152,9 +152,11 @@ def gates_of(probes: tuple[Probe, ...], host: str) -> list[tuple[ReadinessGate, 
 class WaveResult:
     servers: dict[str, str]  # server name -> id at the target
     green_at: float  # time.time() when the last gate of the wave passed
+    stages: tuple[str, ...] = ()  # the wave's stage names (those the plan names)
 
     def detail(self) -> str:
-        return "up and gated: " + ", ".join(sorted(self.servers))
+        named = f" (stage {', '.join(self.stages)})" if self.stages else ""
+        return "up and gated: " + ", ".join(sorted(self.servers)) + named
 
 
 def _ensure_server(
@@ -207,7 +209,7 @@ def boot_wave(
             for stage, server in jobs
         }
         ids = {server: f.result() for server, f in futures.items()}
-    return WaveResult(ids, time.time())
+    return WaveResult(ids, time.time(), tuple(st.name for st in wave if st.name))
 
 
 @dataclass(frozen=True, slots=True)
