@@ -280,7 +280,8 @@ class PlanSpec(SpecModel):
     name: Name
     group: Name
     target: Name | None = None
-    stages: list[StageSpec] = Field(min_length=1, max_length=MAX_STAGES)
+    # empty only for a group with nothing to boot (its volume members are only restored)
+    stages: list[StageSpec] = Field(default_factory=list, max_length=MAX_STAGES)
     mappings: MappingsSpec = Field(default_factory=MappingsSpec)
     test_bubble: TestBubbleSpec | None = None
     checks: list[ProbeSpec] = Field(default_factory=list, max_length=MAX_MEMBERS)

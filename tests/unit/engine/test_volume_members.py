@@ -148,3 +148,18 @@ def test_a_volume_attached_to_another_server_than_declared_is_refused(lab: Lab) 
     assert res.exit_code == 2, res.output
     error = json.loads(res.stdout)["error"]
     assert "attached_to" in error and "'other'" in error and "'apphost'" in error
+
+
+def test_a_group_of_volumes_only_is_recovered_by_a_plan_without_stages(lab: Lab) -> None:
+    add_volume(lab.site("site-a"), "archive", DATA)
+
+    def edit(data: dict[str, Any]) -> None:
+        shop = data["groups"][0]
+        data["groups"].append({**shop, "name": "vault", "members": [{"volume": "archive"}]})
+        data["plans"].append({"name": "vault", "group": "vault"})
+
+    _run("apply", "-f", str(edited_spec(lab, edit)))
+    _run("protect", "vault")
+    result = _run("failover", "vault")["result"]
+    assert result["volumes"] == "archive=vault-archive" and result["servers"] == ""
+    assert volume_bytes(lab.site("site-b"), "vault-archive", len(DATA)) == DATA
