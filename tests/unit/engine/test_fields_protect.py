@@ -16,7 +16,7 @@ from haven.cli.main import app
 from haven.domain.inventory import DiskSpec, NicSpec, ServerSpec
 from haven.domain.points import PointState
 from haven.engine import services
-from tests.unit.engine.lab import DISK, Lab, edited_spec
+from tests.unit.engine.lab import DISK, SERVERS, Lab, edited_spec
 
 runner = CliRunner()
 
@@ -185,3 +185,29 @@ def test_quiesce_by_hook_makes_application_points_and_none_makes_crash(lab: Lab)
     op = _run("protect", "shop")
     assert op["result"]["consistency"] == "crash"
     assert op["result"]["reason"] == "no member was quiesced"
+
+
+def test_policy_consistency_crash_freezes_nothing(lab: Lab) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["policies"][0]["consistency"] = "crash"
+
+    _apply(lab, edit)
+    op = _run("protect", "shop")
+    assert op["result"]["consistency"] == "crash"
+    assert lab.site("site-a").freeze_log == []
+
+
+def test_warm_standby_keeps_replicas_that_failover_starts_from(lab: Lab) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["policies"][0]["warm_standby"] = True
+
+    _apply(lab, edit)
+    op = _run("protect", "shop")
+    replicas = [s for s in op["steps"] if s["name"].startswith("protect.replica")]
+    assert [s["name"] for s in replicas] == [
+        f"protect.replica:{s}/vda" for s in ("db", "app", "web")
+    ]
+    assert {v.name for v in lab.site("site-b").list_volumes()} == {f"shop-{s}-vda" for s in SERVERS}
+    failover = _run("failover", "shop")
+    restores = [s["detail"] for s in failover["steps"] if s["name"].startswith("recover.restore")]
+    assert restores and all("into the existing volume" in d for d in restores)
