@@ -19,7 +19,15 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from haven.domain.ids import check_name
 from haven.domain.quantities import parse_duration, parse_rate, parse_size
@@ -170,6 +178,17 @@ class PolicySpec(SpecModel):
     consistency: Literal["application", "application-or-crash", "crash"] = "application-or-crash"
     freeze_timeout: PositiveDuration = 10
     warm_standby: bool = False
+
+    @field_validator("interval")
+    @classmethod
+    def _within_rpo(cls, value: int | None, info: ValidationInfo) -> int | None:
+        rpo = info.data.get("rpo")
+        if value is not None and isinstance(rpo, int) and value > rpo:
+            raise ValueError(
+                f"{value}s is longer than the rpo ({rpo}s); points must be taken at least "
+                "once per rpo"
+            )
+        return value
 
 
 class HookSpec(SpecModel):

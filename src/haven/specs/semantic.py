@@ -98,16 +98,8 @@ def check(res: Resources, incoming: frozenset[str] = frozenset()) -> list[Valida
                     f"{size} bytes is not allowed; use a power of two from 64KiB to 16MiB",
                 )
             )
-    for pol in res.policies:
+    for pol in res.policies:  # (interval within rpo: checked by the schema, field by field)
         problems += _check_policy_data_path(pol)
-        if pol.interval_seconds > pol.rpo_seconds:
-            problems.append(
-                ValidationError(
-                    f"policies.{pol.name}.interval",
-                    f"{pol.interval_seconds}s is longer than the rpo ({pol.rpo_seconds}s); "
-                    "points must be taken at least once per rpo",
-                )
-            )
     problems += _check_groups(res, incoming)
     for plan in res.plans:
         problems += _check_plan(plan, res)

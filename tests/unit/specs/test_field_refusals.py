@@ -217,3 +217,13 @@ def test_a_hook_quiesced_member_may_not_continue_past_a_failed_hook_under_applic
 
     (msg,) = _edited(edit)
     assert msg.startswith("groups.shop.members[0].hooks.pre_freeze[0].on_error: ")
+
+
+def test_api_version_other_than_v1_is_refused() -> None:
+    (msg,) = _edited(_set(("apiVersion",), "haven/v2"))
+    assert msg.startswith("apiVersion: 'haven/v2' is not allowed; use 'haven/v1'")
+
+
+def test_an_interval_longer_than_the_rpo_is_refused() -> None:
+    (msg,) = _edited(_set(("policies", 0, "interval"), "10m"))
+    assert msg.startswith("policies.gold.interval: 600s is longer than the rpo (300s)")
