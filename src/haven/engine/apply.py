@@ -19,6 +19,7 @@ from haven.domain.codec import to_data
 from haven.domain.errors import HavenError, ValidationError, ValidationErrors
 from haven.domain.resources import ResourceKind, Resources
 from haven.domain.sites import Repository, RepositoryKind
+from haven.engine import connect, volumes
 from haven.specs import Spec, validate
 
 # where the S3 backend looks for its endpoint when the repository's credentials do not
@@ -127,6 +128,23 @@ def repository_problems(repo: Repository) -> list[ValidationError]:
     return problems
 
 
+def attachment_problems(merged: Resources, applying: Resources) -> list[ValidationError]:
+    """The one-owner rule as far as the source sites show it now: a volume member attached
+    to a server member of its group. A site that does not answer is not waited for (every
+    protect checks again, before anything is taken)."""
+    sites = merged.by_name(ResourceKind.SITE)
+    problems: list[ValidationError] = []
+    for g in applying.groups:
+        site = sites.get(g.source_site)
+        if not g.volume_members() or site is None:
+            continue
+        try:
+            problems += volumes.owner_problems(connect.driver_for(site), g)
+        except HavenError:
+            continue
+    return problems
+
+
 def apply_spec(catalog: Catalog, spec: Spec, dry_run: bool = False) -> ApplyResult:
     """Validate ``spec`` against the catalog and write it in one transaction."""
     with catalog.transaction() as session:
@@ -138,6 +156,8 @@ def apply_spec(catalog: Catalog, spec: Spec, dry_run: bool = False) -> ApplyResu
             problems += exc.errors
         for repo in spec.resources.repositories:
             problems += repository_problems(repo)
+        if not problems:
+            problems += attachment_problems(current.overlay(spec.resources), spec.resources)
         if problems:
             raise ValidationErrors(problems)
         changes = plan_changes(current, spec.resources)

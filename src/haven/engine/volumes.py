@@ -5,10 +5,10 @@ recovery gave it (``<group>-<volume>``) at any other site (the recovery site aft
 failover, or the home site when a failback had to recreate it). Each protect looks again:
 attachments change between points.
 
-Rules checked here, against the site (apply cannot see attachments; these are exit 2,
-naming the member): a volume attached to a server member of the same group is refused
-(one owner: that member protects it already), and a volume whose ``attached_to`` names a
-server is attached to that server.
+Rules checked here, against the site (exit 2, naming the member): a volume attached to a
+server member of the same group is refused (one owner: that member protects it already)
+-- by apply when the source site answers it (``owner_problems``), and by every protect --
+and a volume whose ``attached_to`` names a server is attached to that server.
 """
 
 from __future__ import annotations
@@ -51,6 +51,31 @@ def _attached(servers: list[ServerInfo], volume_id: str) -> tuple[ServerInfo, st
     return None
 
 
+def one_owner(g: ProtectionGroup, index: int, ref: str, owner: str) -> ValidationError:
+    return ValidationError(
+        f"groups.{g.name}.members[{index}].volume",
+        f"volume {ref!r} is attached to server {owner!r}, a member of group {g.name!r} that "
+        f"protects its attached volumes already; a volume has one owner: remove this member "
+        f"(or list the volume in {owner!r}'s 'volumes')",
+    )
+
+
+def owner_problems(drv: SiteDriver, g: ProtectionGroup) -> list[ValidationError]:
+    """Volume members that the site shows attached to a server member of ``g`` (at its
+    source site): what apply can see of the one-owner rule before any point is taken."""
+    servers = drv.list_servers()
+    members = {s.id: s.name for s in servers if s.name in g.servers()}
+    problems: list[ValidationError] = []
+    for index, m in enumerate(g.members):
+        if m not in g.volume_members():
+            continue
+        vol = find(drv, g, m.ref, g.source_site)
+        found = _attached(servers, vol.id) if vol is not None else None
+        if found is not None and found[0].id in members:
+            problems.append(one_owner(g, index, m.ref, members[found[0].id]))
+    return problems
+
+
 def locate(
     drv: SiteDriver,
     g: ProtectionGroup,
@@ -90,13 +115,7 @@ def _one(
         )
     found = _attached(servers, vol.id)
     if found is not None and found[0].id in member_names:
-        owner = member_names[found[0].id]
-        raise ValidationError(
-            f"{path}.volume",
-            f"volume {m.ref!r} is attached to server {owner!r}, a member of group "
-            f"{g.name!r} that protects its attached volumes already; a volume has one "
-            f"owner: remove this member (or list the volume in {owner!r}'s 'volumes')",
-        )
+        raise one_owner(g, index, m.ref, member_names[found[0].id])
     host = ""
     if m.attached_to:
         want = hosts.get(m.attached_to)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from haven.cli.main import app
 from haven.domain.groups import GroupState
+from haven.domain.resources import ResourceKind
 from haven.engine import services
 from tests.unit.engine.lab import Lab, add_host, add_volume, edited_spec, volume_bytes
 
@@ -125,11 +126,29 @@ def test_a_volume_declared_attached_to_a_member_is_refused_at_apply(lab: Lab) ->
     assert "one owner" in problem["message"]
 
 
-def test_a_volume_found_attached_to_a_member_is_refused_at_protect(lab: Lab) -> None:
-    """Apply cannot see attachments; protect does, before anything is taken (exit 2)."""
+def _dbdisk_member(lab: Lab) -> Any:
+    def edit(data: dict[str, Any]) -> None:
+        data["groups"][0]["members"].append({"volume": "db-vda"})  # db's own disk
+
+    return edited_spec(lab, edit)
+
+
+def test_a_volume_the_site_shows_attached_to_a_member_is_refused_at_apply(lab: Lab) -> None:
+    res = runner.invoke(app, ["apply", "-f", str(_dbdisk_member(lab)), "--json"])
+    assert res.exit_code == 2, res.output
+    (problem,) = json.loads(res.stdout)["error"]["problems"]
+    assert problem["path"] == "groups.shop.members[3].volume"
+    assert "volume 'db-vda' is attached to server 'db'" in problem["message"]
+    assert "one owner" in problem["message"]
+    assert services.catalog().resources().by_name(ResourceKind.GROUP)["shop"].volume_members() == ()
+
+
+def test_an_attachment_apply_could_not_see_is_refused_at_protect(lab: Lab) -> None:
+    """The site was down during apply: protect checks before anything is taken (exit 2)."""
     a = lab.site("site-a")
-    dbdisk = next(v for v in a.list_volumes() if v.name == "db-vda")
-    _with_volume(lab, {"volume": dbdisk.name})
+    a.set_down(True)
+    _run("apply", "-f", str(_dbdisk_member(lab)))
+    a.set_down(False)
     res = runner.invoke(app, ["protect", "shop", "--json"])
     assert res.exit_code == 2, res.output
     error = json.loads(res.stdout)["error"]
