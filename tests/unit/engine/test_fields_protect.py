@@ -211,3 +211,22 @@ def test_warm_standby_keeps_replicas_that_failover_starts_from(lab: Lab) -> None
     failover = _run("failover", "shop")
     restores = [s["detail"] for s in failover["steps"] if s["name"].startswith("recover.restore")]
     assert restores and all("into the existing volume" in d for d in restores)
+
+
+def test_a_passphrase_read_from_a_file_reference(lab: Lab, tmp_path: Path) -> None:
+    secret = tmp_path / "passphrase"
+    secret.write_text("file passphrase\n")
+    secret.chmod(0o600)
+
+    def edit(data: dict[str, Any]) -> None:
+        repo = data["repositories"][0]
+        repo.pop("key_file")
+        repo["password"] = {"file": str(secret)}
+        repo["url"] = str(lab.root / "repo-by-passphrase")
+
+    _apply(lab, edit)
+    res = runner.invoke(app, ["protect", "shop", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "file passphrase" not in res.output
+    shown = _run("describe", "repository", "offsite")["spec"]["password"]
+    assert shown == {"source": "file", "name": str(secret)}  # the reference, never the value
