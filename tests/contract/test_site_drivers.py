@@ -420,3 +420,36 @@ def test_tcp_readiness_gate(site: Harness) -> None:
         assert ok.ready and ok.passed == ("TcpGate",)
     closed = site.driver.wait_ready(site.server_id, [TcpGate("127.0.0.1", port)], 0.3)
     assert not closed.ready and "TcpGate" in closed.detail
+
+
+def test_a_volume_at_rest_is_taken_into_a_point_with_the_servers(site: Harness) -> None:
+    """PointRequest.volumes: a volume attached to nothing, captured at the point's instant
+    (a write after it is not in the point), readable until the point is released."""
+    _skip_without(site, Capability.STANDALONE_VOLUMES, "volumes are only points of servers")
+    d = site.driver
+    vol = d.create_volume(f"{site.name_prefix}ct-rest-{uuid.uuid4().hex[:6]}", 4 * 1024 * 1024)
+    data = os.urandom(256 * 1024)
+    point_id = f"{site.name_prefix}ct-vol-{uuid.uuid4().hex[:8]}"
+    try:
+        with d.open_volume_writer(vol) as w:
+            w.write(0, data)
+            w.flush()
+        p = d.create_point(PointRequest(point_id, (QuiesceMember(site.server_id),),
+                                        volumes=(vol.id,)))  # fmt: skip
+        try:
+            standalone = [disk for disk in p.disks if disk.volume]
+            assert [(x.volume, x.server_id, x.size_bytes) for x in standalone] == [
+                (vol.id, "", vol.size_bytes)
+            ]
+            assert len(p.disks) == 2  # the server's vda too, in the same point
+            with d.open_volume_writer(vol) as w:
+                w.write(0, b"after the point")
+                w.flush()
+            with d.open_point_disk(p, standalone[0]) as r:
+                assert r.changed_extents() is None
+                assert bytes(_read_all(r)[: len(data)]) == data
+        finally:
+            d.release_point(p)
+            d.delete_point(point_id)
+    finally:
+        d.delete_volume(vol)

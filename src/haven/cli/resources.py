@@ -27,6 +27,15 @@ from haven.engine.apply import ApplyResult, ChangeAction
 from haven.specs import Spec, load_spec, load_spec_stream
 from haven.specs.urls import redacted
 
+# tier is accepted and shown, and acts on nothing: said wherever a policy is described.
+# A label rather than a refusal: every spec written so far sets it, the three values are
+# the ones issue 15 will give mechanics to, and refusing gold/silver/bronze now would
+# break those specs only to accept the same values again later.
+TIER_NOTE = (
+    "tier: a label for operators and reports only; no mechanics depend on it yet (rpo, "
+    "interval, consistency, retention, bandwidth_limit and warm_standby do)"
+)
+
 
 def _kind(text: str) -> ResourceKind:
     try:
@@ -176,6 +185,8 @@ def describe(
     data: dict[str, Any] = {"kind": k.value, "generation": generation, "spec": to_data(item)}
     if state is not None:
         data["state"] = state
+    if k is ResourceKind.POLICY:
+        data["notes"] = [TIER_NOTE]
     if as_json:
         print_json(data)
     else:

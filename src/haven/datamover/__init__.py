@@ -40,7 +40,7 @@ repository locks themselves, so separate processes can run them concurrently.
 
 from __future__ import annotations
 
-from haven.datamover.backends import open_backend
+from haven.datamover.backends import credential_names, open_backend
 from haven.datamover.backup import BackupResult, BackupStats, backup_volume
 from haven.datamover.blockio import AllocationMap, BlockSource, BlockTarget, FileSource, FileTarget
 from haven.datamover.check import CheckReport, check
@@ -82,6 +82,7 @@ __all__ = [
     "VolumeManifest",
     "backup_volume",
     "check",
+    "credential_names",
     "decode_key_file",
     "encode_key_file",
     "new_master_key",

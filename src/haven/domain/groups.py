@@ -39,7 +39,14 @@ class Hook:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One server (with its attached volumes, or the listed subset) or standalone volume."""
+    """One server (with its attached volumes, or the listed subset) or standalone volume.
+
+    A standalone volume may be attached at the source to a server that is not itself
+    protected (``attached_to``): each point captures that server's definition (CPU,
+    memory, NICs, boot; not its other disks), and a plan stage naming it recreates it at
+    the recovery site around the recovered volume (a "host"). A volume attached to a
+    server member of the same group is refused: that member protects it already.
+    """
 
     kind: MemberKind
     ref: str  # the server or volume name at the source site
@@ -47,6 +54,7 @@ class Member:
     volumes: tuple[str, ...] = ()  # empty: every attached volume
     pre_freeze: tuple[Hook, ...] = ()
     post_thaw: tuple[Hook, ...] = ()
+    attached_to: str | None = None  # volume members: the (unprotected) server using it
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,22 @@ class ProtectionGroup:
 
     def servers(self) -> tuple[str, ...]:
         return tuple(m.ref for m in self.members if m.kind is MemberKind.SERVER)
+
+    def volume_members(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.kind is MemberKind.VOLUME)
+
+    def hosts(self) -> tuple[str, ...]:
+        """Servers that volume members are attached to (recreated around them, not
+        protected themselves), in member order, each once."""
+        seen: dict[str, None] = {}
+        for m in self.volume_members():
+            if m.attached_to:
+                seen.setdefault(m.attached_to, None)
+        return tuple(seen)
+
+    def recoverable(self) -> tuple[str, ...]:
+        """Every server a recovery plan may boot: the server members, then the hosts."""
+        return self.servers() + tuple(h for h in self.hosts() if h not in self.servers())
 
 
 class GroupState(Enum):

@@ -61,10 +61,21 @@ class Mappings:
 
 @dataclass(frozen=True, slots=True)
 class TestBubble:
-    """The isolated network a drill boots into; cleanup removes it."""
+    """The isolated network a drill boots into; cleanup removes it.
+
+    ``cidr`` is kept for catalogs written before it was refused in specs: no site driver
+    takes a subnet for the bubble yet (OpenStack uses its own), so a spec may not set it.
+    """
 
     network: str
-    cidr: str = "192.168.250.0/24"
+    cidr: str | None = None
+
+
+class PointRequirement(Enum):
+    """Which recovery points a plan may recover from."""
+
+    ANY = "any"  # the newest intact point, whatever its consistency
+    APPLICATION = "application"  # only application-consistent points qualify
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,7 @@ class RecoveryPlan:
     test_bubble: TestBubble | None = None
     checks: tuple[Probe, ...] = ()
     target_site: str | None = None  # default: the group's target site
+    consistency: PointRequirement = PointRequirement.ANY
 
 
 def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:

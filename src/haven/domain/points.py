@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 
+from haven.domain.groups import MemberKind
 from haven.domain.states import StateMachine
 
 
@@ -44,7 +45,12 @@ POINT_STATES: StateMachine[PointState] = StateMachine(
 
 @dataclass(frozen=True, slots=True)
 class VolumePoint:
-    """One volume's data in a point: a manifest in a repository or a native backup id."""
+    """One volume's data in a point: a manifest in a repository or a native backup id.
+
+    A server member's disk: ``member`` is the server, ``volume`` the disk's target. A
+    volume member (``kind`` VOLUME): ``member`` is the volume's name at the source,
+    ``host`` the server it is recovered into (its ``attached_to``; "" for none) and
+    ``volume`` its disk target at that server ("" when it has no host)."""
 
     member: str
     volume: str
@@ -52,6 +58,16 @@ class VolumePoint:
     manifest: str  # repository manifest id, or NATIVE_PREFIX + the site's own backup ref
     bytes_read: int = 0
     bytes_sent: int = 0
+    kind: MemberKind = MemberKind.SERVER
+    host: str = ""
+
+    @property
+    def key(self) -> str:
+        """Unique within a point: ``server/disk``, or ``volume:name`` for a volume member
+        (step labels, the recovery's volume maps)."""
+        if self.kind is MemberKind.VOLUME:
+            return f"volume:{self.member}"
+        return f"{self.member}/{self.volume}"
 
     @property
     def native(self) -> bool:

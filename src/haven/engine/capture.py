@@ -15,9 +15,21 @@ from datetime import UTC, datetime
 from haven.datamover import PointTime, RetentionPolicy, backup_volume, prune, select_keep
 from haven.datamover.errors import PruneRefused
 from haven.domain.codec import to_data
-from haven.domain.errors import HavenError, IntegrityError, NotFoundError, ValidationError
-from haven.domain.groups import GROUP_STATES, GroupState, Member, QuiesceMethod
-from haven.domain.inventory import VolumeInfo
+from haven.domain.errors import (
+    ConflictError,
+    HavenError,
+    IntegrityError,
+    NotFoundError,
+    ValidationError,
+)
+from haven.domain.groups import (
+    GROUP_STATES,
+    GroupState,
+    Member,
+    MemberKind,
+    QuiesceMethod,
+)
+from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.points import (
     POINT_STATES,
     Consistency,
@@ -29,8 +41,15 @@ from haven.domain.points import (
 from haven.domain.policies import ConsistencyRequirement, DataPath
 from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
-from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
+from haven.engine.model import (
+    BackupOutcome,
+    Note,
+    ProtectContext,
+    SnapshotResult,
+    repository_key,
+)
 from haven.sites.base import (
+    Capability,
     NativeBackups,
     OnQuiesceFailure,
     PointDisk,
@@ -43,8 +62,11 @@ from haven.sites.errors import SiteError, SiteNotFound
 
 
 def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
+    """Server members in freeze order, then the servers that volume members are attached
+    to while running (each asked for those disks only, never frozen: a volume member is
+    quiesced by its hooks or not at all), then the volumes at rest."""
     crash_only = ctx.consistency is ConsistencyRequirement.CRASH
-    members = tuple(
+    members = [
         QuiesceMember(
             server_id=ctx.servers[m.ref],
             disks=m.volumes or None,
@@ -52,15 +74,40 @@ def _request(ctx: ProtectContext, parent: str | None) -> PointRequest:
         )
         for m in ctx.members
         if m.ref in ctx.servers
-    )
+    ]
+    attached: dict[str, list[str]] = {}
+    for v in ctx.volumes:
+        if v.live:
+            attached.setdefault(v.server_id, []).append(v.target)
+    members += [QuiesceMember(sid, tuple(targets), False) for sid, targets in attached.items()]
+    at_rest = tuple(v.volume_id for v in ctx.volumes if not v.live)
     on_fail = (
         OnQuiesceFailure.FAIL
         if ctx.consistency is ConsistencyRequirement.APPLICATION
         else OnQuiesceFailure.CRASH_CONSISTENT
     )
-    return PointRequest(
-        ctx.point_id, members, parent, ctx.freeze_timeout_s, on_fail, group=ctx.group
-    )
+    return PointRequest(ctx.point_id, tuple(members), parent, ctx.freeze_timeout_s, on_fail,
+                        group=ctx.group, volumes=at_rest)  # fmt: skip
+
+
+def _hook_server(ctx: ProtectContext, member: Member) -> str | None:
+    """The server a member's guest hooks run in: the server itself, or the server a volume
+    member is attached to (None: nowhere, e.g. a volume at rest)."""
+    if member.kind is MemberKind.SERVER:
+        return ctx.servers.get(member.ref)
+    at = next((v for v in ctx.volumes if v.ref == member.ref), None)
+    return at.server_id if at is not None and at.server_id else None
+
+
+def _create(ctx: ProtectContext, drv: SiteDriver, parent: str | None) -> PointHandle:
+    request = _request(ctx, parent)
+    if request.volumes and Capability.STANDALONE_VOLUMES not in drv.capabilities():
+        raise ValidationError(
+            f"groups.{ctx.group}.members",
+            f"site {ctx.active_site} cannot take volumes at rest into a point; protect the "
+            "server they are attached to instead",
+        )
+    return drv.create_point(request)
 
 
 def snapshot(ctx: ProtectContext) -> SnapshotResult:
@@ -70,27 +117,30 @@ def snapshot(ctx: ProtectContext) -> SnapshotResult:
     hooks, in reverse order, whatever fails after them (a later member's hook, the
     snapshot itself) — no exception leaves an application quiesced by its own hook."""
     drv = resolve.driver(ctx.active_site)
-    members = [m for m in ctx.members if m.ref in ctx.servers]
+    members = [(m, sid) for m in ctx.members if (sid := _hook_server(ctx, m)) is not None
+               or m.kind is MemberKind.VOLUME]  # fmt: skip
     notes: list[str] = []
-    quiesced: list[Member] = []  # members whose pre-freeze hooks started, in order
+    hook_failed: list[str] = []
+    quiesced: list[tuple[Member, str | None]] = []  # whose pre-freeze hooks started, in order
     try:
         if not ctx.stopped:
-            for m in members:
-                quiesced.append(m)
-                for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.pre_freeze, "pre-freeze"):
+            for m, sid in members:
+                quiesced.append((m, sid))
+                for h in run_hooks(drv, m.ref, sid or "", m.pre_freeze, "pre-freeze"):
                     notes.append(f"pre-freeze {h.server}: {'ok' if h.ok else h.detail}")
+                    if not h.ok and m.quiesce is QuiesceMethod.HOOK:
+                        hook_failed.append(m.ref)
         handle = _take_point(ctx, drv)
     except BaseException:
-        _post_thaw(drv, ctx, quiesced, notes, raise_failures=False)
+        _post_thaw(drv, quiesced, notes, raise_failures=False)
         raise
-    _post_thaw(drv, ctx, quiesced, notes, raise_failures=True)
-    consistency = Consistency(handle.consistency)
-    reason = handle.reason or ""
-    if ctx.stopped:
-        consistency, reason = Consistency.APPLICATION, "servers were shut down for this point"
+    _post_thaw(drv, quiesced, notes, raise_failures=True)
+    consistency, reason = _consistency(ctx, handle, hook_failed)
     cat = services.catalog()
-    by_id = {v: k for k, v in ctx.servers.items()}
-    specs = {by_id[sid]: to_data(drv.capture_server(sid)) for sid in ctx.servers.values()}
+    specs = {m.ref: to_data(_member_spec(drv, ctx.servers[m.ref], m)) for m in ctx.members
+             if m.ref in ctx.servers}  # fmt: skip
+    for host, spec in _host_specs(ctx, drv).items():
+        specs[host] = to_data(spec)
     cat.save_point_servers(ctx.point_id, specs)
     cat.save_point(
         RecoveryPoint(
@@ -116,17 +166,16 @@ def _take_point(ctx: ProtectContext, drv: SiteDriver) -> PointHandle:
     if ctx.stopped:
         return offline_handle(ctx)
     try:
-        return drv.create_point(_request(ctx, parent))
+        return _create(ctx, drv, parent)
     except SiteNotFound:
         if parent is None:
             raise
-        return drv.create_point(_request(ctx, None))  # checkpoint gone: full read
+        return _create(ctx, drv, None)  # checkpoint gone: full read
 
 
 def _post_thaw(
     drv: SiteDriver,
-    ctx: ProtectContext,
-    quiesced: list[Member],
+    quiesced: list[tuple[Member, str | None]],
     notes: list[str],
     raise_failures: bool,
 ) -> None:
@@ -134,9 +183,9 @@ def _post_thaw(
     earlier one fails; the first failure is raised afterwards when ``raise_failures``
     (on the error path the original error wins and failures are only noted)."""
     first: HavenError | None = None
-    for m in reversed(quiesced):
+    for m, sid in reversed(quiesced):
         try:
-            for h in run_hooks(drv, m.ref, ctx.servers[m.ref], m.post_thaw, "post-thaw"):
+            for h in run_hooks(drv, m.ref, sid or "", m.post_thaw, "post-thaw"):
                 notes.append(f"post-thaw {h.server}: {'ok' if h.ok else h.detail}")
         except HavenError as exc:
             notes.append(f"post-thaw {m.ref}: {exc}")
@@ -145,44 +194,120 @@ def _post_thaw(
         raise first
 
 
+def _consistency(
+    ctx: ProtectContext, handle: PointHandle, hook_failed: list[str]
+) -> tuple[Consistency, str]:
+    """The site's verdict on the freezes, with the members quiesced by their own hooks
+    counted: a point where nothing was frozen is application-consistent when every member
+    that needs quiescing (quiesce: hook) was quiesced by its pre-freeze hooks."""
+    if ctx.stopped:
+        return Consistency.APPLICATION, "servers were shut down for this point"
+    consistency, reason = Consistency(handle.consistency), handle.reason or ""
+    hooked = [m.ref for m in ctx.members if m.quiesce is QuiesceMethod.HOOK]
+    if ctx.consistency is ConsistencyRequirement.CRASH or not hooked:
+        return consistency, reason
+    if hook_failed:
+        return Consistency.CRASH, (
+            f"pre-freeze hook of {', '.join(sorted(set(hook_failed)))} failed"
+            + (f"; {reason}" if reason else "")
+        )
+    agent = any(
+        m.quiesce is QuiesceMethod.AGENT for m in ctx.members if m.kind is MemberKind.SERVER
+    )
+    if consistency is Consistency.CRASH and not agent:
+        return Consistency.APPLICATION, f"quiesced by the pre-freeze hooks of {', '.join(hooked)}"
+    return consistency, reason
+
+
+def _member_spec(drv: SiteDriver, server_id: str, member: Member) -> ServerSpec:
+    """A server member's definition as recovery recreates it: with the disks the point
+    protects (all, or those its 'volumes' lists; the others are not recreated)."""
+    spec = drv.capture_server(server_id)
+    if not member.volumes:
+        return spec
+    return replace(spec, disks=tuple(d for d in spec.disks if d.target in member.volumes))
+
+
+def _host_specs(ctx: ProtectContext, drv: SiteDriver) -> dict[str, ServerSpec]:
+    """The definitions of the servers volume members are attached to (``attached_to``),
+    reduced to those volumes' disks: recovery recreates them around the volumes."""
+    keep: dict[str, tuple[str, set[str]]] = {}
+    for v in ctx.volumes:
+        if v.host:
+            keep.setdefault(v.host, (v.server_id, set()))[1].add(v.target)
+    out: dict[str, ServerSpec] = {}
+    for host, (sid, targets) in keep.items():
+        spec = drv.capture_server(sid)
+        out[host] = replace(spec, disks=tuple(d for d in spec.disks if d.target in targets))
+    return out
+
+
 def offline_handle(ctx: ProtectContext) -> PointHandle:
     """A point of shut-down servers: their disks are at rest, so the point is the disks
     themselves, read through the site's volume access (hypervisors cannot run backup jobs
-    on inactive domains). Unchanged chunks are still not sent: the repository has them."""
+    on inactive domains). Unchanged chunks are still not sent: the repository has them.
+    Volume members are read at rest too; one attached to a server still running (not a
+    host the operation stopped) is refused: it could change while it is read."""
     drv = resolve.driver(ctx.active_site)
+    running = [v for v in ctx.volumes if v.live]
+    if running:
+        v = running[0]
+        raise ConflictError(
+            f"volume {v.ref} is attached to server {v.server_id} at {ctx.active_site}, which "
+            "is running: a planned operation stops the group's servers and the servers "
+            "named by 'attached_to' only; declare it there or stop that server first"
+        )
+    members = [m for m in ctx.members if m.ref in ctx.servers]
     disks = tuple(
-        PointDisk(sid, d.target, d.size_bytes, False)
-        for sid in ctx.servers.values()
-        for d in drv.capture_server(sid).disks
-    )
+        PointDisk(ctx.servers[m.ref], d.target, d.size_bytes, False)
+        for m in members
+        for d in _member_spec(drv, ctx.servers[m.ref], m).disks
+    ) + tuple(PointDisk("", v.name, v.size, False, volume=v.volume_id) for v in ctx.volumes)
     return PointHandle(ctx.point_id, ctx.active_site, None, Consistency.APPLICATION, disks,
                        0.0, "servers were shut down for this point", (), time.time())  # fmt: skip
 
 
-def _volume_of(drv: SiteDriver, server_id: str, target: str) -> VolumeInfo:
-    disk = drv.capture_server(server_id).disk(target)
-    if not disk.source:
-        raise SiteNotFound(f"disk {target} of {server_id} has no volume to read offline")
+def _volume_of(drv: SiteDriver, disk: PointDisk) -> VolumeInfo:
+    if disk.volume:
+        for vol in drv.list_volumes():
+            if vol.id == disk.volume:
+                return vol
+        raise SiteNotFound(f"volume {disk.target} is gone from {drv.name}")
+    spec_disk = drv.capture_server(disk.server_id).disk(disk.target)
+    if not spec_disk.source:
+        raise SiteNotFound(f"disk {disk.target} of {disk.server_id} has no volume to read offline")
     for vol in drv.list_volumes():
-        if vol.id == disk.source:
+        if vol.id == spec_disk.source:
             return vol
-    return VolumeInfo(disk.source, disk.source.rsplit("/", 1)[-1], disk.size_bytes, disk.format)
+    source = spec_disk.source
+    return VolumeInfo(source, source.rsplit("/", 1)[-1], spec_disk.size_bytes, spec_disk.format)
+
+
+def owner(ctx: ProtectContext, disk: PointDisk) -> VolumePoint:
+    """Which member a disk of the point belongs to, as a VolumePoint without data yet."""
+    for v in ctx.volumes:
+        if (disk.volume and disk.volume == v.volume_id) or (
+            not disk.volume and v.live and (disk.server_id, disk.target) == (v.server_id, v.target)
+        ):
+            return VolumePoint(v.ref, v.target if v.host else "", disk.size_bytes, "",
+                               kind=MemberKind.VOLUME, host=v.host)  # fmt: skip
+    by_id = {sid: name for name, sid in ctx.servers.items()}
+    return VolumePoint(by_id.get(disk.server_id, disk.server_id), disk.target, disk.size_bytes, "")
 
 
 def disk_label(ctx: ProtectContext, disk: PointDisk) -> str:
-    by_id = {v: k for k, v in ctx.servers.items()}
-    return f"{by_id.get(disk.server_id, disk.server_id)}/{disk.target}"
+    return owner(ctx, disk).key
 
 
 def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupOutcome:
-    server, _, target = disk_label(ctx, disk).partition("/")
+    mine = owner(ctx, disk)
     if ctx.data_path is DataPath.CINDER_BACKUP:
-        return _native_backup(ctx, handle, disk, server, target)
-    key = volume_key(ctx.group, server, target)
-    repo = resolve.repository(ctx.repository)
+        return _native_backup(ctx, handle, disk, mine.member, mine.volume)
+    key = repository_key(ctx.group, mine)
+    repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
     try:
         done = repo.find_manifest(f"{key}@{ctx.point_id}")
-        return BackupOutcome(VolumePoint(server, target, done.size, done.manifest_id), True)
+        return BackupOutcome(replace(mine, size=done.size, manifest=done.manifest_id), True)
     except NotFoundError:
         pass
     parent_m = None
@@ -193,7 +318,7 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
             parent_m = None
     drv = resolve.driver(ctx.active_site)
     if ctx.stopped:  # an offline point: read the volume itself (every chunk; dedup sends few)
-        with drv.open_volume_writer(_volume_of(drv, disk.server_id, disk.target)) as vol:
+        with drv.open_volume_writer(_volume_of(drv, disk)) as vol:
             result = backup_volume(repo, vol, volume=key, point_id=ctx.point_id, parent=parent_m,
                                    progress=progress.reporter(f"backup {key}"))  # fmt: skip
     else:
@@ -205,10 +330,9 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
             )  # fmt: skip
     st = result.stats
     return BackupOutcome(
-        VolumePoint(
-            server, target, st.size, result.manifest.manifest_id, st.bytes_read, st.bytes_uploaded
-        )
-    )
+        replace(mine, size=st.size, manifest=result.manifest.manifest_id,
+                bytes_read=st.bytes_read, bytes_sent=st.bytes_uploaded)
+    )  # fmt: skip
 
 
 def _native_backup(
@@ -310,7 +434,7 @@ def retention(ctx: ProtectContext) -> Note:
             cat.save_point(replace(p, state=PointState.EXPIRED))
             cat.save_point(replace(p, state=PointState.DELETED))
         return Note(f"expired {len(expired)} points, kept {len(keep)} (Cinder keeps the chain)")
-    repo = resolve.repository(ctx.repository)
+    repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
     cat = services.catalog()
     for p in expired:
         # one new head without the point's manifests (ids already gone are ignored)

@@ -30,7 +30,12 @@ from haven.sites.base import SiteDriver as DriverProtocol
 
 _lock = threading.Lock()
 _drivers: dict[str, Any] = {}
-_repos: dict[str, DataRepository] = {}
+# one opened repository per (name, bandwidth cap): groups whose policies cap replication
+# differently share a repository but not a token bucket; groups of one policy share both
+# (kept with the definition it was opened from: a definition changed by apply since, e.g.
+# under a long-running serve, is opened again; the old opening is left to the operations
+# still using it)
+_repos: dict[tuple[str, int | None], tuple[Repository, DataRepository]] = {}
 
 
 def forget_all() -> None:
@@ -40,7 +45,7 @@ def forget_all() -> None:
             if callable(close):
                 close()
         _drivers.clear()
-        for repo in _repos.values():
+        for _definition, repo in _repos.values():
             repo.close()
         _repos.clear()
 
@@ -114,20 +119,39 @@ def read_secret(ref: SecretRef) -> str:
     return value
 
 
-def repository_for(repo: Repository) -> DataRepository:
-    """Open (and on first use initialise) the repository; cached for this process."""
+def repository_for(repo: Repository, limit: int | None = None) -> DataRepository:
+    """Open (and on first use initialise) the repository; cached for this process. A
+    repository created with another chunk size than the definition's is refused (exit 2).
+
+    ``limit`` (bytes/s, a policy's ``bandwidth_limit``) caps every byte this opening puts
+    to or gets from the backend (the data mover's token-bucket wrapper): protect passes
+    its group's policy limit, recovery passes none (RTO first)."""
+    key = (repo.name, limit)
     with _lock:
-        if repo.name in _repos:
-            return _repos[repo.name]
-        opened = open_repository(repo, create=True)
-        _repos[repo.name] = opened
+        cached = _repos.get(key)
+        if cached is not None and cached[0] == repo:
+            return cached[1]
+        opened = open_repository(repo, create=True, limit=limit)
+        if opened.config.chunk_size != repo.chunk_size:  # fixed at creation: never ignored
+            opened.close()
+            raise ValidationError(
+                f"repositories.{repo.name}.chunk_size",
+                f"{repo.chunk_size} bytes, but the repository was created with "
+                f"{opened.config.chunk_size}: a chunk size is fixed when a repository is "
+                f"created; set chunk_size: {opened.config.chunk_size} (or use a new one)",
+            )
+        _repos[key] = (repo, opened)
         return opened
 
 
-def open_repository(repo: Repository, *, create: bool = False) -> DataRepository:
+def open_repository(
+    repo: Repository, *, create: bool = False, limit: int | None = None
+) -> DataRepository:
     """Open the repository a catalog definition describes, with its passphrase or key file
     read now (not cached: the caller closes it). No repository there: NotFoundError, or
-    with ``create`` (the first protect) a new one. A wrong key: SecurityError (exit 7)."""
+    with ``create`` (the first protect) a new one. A wrong key: SecurityError (exit 7).
+    A setting the backend refuses or misses (an S3 endpoint): ValidationError naming
+    ``repositories.<name>.<field>`` (exit 2). ``limit``: bytes/s, see repository_for."""
     url = repo.url
     if repo.kind is RepositoryKind.MEMORY and "://" not in url:
         url = f"memory://{url}"
@@ -136,7 +160,13 @@ def open_repository(repo: Repository, *, create: bool = False) -> DataRepository
     # the repository's own credentials (S3 keys, a Swift account), read now from their
     # references and registered for redaction; the backend refuses names it does not know
     credentials = {name: read_secret(ref) for name, ref in repo.credentials.items()}
-    backend = open_backend(url, credentials=credentials)
+    try:
+        backend = open_backend(url, credentials=credentials, limit=limit)
+    except ValidationError as exc:  # a setting refused or missing (an S3 endpoint...)
+        if exc.path.startswith("credentials."):
+            raise ValidationError(f"repositories.{repo.name}.{exc.path}", exc.message) from None
+        # a setting from this process's environment (HAVEN_S3_ENDPOINT...): name it too
+        raise ValidationError(f"repositories.{repo.name}", f"{exc.path}: {exc.message}") from None
     state = repository_state_dir()  # this host's memory of each repository's newest head
     try:
         try:

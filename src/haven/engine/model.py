@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from haven.domain.groups import Member
+from haven.domain.groups import Member, MemberKind
 from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import RecoveryPlan
 from haven.domain.points import Consistency, VolumePoint, name_objects
@@ -15,6 +15,44 @@ def volume_key(group: str, server: str, disk: str) -> str:
     """The volume's name in the repository: stable across sites, so a point taken at the
     recovery site (reverse protection) increments from the points taken at the source."""
     return f"{group}.{server}.{disk}"
+
+
+def member_volume_key(group: str, volume: str) -> str:
+    """A volume member's name in the repository (``/``: a group name has none, so it
+    never meets a server disk's ``group.server.disk``)."""
+    return f"{group}/{volume}"
+
+
+def repository_key(group: str, vp: VolumePoint) -> str:
+    if vp.kind is MemberKind.VOLUME:
+        return member_volume_key(group, vp.member)
+    return volume_key(group, vp.member, vp.volume)
+
+
+def recovered_volume_name(group: str, vp: VolumePoint, suffix: str = "") -> str:
+    """The volume a point's disk is restored into at another site (warm-standby replicas
+    and failover: no suffix; drills: ``-drill``)."""
+    if vp.kind is MemberKind.VOLUME:
+        return f"{group}-{vp.member}{suffix}"
+    return f"{group}-{vp.member}-{vp.volume}{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeAt:
+    """A volume member where the group runs now: its id at the active site and, when it
+    is attached to a server there, that server's id and the disk's target. ``host`` is
+    the member's ``attached_to`` when it is attached to that server (its definition is
+    captured with the point), else "". ``live``: the server runs, so the point takes the
+    volume as a disk of that server (a backup job), not as a volume at rest."""
+
+    ref: str
+    volume_id: str
+    name: str  # its name at the active site
+    size: int
+    host: str = ""
+    server_id: str = ""
+    target: str = ""
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +77,8 @@ class ProtectContext:
     # the group's members as they were when the operation started: an `apply` meanwhile
     # (or before a resume) changes later operations, never this one
     members: tuple[Member, ...] = ()
+    volumes: tuple[VolumeAt, ...] = ()  # the group's volume members at the active site
+    bandwidth_limit: int | None = None  # bytes/s for this point's repository traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +92,8 @@ class SnapshotResult:
 
     def detail(self) -> str:
         text = f"{self.consistency.value}-consistent, freeze window {self.freeze_window_ms:.0f} ms"
-        return f"{text} ({self.reason})" if self.reason else text
+        text = f"{text} ({self.reason})" if self.reason else text
+        return f"{text}; hooks: {'; '.join(self.hooks)}" if self.hooks else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +163,5 @@ class RecoverContext:
 
     def detail(self) -> str:
         return "; ".join(self.notes)
+
+    point_why: str = ""  # why this point was chosen (the result's point_reason)

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from haven.catalog.store import CreatedResource
 from haven.datamover import restore_volume
 from haven.domain.errors import ExternalError, HavenError, ValidationError
+from haven.domain.groups import MemberKind
 from haven.domain.inventory import PowerState, ServerSpec, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
 from haven.domain.points import VolumePoint, name_objects
 from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
-from haven.engine.model import Note, RecoverContext
+from haven.engine.model import Note, RecoverContext, recovered_volume_name
 from haven.engine.steps import FailedOutcome
+from haven.engine.volumes import same_volume_name
 from haven.sites.base import (
     AgentGate,
     CommandGate,
@@ -41,13 +43,8 @@ class GateFailed(ExternalError):
     retryable = True
 
 
-def same_volume_name(vol: VolumeInfo, name: str) -> bool:
-    """Sites may add a format suffix to the name they were given (libvirt: ``.qcow2``)."""
-    return vol.name == name or vol.name.rsplit(".", 1)[0] == name
-
-
-def volume_name(ctx: RecoverContext, server: str, disk: str) -> str:
-    return f"{ctx.group}-{server}-{disk}{ctx.volume_suffix}"
+def volume_name(ctx: RecoverContext, vol: VolumePoint) -> str:
+    return recovered_volume_name(ctx.group, vol, ctx.volume_suffix)
 
 
 def _record(ctx: RecoverContext, kind: str, ref: str, name: str) -> None:
@@ -58,12 +55,13 @@ def _record(ctx: RecoverContext, kind: str, ref: str, name: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    server: str
+    server: str  # the server it is a disk of at recovery ("": a volume member without host)
     disk: str
     volume: VolumeInfo
     chunks_written: int
     bytes_written: int
     reused: bool
+    key: str = ""  # the VolumePoint's key
 
     def detail(self) -> str:
         how = "into the existing volume" if self.reused else "into a new volume"
@@ -107,8 +105,9 @@ class Verified:
 
 def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
     drv = resolve.driver(ctx.target_site)
-    key = f"{vol.member}/{vol.volume}"
-    name = volume_name(ctx, vol.member, vol.volume)
+    key = vol.key
+    server = vol.host if vol.kind is MemberKind.VOLUME else vol.member
+    name = volume_name(ctx, vol)
     target = ctx.existing_volumes.get(key)
     reused = target is not None
     if target is None:
@@ -128,12 +127,12 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
                 f"{ctx.target_site} cannot restore it",
             )
         written = drv.restore_native(vol.manifest, target)
-        return Restored(vol.member, vol.volume, target, 0, written, reused)
+        return Restored(server, vol.volume, target, 0, written, reused, key)
     repo = resolve.repository(ctx.repository)
     with drv.open_volume_writer(target) as dst:
         st = restore_volume(repo, vol.manifest, dst, into_existing=True,
                             progress=progress.reporter(f"restore {name}"))  # fmt: skip
-    return Restored(vol.member, vol.volume, target, st.chunks_written, st.bytes_written, reused)
+    return Restored(server, vol.volume, target, st.chunks_written, st.bytes_written, reused, key)
 
 
 def gates_of(probes: tuple[Probe, ...], host: str) -> list[tuple[ReadinessGate, float]]:
@@ -154,9 +153,11 @@ def gates_of(probes: tuple[Probe, ...], host: str) -> list[tuple[ReadinessGate, 
 class WaveResult:
     servers: dict[str, str]  # server name -> id at the target
     green_at: float  # time.time() when the last gate of the wave passed
+    stages: tuple[str, ...] = ()  # the wave's stage names (those the plan names)
 
     def detail(self) -> str:
-        return "up and gated: " + ", ".join(sorted(self.servers))
+        named = f" (stage {', '.join(self.stages)})" if self.stages else ""
+        return "up and gated: " + ", ".join(sorted(self.servers)) + named
 
 
 def _ensure_server(
@@ -187,7 +188,8 @@ def _bring_up(
     sid = _ensure_server(ctx, drv, server, volumes)
     if drv.get_server(sid).state is not PowerState.RUNNING:
         drv.start_server(sid)
-    for gate, timeout in gates_of(stage.gates, ctx.names[server]):
+    gates = tuple(g for g in stage.gates if g.server in (None, server))  # a gate may name one
+    for gate, timeout in gates_of(gates, ctx.names[server]):
         res = drv.wait_ready(sid, [gate], timeout_s=timeout)
         if not res.ready:
             raise GateFailed(
@@ -208,7 +210,7 @@ def boot_wave(
             for stage, server in jobs
         }
         ids = {server: f.result() for server, f in futures.items()}
-    return WaveResult(ids, time.time())
+    return WaveResult(ids, time.time(), tuple(st.name for st in wave if st.name))
 
 
 @dataclass(frozen=True, slots=True)

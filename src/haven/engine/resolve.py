@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from haven.catalog.store import Placement
 from haven.datamover import Repository as DataRepository
 from haven.domain.errors import ValidationError
@@ -13,6 +15,7 @@ from haven.domain.resources import ResourceKind
 from haven.domain.sites import Repository, Site
 from haven.engine import connect, services
 from haven.sites.base import SiteDriver
+from haven.sites.errors import SiteNotFound
 
 
 def group(name: str) -> ProtectionGroup:
@@ -52,18 +55,24 @@ def repository_name(g: ProtectionGroup) -> str:
     raise ValidationError(f"groups.{g.name}.repository", "no repository named for this group")
 
 
-def repository(name: str) -> DataRepository:
+def repository(name: str, limit: int | None = None) -> DataRepository:
+    """The repository ``name``; ``limit`` (bytes/s) caps its traffic (see connect)."""
     r: Repository = services.catalog().get(ResourceKind.REPOSITORY, name)
-    return connect.repository_for(r)
+    return connect.repository_for(r, limit)
 
 
 def placement(g: ProtectionGroup) -> Placement:
-    """Where the group runs now; by default its source site, servers found by name."""
+    """Where the group runs now; by default its source site, servers found by name (and
+    the servers its volume members are attached to, those that exist: a planned failover
+    stops them too, their writes go to the volumes)."""
     found = services.catalog().placement(g.name)
     if found is not None:
         return found
     drv = driver(g.source_site)
     servers = {name: drv.get_server(name).id for name in g.servers()}
+    for host in g.hosts():
+        with contextlib.suppress(SiteNotFound):  # the protect refuses it, naming the member
+            servers.setdefault(host, drv.get_server(host).id)
     return Placement(g.name, g.source_site, g.target_site, servers)
 
 

@@ -52,6 +52,9 @@ class Capability(Flag):
     VOLUME_OVERWRITE = auto()
     READINESS_AGENT = auto()
     READINESS_TCP = auto()
+    # a point may include volumes attached to no running server (PointRequest.volumes),
+    # captured at the same instant as the servers' disks
+    STANDALONE_VOLUMES = auto()
 
 
 class OnQuiesceFailure(StrEnum):
@@ -78,14 +81,22 @@ class PointRequest:
     # the protection group's name: drivers that keep a per-group object at the site (a
     # Cinder consistency group) name it after this; "" = the driver's own default
     group: str = ""
+    # ids of volumes attached to no running server, taken at the same instant as the
+    # members' disks (drivers declaring Capability.STANDALONE_VOLUMES; a volume attached
+    # to a running server is requested as a disk of that server instead)
+    volumes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class PointDisk:
+    """One disk of a point: a server's disk (``target`` its device name), or a standalone
+    volume (``volume`` its id; ``server_id`` is then "" and ``target`` its name)."""
+
     server_id: str
     target: str
     size_bytes: int
     incremental: bool  # True: changed extents since the parent point are known
+    volume: str = ""
 
 
 class QuiesceAction(StrEnum):

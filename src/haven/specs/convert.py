@@ -14,6 +14,7 @@ from haven.domain.groups import (
 from haven.domain.plans import (
     IpMapping,
     Mappings,
+    PointRequirement,
     Probe,
     ProbeKind,
     RecoveryPlan,
@@ -123,6 +124,7 @@ def _member(x: s.MemberSpec) -> Member:
         volumes=tuple(x.volumes),
         pre_freeze=tuple(_hook(h) for h in x.hooks.pre_freeze),
         post_thaw=tuple(_hook(h) for h in x.hooks.post_thaw),
+        attached_to=x.attached_to,
     )
 
 
@@ -167,8 +169,7 @@ def _plan(x: s.PlanSpec) -> RecoveryPlan:
             ips=tuple(IpMapping(i.server, i.network, i.ip) for i in m.ips),
             name_suffix=m.name_suffix,
         ),
-        test_bubble=TestBubble(x.test_bubble.network, x.test_bubble.cidr)
-        if x.test_bubble
-        else None,
+        test_bubble=TestBubble(x.test_bubble.network) if x.test_bubble else None,
         checks=tuple(_probe(c) for c in x.checks),
+        consistency=PointRequirement(x.consistency),
     )

@@ -19,7 +19,15 @@ from __future__ import annotations
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from haven.domain.ids import check_name
 from haven.domain.quantities import parse_duration, parse_rate, parse_size
@@ -44,6 +52,15 @@ def _positive_duration(value: Any) -> int:
     return seconds
 
 
+def _bandwidth(value: Any) -> int:
+    """A cap on replication: 0 is refused, not read as "unlimited" (an operator writing 0
+    may mean "send nothing"; either reading would surprise half of them)."""
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; to replicate without a cap, leave bandwidth_limit out") from None
+
+
 def _command(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         parts = shlex.split(value)
@@ -60,7 +77,7 @@ Name = Annotated[str, BeforeValidator(lambda v: check_name(v) if isinstance(v, s
 Duration = Annotated[int, BeforeValidator(_duration)]
 PositiveDuration = Annotated[int, BeforeValidator(_positive_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-Rate = Annotated[int, BeforeValidator(parse_rate)]
+BandwidthLimit = Annotated[int, BeforeValidator(_bandwidth)]
 Command = Annotated[tuple[str, ...], BeforeValidator(_command)]
 RepositoryUrl = Annotated[
     str,
@@ -158,10 +175,21 @@ class PolicySpec(SpecModel):
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     tier: Literal["gold", "silver", "bronze"] = "silver"
     data_path: Literal["repository", "cinder-backup"] = "repository"
-    bandwidth_limit: Rate | None = None
+    bandwidth_limit: BandwidthLimit | None = None
     consistency: Literal["application", "application-or-crash", "crash"] = "application-or-crash"
     freeze_timeout: PositiveDuration = 10
     warm_standby: bool = False
+
+    @field_validator("interval")
+    @classmethod
+    def _within_rpo(cls, value: int | None, info: ValidationInfo) -> int | None:
+        rpo = info.data.get("rpo")
+        if value is not None and isinstance(rpo, int) and value > rpo:
+            raise ValueError(
+                f"{value}s is longer than the rpo ({rpo}s); points must be taken at least "
+                "once per rpo"
+            )
+        return value
 
 
 class HookSpec(SpecModel):
@@ -182,6 +210,7 @@ class MemberSpec(SpecModel):
     quiesce: Literal["agent", "hook", "none"] | None = None
     volumes: list[str] = Field(default_factory=list, max_length=MAX_VOLUMES)
     hooks: HooksSpec = Field(default_factory=HooksSpec)
+    attached_to: str | None = None
 
     @model_validator(mode="after")
     def _one_ref(self) -> MemberSpec:
@@ -189,6 +218,11 @@ class MemberSpec(SpecModel):
             raise ValueError("a member names exactly one of 'server' or 'volume'")
         if self.volume is not None and self.volumes:
             raise ValueError("'volumes' selects volumes of a server member; remove it here")
+        if self.server is not None and self.attached_to is not None:
+            raise ValueError(
+                "'attached_to' names the server a volume member is attached to; a server "
+                "member's attached volumes are protected with it (select them with 'volumes')"
+            )
         return self
 
 
@@ -248,17 +282,30 @@ class MappingsSpec(SpecModel):
 
 class TestBubbleSpec(SpecModel):
     network: str
-    cidr: str = "192.168.250.0/24"
+    cidr: str | None = None
+
+    @field_validator("cidr")
+    @classmethod
+    def _no_cidr(cls, value: str | None) -> str | None:
+        # accepted by earlier versions and never used: refused rather than ignored
+        if value is not None:
+            raise ValueError(
+                "not used: no site takes the bubble's subnet from the spec (libvirt: the "
+                "network must exist; OpenStack: Haven's own bubble subnet); remove it"
+            )
+        return value
 
 
 class PlanSpec(SpecModel):
     name: Name
     group: Name
     target: Name | None = None
-    stages: list[StageSpec] = Field(min_length=1, max_length=MAX_STAGES)
+    # empty only for a group with nothing to boot (its volume members are only restored)
+    stages: list[StageSpec] = Field(default_factory=list, max_length=MAX_STAGES)
     mappings: MappingsSpec = Field(default_factory=MappingsSpec)
     test_bubble: TestBubbleSpec | None = None
     checks: list[ProbeSpec] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    consistency: Literal["any", "application"] = "any"
 
 
 class SpecDocument(SpecModel):

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from haven.domain.errors import ValidationError
-from haven.domain.groups import MemberKind, ProtectionGroup, QuiesceMethod
-from haven.domain.plans import Probe, ProbeKind, RecoveryPlan, find_cycle
-from haven.domain.policies import ConsistencyRequirement, DataPath
+from haven.domain.groups import HookWhere, MemberKind, OnError, ProtectionGroup, QuiesceMethod
+from haven.domain.plans import PointRequirement, Probe, ProbeKind, RecoveryPlan, find_cycle
+from haven.domain.policies import ConsistencyRequirement, DataPath, Policy
 from haven.domain.resources import ResourceKind, Resources
-from haven.domain.sites import SCRATCH_DIR_HINT, Site, SiteDriver
+from haven.domain.sites import SCRATCH_DIR_HINT, RepositoryKind, Site, SiteDriver
 from haven.specs.convert import repository_kind
 
 _MIN_CHUNK, _MAX_CHUNK = 64 * 1024, 16 * 1024 * 1024
@@ -81,6 +81,15 @@ def check(res: Resources, incoming: frozenset[str] = frozenset()) -> list[Valida
                     "give exactly one of 'password' ({env: VAR} or {file: PATH}) or 'key_file'",
                 )
             )
+        if repo.credentials and repo.kind in (RepositoryKind.LOCAL, RepositoryKind.MEMORY):
+            name = sorted(repo.credentials)[0]
+            problems.append(
+                ValidationError(
+                    f"{path}.credentials.{name}",
+                    f"a {repo.kind.value} repository takes no credentials (they are for "
+                    "s3:// and swift:// repositories); remove them",
+                )
+            )
         size = repo.chunk_size
         if not (_MIN_CHUNK <= size <= _MAX_CHUNK and size & (size - 1) == 0):
             problems.append(
@@ -89,18 +98,37 @@ def check(res: Resources, incoming: frozenset[str] = frozenset()) -> list[Valida
                     f"{size} bytes is not allowed; use a power of two from 64KiB to 16MiB",
                 )
             )
-    for pol in res.policies:
-        if pol.interval_seconds > pol.rpo_seconds:
-            problems.append(
-                ValidationError(
-                    f"policies.{pol.name}.interval",
-                    f"{pol.interval_seconds}s is longer than the rpo ({pol.rpo_seconds}s); "
-                    "points must be taken at least once per rpo",
-                )
-            )
+    for pol in res.policies:  # (interval within rpo: checked by the schema, field by field)
+        problems += _check_policy_data_path(pol)
     problems += _check_groups(res, incoming)
     for plan in res.plans:
         problems += _check_plan(plan, res)
+    return problems
+
+
+def _check_policy_data_path(pol: Policy) -> list[ValidationError]:
+    """Fields that only the repository data path acts on."""
+    if pol.data_path is not DataPath.CINDER_BACKUP:
+        return []
+    path = f"policies.{pol.name}"
+    problems: list[ValidationError] = []
+    if pol.warm_standby:
+        problems.append(
+            ValidationError(
+                f"{path}.warm_standby",
+                "warm-standby replicas are written from Haven's repository; with data_path "
+                "'cinder-backup' there is none (remove warm_standby or use data_path: "
+                "repository)",
+            )
+        )
+    if pol.bandwidth_limit is not None:
+        problems.append(
+            ValidationError(
+                f"{path}.bandwidth_limit",
+                "Cinder's backup service moves the data with data_path 'cinder-backup' and "
+                "Haven cannot cap it; remove bandwidth_limit or use data_path: repository",
+            )
+        )
     return problems
 
 
@@ -126,10 +154,30 @@ def _check_site(site: Site) -> list[ValidationError]:
                     f"{path}.cloud", "an openstack site needs 'cloud' (a clouds.yaml entry)"
                 )
             )
+        if not site.region:
+            problems.append(
+                ValidationError(
+                    f"{path}.region", "an openstack site needs 'region' (e.g. RegionOne)"
+                )
+            )
         if site.uri:
             problems.append(ValidationError(f"{path}.uri", "only applies to libvirt sites"))
     if site.driver is not SiteDriver.LIBVIRT and site.scratch_dir:
         problems.append(ValidationError(f"{path}.scratch_dir", "only applies to libvirt sites"))
+    if site.driver is SiteDriver.FAKE:
+        for extra in ("cloud", "region"):
+            if getattr(site, extra):
+                problems.append(
+                    ValidationError(f"{path}.{extra}", "only applies to openstack sites")
+                )
+        if site.uri and not site.uri.startswith("file:///"):
+            problems.append(
+                ValidationError(
+                    f"{path}.uri",
+                    "a fake site's uri is file:///DIR (its state kept in DIR); leave it out "
+                    "for an in-memory site",
+                )
+            )
     return problems
 
 
@@ -185,6 +233,8 @@ def _check_groups(res: Resources, incoming: frozenset[str]) -> list[ValidationEr
                         )
                     )
         problems += _check_members(group, policy.consistency if policy else None)
+        problems += _check_repository_site(group, res)
+        problems += _check_volume_sites(group, res)
         for index, member in enumerate(group.members):
             key = (group.source_site, member.kind.value, member.ref)
             other = claimed.setdefault(key, group.name)
@@ -194,6 +244,64 @@ def _check_groups(res: Resources, incoming: frozenset[str]) -> list[ValidationEr
                         f"{path}.members[{index}]",
                         f"{member.kind.value} {member.ref!r} at site {group.source_site!r} is "
                         f"already in group {other!r}; a {member.kind.value} belongs to one group",
+                    )
+                )
+    problems += _check_hosts_claimed(res)
+    return problems
+
+
+def _check_repository_site(group: ProtectionGroup, res: Resources) -> list[ValidationError]:
+    """A repository's ``site`` says where its data lives: never at the site it protects."""
+    repo = res.by_name(ResourceKind.REPOSITORY).get(group.repository or "")
+    if repo is None or repo.site is None or repo.site != group.source_site:
+        return []
+    return [
+        ValidationError(
+            f"groups.{group.name}.repository",
+            f"repository {repo.name!r} is at site {repo.site!r}, the site this group "
+            "protects: a disaster there would take the points with the servers; use a "
+            "repository at another site",
+        )
+    ]
+
+
+def _check_volume_sites(group: ProtectionGroup, res: Resources) -> list[ValidationError]:
+    """Standalone volumes in points: the libvirt and fake drivers take them; OpenStack's
+    does not yet, and a member it would leave out of every point is refused."""
+    drivers = {x.name: x.driver for x in res.sites}
+    problems: list[ValidationError] = []
+    for index, member in enumerate(group.members):
+        if member.kind is not MemberKind.VOLUME:
+            continue
+        for end in (group.source_site, group.target_site):
+            if drivers.get(end) is SiteDriver.OPENSTACK:
+                problems.append(
+                    ValidationError(
+                        f"groups.{group.name}.members[{index}].volume",
+                        f"site {end!r} is openstack, whose driver cannot take standalone "
+                        "volumes into a point yet; protect the server they are attached "
+                        "to (a server member protects its attached volumes)",
+                    )
+                )
+                break
+    return problems
+
+
+def _check_hosts_claimed(res: Resources) -> list[ValidationError]:
+    """A server that volume members are attached to (a host, recreated around them) is
+    not a server member of another group: both would recreate it at recovery."""
+    members = {(g.source_site, ref): g.name for g in res.groups for ref in g.servers()}
+    problems: list[ValidationError] = []
+    for g in res.groups:
+        for index, member in enumerate(g.members):
+            other = members.get((g.source_site, member.attached_to or ""))
+            if member.attached_to and other is not None and other != g.name:
+                problems.append(
+                    ValidationError(
+                        f"groups.{g.name}.members[{index}].attached_to",
+                        f"server {member.attached_to!r} is a member of group {other!r}, "
+                        "which protects its attached volumes and recreates it; a volume "
+                        f"has one owner (list {member.ref!r} in that member's 'volumes')",
                     )
                 )
     return problems
@@ -223,6 +331,31 @@ def _check_members(
                     "a standalone volume has no guest agent; use 'none' or 'hook'",
                 )
             )
+        if member.attached_to is not None and member.attached_to in group.servers():
+            problems.append(
+                ValidationError(
+                    f"{path}.attached_to",
+                    f"volume {member.ref!r} is attached to server {member.attached_to!r}, "
+                    "a member of this group that protects its attached volumes already; a "
+                    f"volume has one owner: remove this member (select {member.ref!r} "
+                    f"with {member.attached_to!r}'s 'volumes' to choose its disks)",
+                )
+            )
+        if member.kind is MemberKind.VOLUME and member.attached_to is None:
+            for phase, hooks in (
+                ("pre_freeze", member.pre_freeze),
+                ("post_thaw", member.post_thaw),
+            ):
+                for k, hook in enumerate(hooks):
+                    if hook.where is HookWhere.GUEST:
+                        problems.append(
+                            ValidationError(
+                                f"{path}.hooks.{phase}[{k}].where",
+                                "a volume member without 'attached_to' has no guest to run "
+                                "the hook in; use where: host, or name the server it is "
+                                "attached to with 'attached_to'",
+                            )
+                        )
         if member.quiesce is QuiesceMethod.HOOK and not member.pre_freeze:
             problems.append(
                 ValidationError(
@@ -231,6 +364,20 @@ def _check_members(
                     "pre_freeze hook that quiesces the application",
                 )
             )
+        if (
+            consistency is ConsistencyRequirement.APPLICATION
+            and member.quiesce is QuiesceMethod.HOOK
+        ):
+            for k, hook in enumerate(member.pre_freeze):
+                if hook.on_error is OnError.CONTINUE:
+                    problems.append(
+                        ValidationError(
+                            f"{path}.hooks.pre_freeze[{k}].on_error",
+                            "this member is quiesced by its hooks and the group's policy "
+                            "requires application consistency: a failed quiesce hook "
+                            "cannot be continued past (use on_error: fail)",
+                        )
+                    )
         if (
             consistency is ConsistencyRequirement.APPLICATION
             and member.quiesce is QuiesceMethod.NONE
@@ -263,7 +410,16 @@ def _check_plan(plan: RecoveryPlan, res: Resources) -> list[ValidationError]:
             ValidationError(f"{path}.group", f"unknown group {plan.group!r} {_known(groups)}")
         )
         return problems
-    servers = group.servers()
+    if plan.target_site is not None and plan.target_site == group.source_site:
+        problems.append(
+            ValidationError(
+                f"{path}.target",
+                f"site {plan.target_site!r} is where group {group.name!r} runs; recover "
+                "at another site",
+            )
+        )
+    # the server members, and the servers recreated around volume members (hosts)
+    servers = group.recoverable()
     placed: dict[str, int] = {}
     for i, stage in enumerate(plan.stages):
         for j, server in enumerate(stage.servers):
@@ -299,12 +455,27 @@ def _check_plan(plan: RecoveryPlan, res: Resources) -> list[ValidationError]:
                     )
                 )
         problems += _check_probes(f"{path}.stages[{i}].gates", stage.gates, servers, False)
+        for k, gate in enumerate(stage.gates):
+            if (
+                gate.server is not None
+                and gate.server in servers
+                and gate.server not in stage.servers
+            ):
+                problems.append(
+                    ValidationError(
+                        f"{path}.stages[{i}].gates[{k}].server",
+                        f"server {gate.server!r} is not in this stage; a gate holds back "
+                        f"the next stages until its stage's servers are up (this stage: "
+                        f"{', '.join(stage.servers)})",
+                    )
+                )
     for server in servers:
         if server not in placed:
+            what = "server" if server in group.servers() else "host of a volume member"
             problems.append(
                 ValidationError(
                     f"{path}.stages",
-                    f"server {server!r} of group {group.name!r} is "
+                    f"{what} {server!r} of group {group.name!r} is "
                     "in no stage; add it so it is recovered",
                 )
             )
@@ -317,9 +488,54 @@ def _check_plan(plan: RecoveryPlan, res: Resources) -> list[ValidationError]:
                     f"unknown server {ip.server!r} {_known(servers)}",
                 )
             )
+    problems += _check_mappings(plan, group, res)
+    problems += _check_requirement(plan, group, res)
     if not problems:
         problems += _check_cycle(plan)
     return problems
+
+
+# mappings that only an OpenStack site acts on; a libvirt (or fake) site recreates a
+# server from its captured definition (CPU, memory, disks, NICs by network)
+_OPENSTACK_MAPPINGS = ("subnets", "flavors", "keypairs", "security_groups", "ips")
+
+
+def _check_mappings(
+    plan: RecoveryPlan, group: ProtectionGroup, res: Resources
+) -> list[ValidationError]:
+    drivers = {x.name: x.driver for x in res.sites}
+    target = plan.target_site or group.target_site
+    driver = drivers.get(target)
+    if driver is None or driver is SiteDriver.OPENSTACK:
+        return []
+    return [
+        ValidationError(
+            f"plans.{plan.name}.mappings.{name}",
+            f"applies to OpenStack sites; site {target!r} is {driver.value}, which recreates "
+            "a server from its captured definition (CPU, memory, disks, NICs): only "
+            "'networks' and 'name_suffix' apply there",
+        )
+        for name in _OPENSTACK_MAPPINGS
+        if getattr(plan.mappings, name)
+    ]
+
+
+def _check_requirement(
+    plan: RecoveryPlan, group: ProtectionGroup, res: Resources
+) -> list[ValidationError]:
+    if plan.consistency is not PointRequirement.APPLICATION:
+        return []
+    policy = res.by_name(ResourceKind.POLICY).get(group.policy)
+    if policy is None or policy.consistency is not ConsistencyRequirement.CRASH:
+        return []
+    return [
+        ValidationError(
+            f"plans.{plan.name}.consistency",
+            f"requires application-consistent points, but group {group.name!r}'s policy "
+            f"{policy.name!r} takes crash-consistent ones only (consistency: crash); "
+            "change one of them",
+        )
+    ]
 
 
 def _check_probes(

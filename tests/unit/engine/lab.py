@@ -7,11 +7,15 @@ returns the paths. The engine reads the spec from the catalog under ``$HAVEN_HOM
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from haven.datamover import encode_key_file, new_master_key
-from haven.domain.inventory import DiskRole, DiskSpec, NicSpec, ServerSpec
+from haven.domain.inventory import DiskRole, DiskSpec, NicSpec, ServerSpec, VolumeInfo
 from haven.sites.fake.filebacked import FileFakeDriver
 
 MiB = 1024 * 1024
@@ -63,7 +67,7 @@ plans:
         gates: [{{type: agent, timeout: 10s}}]
     mappings:
       networks: {{app-net: app-net}}
-    test_bubble: {{network: shop-drill, cidr: 192.168.250.0/24}}
+    test_bubble: {{network: shop-drill}}
     checks:
       - {{type: command, server: web, command: ["true"]}}
 """
@@ -116,3 +120,46 @@ def disk_bytes(drv: FileFakeDriver, server: str) -> bytes:
     src = info.spec.disk("vda").source
     assert src is not None
     return bytes(drv.volumes[src][1]) if src in drv.volumes else b""
+
+
+def edited_spec(lab: Lab, edit: Callable[[dict[str, Any]], None], name: str = "edited") -> Path:
+    """The lab's spec changed by ``edit`` (on its YAML data), written beside it."""
+    data: dict[str, Any] = yaml.safe_load(lab.spec.read_text())
+    edit(data)
+    path = lab.root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def add_volume(drv: FileFakeDriver, name: str, data: bytes, size: int = DISK) -> VolumeInfo:
+    """A volume at the site holding ``data`` at offset 0 (attached to nothing)."""
+    vol = drv.create_volume(name, size)
+    with drv.open_volume_writer(vol) as w:
+        w.write(0, data)
+    return vol
+
+
+def add_host(drv: FileFakeDriver, name: str, volume: VolumeInfo, running: bool = True) -> str:
+    """A server ``name`` (not a group member) with its own boot disk ``vda`` and
+    ``volume`` attached as ``vdb``: the server of seed use case 7."""
+    boot = drv.create_volume(f"{name}-boot", DISK)
+    spec = ServerSpec(
+        name=name,
+        vcpus=1,
+        memory_mib=128,
+        disks=(DiskSpec("vda", DISK, DiskRole.BOOT, "raw"), DiskSpec("vdb", volume.size_bytes)),
+        nics=(NicSpec("app-net"),),
+    )
+    sid = drv.define_server(spec, name=name, network_map={"app-net": "app-net"},
+                            volumes={"vda": boot, "vdb": volume})  # fmt: skip
+    if running:
+        drv.start_server(sid)
+    return sid
+
+
+def volume_bytes(drv: FileFakeDriver, name: str, length: int) -> bytes:
+    """The first ``length`` bytes of the volume ``name`` (exact name) at the site."""
+    for vol in drv.list_volumes():
+        if vol.name == name:
+            return bytes(drv.volumes[vol.id][1][:length])
+    raise AssertionError(f"no volume {name}: {[v.name for v in drv.list_volumes()]}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from types import ModuleType
 
 from haven.datamover.backends.base import (
     Backend,
@@ -72,6 +73,27 @@ def _no_credentials(kind: str, credentials: Mapping[str, str]) -> None:
         )
 
 
+def _remote_module(scheme: str) -> ModuleType:
+    try:
+        # imported on use: each needs its extra (httpx), which a local setup may lack
+        return importlib.import_module(_MODULES[scheme])
+    except ImportError as exc:
+        raise InvalidArgument(
+            "repo",
+            f"{scheme}:// repositories need the extra haven-dr[{scheme}] ({exc.name} missing)",
+        ) from None
+
+
+def credential_names(url: str) -> tuple[str, ...]:
+    """The ``credentials`` names the backend for ``url`` takes, in its documented order
+    (empty: it takes none). For checking a repository's definition before it is opened."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _MODULES or scheme in _SCHEMES:
+        return ()
+    names: tuple[str, ...] = tuple(_remote_module(scheme).SETTINGS)
+    return names
+
+
 def _resolve(url: str, credentials: Mapping[str, str]) -> tuple[Backend, bool]:
     """(backend, is_remote)"""
     if "://" not in url:
@@ -94,14 +116,7 @@ def _resolve(url: str, credentials: Mapping[str, str]) -> tuple[Backend, bool]:
             f"unsupported repository scheme {scheme!r} (use a path, "
             "swift://container/prefix or s3://bucket/prefix)",
         )
-    try:
-        # imported on use: each needs its extra (httpx), which a local setup may lack
-        module = importlib.import_module(_MODULES[scheme])
-    except ImportError as exc:
-        raise InvalidArgument(
-            "repo",
-            f"{scheme}:// repositories need the extra haven-dr[{scheme}] ({exc.name} missing)",
-        ) from None
+    module = _remote_module(scheme)
     backend: Backend = module.from_url(url, credentials=credentials)
     return backend, True
 
@@ -137,6 +152,7 @@ __all__ = [
     "ThrottledBackend",
     "TokenBucket",
     "TransientBackendError",
+    "credential_names",
     "open_backend",
     "parse_rate",
     "register_scheme",

@@ -18,14 +18,15 @@ unseen; found damage marks the point and is reported in the operation's result.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from haven.domain.codec import from_data
 from haven.domain.errors import ConflictError, HavenError, NotFoundError
+from haven.domain.groups import MemberKind
 from haven.domain.inventory import ServerSpec, VolumeInfo
-from haven.domain.plans import boot_waves
-from haven.domain.points import PointState, VolumePoint, name_objects
+from haven.domain.plans import PointRequirement, boot_waves
+from haven.domain.points import Consistency, PointState, RecoveryPoint, VolumePoint, name_objects
 from haven.engine import damage, recover, resolve, services
 from haven.engine.damage import PointDamaged
 from haven.engine.model import RecoverContext, SkippedPoint
@@ -44,27 +45,63 @@ class PointChoice:
     created_at: float
     volumes: tuple[VolumePoint, ...]
     skipped: tuple[SkippedPoint, ...] = ()  # newer damaged points passed over
+    why: str = ""  # why this point: shown in the operation's result (point_reason)
 
 
-def choose_point(group: str, point_id: str | None) -> PointChoice:
+def _short(p: RecoveryPoint) -> str:
+    return f"{p.id} ({p.consistency_reason})" if p.consistency_reason else p.id
+
+
+def choose_point(
+    group: str, point_id: str | None, require: PointRequirement = PointRequirement.ANY
+) -> PointChoice:
     """The named point (NotFoundError if unknown, PointDamaged if damaged, ConflictError
     if not committed), or the newest intact committed point, passing over damaged ones
-    (PointDamaged when only damaged points are left, NotFoundError when there are none)."""
+    (PointDamaged when only damaged points are left, NotFoundError when there are none).
+
+    ``require`` (the plan's ``consistency``): APPLICATION passes over crash-consistent
+    points too; when intact points exist but none qualifies, ConflictError (exit 4), as
+    for a named point that does not qualify."""
+    app = require is PointRequirement.APPLICATION
     if point_id:
         p = resolve.point(group, point_id)
         if p.state is PointState.DAMAGED:
             raise damage.refuse_named(p)
         if p.state is not PointState.COMMITTED:
             raise ConflictError(f"point {point_id} is {p.state.value}, not committed")
-        return PointChoice(p.id, p.created_at.timestamp(), p.volumes)
+        if app and p.consistency is not Consistency.APPLICATION:
+            raise ConflictError(
+                f"point {_short(p)} is {p.consistency.value}-consistent and the plan requires "
+                "application-consistent points (its 'consistency: application'); name an "
+                "application-consistent point, or change the plan"
+            )
+        why = f"named (--point), {p.consistency.value}-consistent"
+        return PointChoice(p.id, p.created_at.timestamp(), p.volumes, why=why)
     skipped: list[SkippedPoint] = []
+    crash: list[RecoveryPoint] = []
     for p in reversed(services.catalog().points(group)):  # newest first
         if p.state is PointState.COMMITTED:
-            return PointChoice(p.id, p.created_at.timestamp(), p.volumes, tuple(skipped))
+            if app and p.consistency is not Consistency.APPLICATION:
+                crash.append(p)
+                continue
+            why = f"the newest intact point, {p.consistency.value}-consistent"
+            if app:
+                why = "the newest application-consistent point (the plan requires one)"
+                if crash:
+                    why += f"; passed over newer crash-consistent {', '.join(map(_short, crash))}"
+            return PointChoice(p.id, p.created_at.timestamp(), p.volumes, tuple(skipped), why)
         if p.state is PointState.DAMAGED:
             found = p.damage
             skipped.append(SkippedPoint(p.id, found.objects if found else (),
                                         found.reason if found else ""))  # fmt: skip
+    if crash:
+        damaged = f"; damaged: {'; '.join(s.summary() for s in skipped)}" if skipped else ""
+        raise ConflictError(
+            f"group {group} has no application-consistent recovery point and the plan "
+            "requires one (its 'consistency: application'); the intact points are "
+            f"crash-consistent: {', '.join(map(_short, crash[:5]))}{damaged}. Nothing was "
+            "changed: take an application-consistent point (haven protect), or change the plan"
+        )
     if skipped:
         raise PointDamaged(
             f"group {group} has no intact recovery point: "
@@ -84,6 +121,7 @@ def at_point(ctx: RecoverContext, choice: PointChoice) -> RecoverContext:
         specs=specs,
         names={s: f"{s}{ctx.name_suffix}" for s in specs},
         skipped=choice.skipped,
+        point_why=choice.why,
     )
 
 
@@ -100,7 +138,7 @@ def restore_step(op_id: str, ctx: RecoverContext, vol: VolumePoint) -> Restored 
 @engine_step("recover.next-point")
 def next_point_step(op_id: str, ctx: RecoverContext) -> RecoverContext:
     """The next older intact point (the damaged one is DAMAGED in the catalog now)."""
-    return at_point(ctx, choose_point(ctx.group, None))
+    return at_point(ctx, choose_point(ctx.group, None, ctx.plan.consistency))
 
 
 @engine_step("recover.boot")
@@ -119,9 +157,7 @@ def checks_step(op_id: str, ctx: RecoverContext, servers: dict[str, str]) -> Che
 def verify_step(op_id: str, ctx: RecoverContext, reused: tuple[str, ...]) -> Verified:
     """Read back the data of volumes restored into existing disks (see module doc). Never
     fails the recovery: the servers are up; a read-back that cannot run says why."""
-    manifests = [
-        v.manifest for v in ctx.volumes if not v.native and f"{v.member}/{v.volume}" in reused
-    ]
+    manifests = [v.manifest for v in ctx.volumes if not v.native and v.key in reused]
     if not manifests:
         return Verified(ctx.point_id, 0)
     try:
@@ -143,6 +179,7 @@ class Recovered:
     bytes_written: int
     checks: CheckReport
     verified: Verified
+    volumes: dict[str, str] = field(default_factory=dict)  # volume member -> its volume
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,7 +190,10 @@ class Recovered:
             "checks_failed": len(self.checks.failed),
             "servers": ",".join(f"{k}={v}" for k, v in sorted(self.servers.items())),
             "verified": self.verified.detail(),
+            "point_reason": self.ctx.point_why,
         }
+        if self.volumes:
+            out["volumes"] = ",".join(f"{k}={v}" for k, v in sorted(self.volumes.items()))
         if self.ctx.skipped:
             out["skipped_points"] = "; ".join(s.summary() for s in self.ctx.skipped)
         if self.verified.damaged:
@@ -175,18 +215,22 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
     context allows and the point proves damaged), boot in waves, check, read back."""
     while True:
         restored: dict[str, dict[str, VolumeInfo]] = {}
+        members: dict[str, str] = {}
         reused: list[str] = []
         written = 0
         hit: RestoreDamaged | None = None
         for vol in ctx.volumes:
-            r = restore_step(ctx.op_id, ctx, vol, label=f"{vol.member}/{vol.volume}")
+            r = restore_step(ctx.op_id, ctx, vol, label=vol.key)
             if isinstance(r, RestoreDamaged):
                 hit = r
                 break
-            restored.setdefault(r.server, {})[r.disk] = r.volume
+            if r.server:  # a volume member without a host is restored, not attached
+                restored.setdefault(r.server, {})[r.disk] = r.volume
+            if vol.kind is MemberKind.VOLUME:
+                members[vol.member] = r.volume.name
             written += r.bytes_written
             if r.reused:
-                reused.append(f"{r.server}/{r.disk}")
+                reused.append(r.key)
         if hit is None:
             break
         if not ctx.fallback:
@@ -202,7 +246,8 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
     report = checks_step(ctx.op_id, ctx, servers)
     verified = verify_step(ctx.op_id, ctx, tuple(reused))
     rpo = 0.0 if planned else max(0.0, ctx.started_at - ctx.point_created_at)
-    return Recovered(ctx, servers, green_at - ctx.started_at, rpo, written, report, verified)
+    return Recovered(ctx, servers, green_at - ctx.started_at, rpo, written, report, verified,
+                     members)  # fmt: skip
 
 
 def now() -> float:

@@ -27,11 +27,11 @@ from dbos import DBOS, SetWorkflowID
 
 from haven.catalog.store import Placement
 from haven.domain.errors import ConflictError, HavenError
-from haven.domain.groups import GROUP_STATES, GroupState
+from haven.domain.groups import GROUP_STATES, GroupState, MemberKind
 from haven.domain.inventory import PowerState, VolumeInfo
 from haven.domain.operations import OperationKind
 from haven.domain.plans import RecoveryPlan, boot_waves
-from haven.engine import ops, recover, resolve, services
+from haven.engine import ops, recover, resolve, services, volumes
 from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
@@ -96,6 +96,7 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
     of a once-snapshotted volume would be shadowed) gets the stale home servers removed,
     their volumes kept, and the application restored onto new volumes and servers."""
     choice = _recovery.choose_point(fb.group, point_id)  # the final point: never replaced
+    why = "the final point, taken with the recovered servers stopped"
     specs = _recovery.specs_of(choice.point_id)
     drv = resolve.driver(fb.home_site)
     in_place = Capability.VOLUME_OVERWRITE in drv.capabilities()
@@ -124,6 +125,13 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
                 disks[f"{name}/{d.target}"] = vols.get(d.source) or VolumeInfo(
                     d.source, d.source.rsplit("/", 1)[-1], d.size_bytes, d.format
                 )
+    if in_place:  # volume members: back into their home volumes, which hold the common point
+        g = resolve.group(fb.group)
+        for vp in choice.volumes:
+            if vp.kind is MemberKind.VOLUME:
+                home_vol = volumes.find(drv, g, vp.member, fb.home_site)
+                if home_vol is not None:
+                    disks[vp.key] = home_vol
     return RecoverContext(
         op_id=op_id,
         kind="failback",
@@ -144,6 +152,7 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
         existing_volumes=disks,
         lock_owner=op_id,
         notes=tuple(notes),
+        point_why=why,
     )
 
 

@@ -17,7 +17,7 @@ did not fetch), failover.commit (group -> failed-over, placement swapped), finis
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
@@ -47,7 +47,7 @@ class Start:
 
 
 @engine_step("failover.start")
-def _start(op_id: str, plan_name: str) -> Start:
+def _start(op_id: str, plan_name: str, planned: bool = False, point_id: str | None = None) -> Start:
     plan = resolve.plan(plan_name)
     ops.begin(op_id, OperationKind.FAILOVER, plan.group, op_id)
     cat = services.catalog()
@@ -56,6 +56,8 @@ def _start(op_id: str, plan_name: str) -> Start:
     if state is not GroupState.FAILING_OVER:  # (a resumed start has moved it already)
         if state not in _FROM:
             raise ConflictError(f"group {g.name} is {state.value}: it cannot fail over now")
+        if not planned:  # no point to recover from (e.g. none the plan accepts): change nothing
+            _recovery.choose_point(g.name, point_id, plan.consistency)
         cat.set_group_state(g.name, GROUP_STATES.transition(state, GroupState.FAILING_OVER))
     where = cat.placement(g.name) or Placement(g.name, g.source_site, g.target_site, {})
     target = plan.target_site or where.standby_site
@@ -76,7 +78,9 @@ def _prepare(op_id: str, st: Start, point_id: str | None, planned: bool) -> Reco
     """The point (named, the final one, or the newest intact), its definitions, the
     mappings. Only an unplanned failover without a named point may fall back to an
     older intact point when this one proves damaged."""
-    choice = _recovery.choose_point(st.group, point_id)
+    choice = _recovery.choose_point(st.group, point_id, st.plan.consistency)
+    if planned:
+        choice = replace(choice, why="the final point, taken with the servers stopped")
     maps = st.plan.mappings
     specs = _recovery.specs_of(choice.point_id)
     return RecoverContext(
@@ -98,6 +102,7 @@ def _prepare(op_id: str, st: Start, point_id: str | None, planned: bool) -> Reco
         name_suffix=maps.name_suffix,
         fallback=not planned and not point_id,
         skipped=choice.skipped,
+        point_why=choice.why,
     )
 
 
@@ -125,7 +130,7 @@ def failover_workflow(
 ) -> dict[str, Any]:
     st: Start | None = None
     try:
-        st = _start(op_id, plan_name)
+        st = _start(op_id, plan_name, planned, point_id)
         final: dict[str, Any] = {}
         if planned:
             _stop_source(op_id, st)

@@ -27,10 +27,17 @@ from haven.domain.ids import new_id
 from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
 from haven.domain.policies import DataPath
-from haven.engine import capture, ops, resolve, services
-from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
-from haven.engine.recover import same_volume_name
+from haven.engine import capture, ops, resolve, services, volumes
+from haven.engine.model import (
+    BackupOutcome,
+    Note,
+    ProtectContext,
+    SnapshotResult,
+    recovered_volume_name,
+    volume_key,
+)
 from haven.engine.steps import engine_step
+from haven.engine.volumes import same_volume_name
 from haven.sites.base import PointDisk, PointHandle
 
 _ALLOWED = {
@@ -56,6 +63,10 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
     where = resolve.placement(g)
     points = resolve.committed_points(group)
     parent = points[-1] if points else None
+    members = {k: v for k, v in where.servers.items() if k in g.servers()}
+    hosts = {k: v for k, v in where.servers.items() if k in g.hosts()}
+    located = volumes.locate(resolve.driver(where.active_site), g, where.active_site,
+                             members, hosts)  # fmt: skip
     return ProtectContext(
         op_id=op_id,
         group=group,
@@ -63,7 +74,7 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
         active_site=where.active_site,
         standby_site=where.standby_site,
         repository=resolve.repository_name(g),
-        servers=dict(where.servers),
+        servers=members,
         parent_point=parent.id if parent else None,
         parent_checkpoint=parent is not None and parent.source_site == where.active_site,
         stopped=stopped,
@@ -75,6 +86,8 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
         lock_owner=lock_owner,
         data_path=pol.data_path,
         members=g.members,
+        volumes=located,
+        bandwidth_limit=pol.bandwidth_limit,
     )
 
 
@@ -97,7 +110,7 @@ def _release(op_id: str, ctx: ProtectContext, handle: PointHandle) -> Note:
 def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
     """Restore the new point into the standby replica (created on first use, recorded).
     Only the chunks that differ are written. A failure here does not fail the point."""
-    name = f"{ctx.group}-{vol.member}-{vol.volume}"
+    name = recovered_volume_name(ctx.group, vol)
     try:
         drv = resolve.driver(ctx.standby_site)
         found = [v for v in drv.list_volumes() if same_volume_name(v, name)]
@@ -108,7 +121,7 @@ def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
             services.catalog().record_created(
                 CreatedResource(op_id, ctx.group, ctx.standby_site, "volume", replica.id, name)
             )
-        repo = resolve.repository(ctx.repository)
+        repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
         with drv.open_volume_writer(replica) as dst:
             st = restore_volume(repo, vol.manifest, dst, into_existing=True)
     except HavenError as exc:
@@ -151,7 +164,7 @@ def protect_workflow(
         _release(op_id, ctx, handle)
         if ctx.warm_standby and ctx.data_path is DataPath.REPOSITORY:
             for v in vols:
-                _replica(op_id, ctx, v, label=f"{v.member}/{v.volume}")
+                _replica(op_id, ctx, v, label=v.key)
         _commit(op_id, ctx, vols)
         _retention(op_id, ctx)
         result: dict[str, Any] = {

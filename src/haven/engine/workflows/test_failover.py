@@ -66,7 +66,7 @@ def _start(op_id: str, plan_name: str, point_id: str | None) -> DrillStart:
     if state not in (GroupState.PROTECTED, GroupState.SUSPENDED, GroupState.REVERSE_PROTECTED):
         raise ConflictError(f"group {g.name} is {state.value}: nothing to drill")
     where = cat.placement(g.name) or Placement(g.name, g.source_site, g.target_site, {})
-    choice = _recovery.choose_point(g.name, point_id)
+    choice = _recovery.choose_point(g.name, point_id, plan.consistency)
     specs = _recovery.specs_of(choice.point_id)
     bubble = plan.test_bubble.network
     nets = {n.network for spec in specs.values() for n in spec.nics}
@@ -93,6 +93,7 @@ def _start(op_id: str, plan_name: str, point_id: str | None) -> DrillStart:
         bubble=bubble,
         fallback=not point_id,  # a named point is never replaced by another
         skipped=choice.skipped,
+        point_why=choice.why,
     )
     return DrillStart(ctx, bubble)
 

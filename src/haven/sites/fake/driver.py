@@ -129,6 +129,7 @@ class FakeDriver:
             | Capability.CHANGED_BLOCK_TRACKING | Capability.VOLUME_CREATION
             | Capability.SERVER_DEFINITION | Capability.READINESS_AGENT
             | Capability.READINESS_TCP | Capability.VOLUME_OVERWRITE
+            | Capability.STANDALONE_VOLUMES
         )  # fmt: skip
 
     # -- test knobs ----------------------------------------------------------------------------
@@ -238,6 +239,11 @@ class FakeDriver:
             if request.parent_point_id and request.parent_point_id not in srv.dirty:
                 raise SiteNotFound(f"no checkpoint {request.parent_point_id} on {srv.spec.name}")
             plan.append((srv, targets))
+        standalone = []
+        for vid in request.volumes:
+            if vid not in self.volumes:
+                raise SiteNotFound(f"volume {vid}: no such volume at {self.name}")
+            standalone.append(self.volumes[vid][0])
         data: dict[tuple[str, str], tuple[bytes, list[Extent] | None]] = {}
 
         def snapshot() -> None:
@@ -252,12 +258,16 @@ class FakeDriver:
                         )
                     data[(srv.id, t)] = (bytes(srv.disks[t]), changed)
                 srv.dirty[request.point_id] = {}
+            for vol in standalone:  # no changed-block tracking: read whole
+                data[("", vol.id)] = (bytes(self.volumes[vol.id][1]), None)
 
         outcome = consistency.take_group_point(self, request, snapshot)
         self._points[request.point_id] = data
         disks = tuple(
             PointDisk(srv.id, t, len(srv.disks[t]), request.parent_point_id is not None)
             for srv, targets in plan for t in targets
+        ) + tuple(
+            PointDisk("", vol.name, vol.size_bytes, False, volume=vol.id) for vol in standalone
         )  # fmt: skip
         return PointHandle(
             request.point_id, self.name, request.parent_point_id, outcome.consistency, disks,
@@ -266,9 +276,12 @@ class FakeDriver:
 
     @contextlib.contextmanager
     def open_point_disk(self, point: PointHandle, disk: PointDisk) -> Iterator[FakeReader]:
-        entry = self._points.get(point.point_id, {}).get((disk.server_id, disk.target))
+        key = (disk.server_id, disk.volume or disk.target)
+        entry = self._points.get(point.point_id, {}).get(key)
         if entry is None:
-            raise SiteNotFound(f"point {point.point_id} is not open for {disk.server_id}")
+            raise SiteNotFound(
+                f"point {point.point_id} is not open for {disk.server_id or disk.target}"
+            )
         yield FakeReader(*entry)
 
     def release_point(self, point: PointHandle) -> None:
@@ -314,7 +327,10 @@ class FakeDriver:
             disks[d.target] = self.volumes[volumes[d.target].id][1]  # shared: writes show up
         sid = str(uuid.uuid4())
         nics = tuple(replace(n, network=network_map[n.network]) for n in spec.nics)
-        self.servers[sid] = _Server(sid, replace(spec, name=name, nics=nics, source_id=sid), disks)
+        attached = tuple(replace(d, source=volumes[d.target].id) for d in spec.disks)
+        self.servers[sid] = _Server(
+            sid, replace(spec, name=name, nics=nics, disks=attached, source_id=sid), disks
+        )
         return sid
 
     def start_server(self, server_id: str) -> None:

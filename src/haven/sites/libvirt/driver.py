@@ -97,6 +97,7 @@ class LibvirtDriver:
             | Capability.SERVER_DEFINITION
             | Capability.READINESS_AGENT
             | Capability.READINESS_TCP
+            | Capability.STANDALONE_VOLUMES
         )
 
     # -- inventory ---------------------------------------------------------------------------
@@ -193,15 +194,19 @@ class LibvirtDriver:
             request.freeze_timeout_s,
             request.on_quiesce_failure,
         )
+        at_rest = [self._volume(path) for path in request.volumes]
+        for vol in at_rest:
+            volumes.check_snapshottable(vol)
         outcome, opened = points.take(
-            members, by_uuid, self._cfg.scratch_dir, self._cfg.socket_dir, self._cfg.presync
-        )
+            members, by_uuid, self._cfg.scratch_dir, self._cfg.socket_dir, self._cfg.presync,
+            at_rest,
+        )  # fmt: skip
         self._points[request.point_id] = opened
         disks = tuple(
             PointDisk(uid, t, m.sizes[t], request.parent_point_id is not None)
             for uid, m in members.items()
             for t in m.targets
-        )
+        ) + tuple(PointDisk("", v.name, v.size_bytes, False, volume=v.id) for v in at_rest)
         return PointHandle(
             point_id=request.point_id,
             site=self.name,
@@ -214,10 +219,23 @@ class LibvirtDriver:
             taken_at=outcome.taken_at,
         )
 
+    def _volume(self, path: str) -> VolumeInfo:
+        with libvirt_errors(f"volume {path}"):
+            return volumes.volume_info(self._conn.storageVolLookupByPath(path))
+
     @contextlib.contextmanager
     def open_point_disk(
         self, point: PointHandle, disk: PointDisk
-    ) -> Iterator[backup.NbdPointReader]:
+    ) -> Iterator[backup.NbdPointReader | volumes.NbdSnapshotReader]:
+        if disk.volume:  # a volume at rest: its internal snapshot, kept in the volume file
+            name = volumes.snapshot_name(point.point_id)
+            if not volumes.has_snapshot(disk.volume, name):
+                raise SiteNotFound(f"point {point.point_id} holds no snapshot of {disk.target}")
+            with volumes.NbdSnapshotReader(
+                self._volume(disk.volume), self._cfg.socket_dir, name
+            ) as snap:
+                yield snap
+            return
         opened = self._points.get(point.point_id) or self._reattach(point.point_id)
         if opened is None or disk.server_id not in opened.jobs:
             raise SiteNotFound(f"point {point.point_id} is not open for {disk.server_id}")
@@ -252,6 +270,9 @@ class LibvirtDriver:
 
     def release_point(self, point: PointHandle) -> None:
         self._end_jobs(point.point_id)
+        for disk in point.disks:
+            if disk.volume:
+                volumes.delete_snapshot(disk.volume, volumes.snapshot_name(point.point_id))
 
     def delete_point(self, point_id: str) -> None:
         self._end_jobs(point_id)
@@ -260,6 +281,11 @@ class LibvirtDriver:
         for dom in doms:
             with contextlib.suppress(SiteNotFound):
                 backup.delete_checkpoint(dom, point_id)
+        # snapshots of volumes at rest that an abandoned point left (release deletes them)
+        name = volumes.snapshot_name(point_id)
+        for vol in self.list_volumes():
+            if vol.format == "qcow2" and volumes.has_snapshot(vol.id, name):
+                volumes.delete_snapshot(vol.id, name)
 
     # -- volumes -------------------------------------------------------------------------------
     def create_volume(self, name: str, size_bytes: int) -> VolumeInfo:

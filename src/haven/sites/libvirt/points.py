@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import libvirt
 
+from haven.domain.inventory import VolumeInfo
 from haven.sites import consistency
 from haven.sites.base import PointRequest
 from haven.sites.consistency import GroupPointOutcome
 from haven.sites.errors import SiteError, SiteInputError
-from haven.sites.libvirt import agent, backup
+from haven.sites.libvirt import agent, backup, volumes
 from haven.sites.libvirt.conn import libvirt_errors
 
 PRESYNC_TIMEOUT_S = 10.0
@@ -84,8 +86,11 @@ def take(
     scratch_dir: str,
     socket_dir: str,
     presync: bool = True,
+    at_rest: Sequence[VolumeInfo] = (),
 ) -> tuple[GroupPointOutcome, OpenPoint]:
-    """Run the consistency protocol; on success the point's backup jobs are open."""
+    """Run the consistency protocol; on success the point's backup jobs are open and each
+    volume ``at_rest`` holds an internal snapshot named after the point (taken in the same
+    window as the jobs)."""
     ops = _Ops(members)
     quiesced = [m for m in members.values() if m.quiesce]
     for sid, m in members.items():
@@ -105,17 +110,28 @@ def take(
 
     def snapshot() -> None:
         # one backup job per domain, all started concurrently while every member is frozen
-        with ThreadPoolExecutor(max_workers=len(members)) as pool:
+        errors = []
+        with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
             futures = [pool.submit(begin, m) for m in members.values()]
-            errors = []
             for f in futures:
                 try:
                     sid, job = f.result()
                     opened.jobs[sid] = job
                 except BaseException as exc:
                     errors.append(exc)
+        name = volumes.snapshot_name(request.point_id)
+        taken: list[VolumeInfo] = []
+        for vol in at_rest if not errors else ():
+            try:
+                volumes.create_snapshot(vol, name)
+                taken.append(vol)
+            except SiteError as exc:
+                errors.append(exc)
+                break
         if errors:
             opened.end()
+            for vol in taken:
+                volumes.delete_snapshot(vol.id, name)
             raise errors[0]
 
     outcome = consistency.take_group_point(ops, request, snapshot)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import threading
 import time
 import xml.etree.ElementTree as ET
 
 import libvirt
 
 from haven.domain.inventory import VolumeInfo
-from haven.sites.errors import SiteIOError
+from haven.sites.errors import SiteInputError, SiteIOError
 from haven.sites.libvirt.conn import libvirt_errors
 from haven.sites.libvirt.nbd import NbdClient
 
@@ -45,10 +46,18 @@ class NbdVolumeWriter:
     ``fresh`` is True for a volume created by ``create`` and not yet written (it reads as
     zeros, so restore may skip zero chunks). Closing flushes, disconnects, stops qemu-nbd."""
 
-    def __init__(self, volume: VolumeInfo, socket_dir: str, fresh: bool = False) -> None:
+    def __init__(
+        self, volume: VolumeInfo, socket_dir: str, fresh: bool = False, snapshot: str = ""
+    ) -> None:
         self._fresh = fresh
         os.makedirs(socket_dir, exist_ok=True)
         self._sock = os.path.join(socket_dir, f"w{os.getpid()}-{time.monotonic_ns()}.sock")
+        # an internal snapshot is served read-only (qemu-nbd --load-snapshot)
+        mode = (
+            ["--read-only", f"--load-snapshot=snapshot.name={snapshot}"]
+            if snapshot
+            else ["--cache=writeback", "--discard=unmap"]
+        )
         self._proc = subprocess.Popen(
             [
                 "qemu-nbd",
@@ -56,8 +65,7 @@ class NbdVolumeWriter:
                 volume.format,
                 "--socket",
                 self._sock,
-                "--cache=writeback",
-                "--discard=unmap",
+                *mode,
                 "--export-name",
                 "vol",
                 volume.id,
@@ -66,6 +74,7 @@ class NbdVolumeWriter:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        self._read_only = bool(snapshot)
         self._nbd = self._connect()
 
     def _connect(self) -> NbdClient:
@@ -115,7 +124,8 @@ class NbdVolumeWriter:
 
     def close(self) -> None:
         try:
-            self._nbd.flush()
+            if not self._read_only:
+                self._nbd.flush()
             self._nbd.close()
         finally:
             # without --persistent qemu-nbd exits after its only client leaves
@@ -128,3 +138,82 @@ class NbdVolumeWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- standalone volumes in a point: qcow2 internal snapshots ---------------------------------
+# A volume attached to no running domain is taken into a point as an internal snapshot
+# named after the point, created at the point's instant (inside the freeze window),
+# read through qemu-nbd, deleted when the point is released. It lives in the volume
+# file, so a process that resumes after a crash reads the same snapshot.
+QEMU_IMG_TIMEOUT_S = 60
+
+
+def snapshot_name(point_id: str) -> str:
+    return f"haven-{point_id}"
+
+
+def _qemu_img(*args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["qemu-img", *args], capture_output=True, text=True,
+                              timeout=QEMU_IMG_TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise SiteIOError(f"qemu-img {args[0]} {args[-1]} did not finish") from None
+
+
+def check_snapshottable(volume: VolumeInfo) -> None:
+    if volume.format != "qcow2":
+        raise SiteInputError(
+            f"volumes.{volume.name}",
+            f"volume {volume.name} is {volume.format}: a volume at rest is taken into a point "
+            "as a qcow2 internal snapshot; convert it to qcow2 or attach it to a protected "
+            "server",
+        )
+
+
+def create_snapshot(volume: VolumeInfo, name: str) -> None:
+    """The volume's data now, kept as snapshot ``name`` (one left by a crashed attempt of
+    the same point is replaced). Fails while a running domain holds the volume."""
+    _qemu_img("snapshot", "-d", name, volume.id)  # absent: nothing to replace
+    res = _qemu_img("snapshot", "-c", name, volume.id)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:]
+        raise SiteIOError(f"snapshot of volume {volume.name}: {' '.join(tail)}")
+
+
+def has_snapshot(path: str, name: str) -> bool:
+    res = _qemu_img("snapshot", "-l", "-U", path)
+    return res.returncode == 0 and any(
+        line.split()[1:2] == [name] for line in res.stdout.splitlines()
+    )
+
+
+def delete_snapshot(path: str, name: str) -> None:
+    """Best effort: a snapshot that is gone, or an image a domain holds, is left alone."""
+    _qemu_img("snapshot", "-d", name, path)
+
+
+class NbdSnapshotReader(NbdVolumeWriter):
+    """PointDiskReader over a volume's internal snapshot (read-only; a full read: no
+    changed-block tracking for volumes at rest, the repository still receives only the
+    chunks it lacks)."""
+
+    def __init__(self, volume: VolumeInfo, socket_dir: str, snapshot: str) -> None:
+        super().__init__(volume, socket_dir, snapshot=snapshot)
+        self._count = 0
+        self._count_lock = threading.Lock()
+
+    def readinto(self, offset: int, buf: bytearray | memoryview) -> int:
+        n = super().readinto(offset, buf)
+        with self._count_lock:
+            self._count += n
+        return n
+
+    def changed_extents(self) -> None:
+        return None
+
+    @property
+    def bytes_read(self) -> int:
+        return self._count
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        raise SiteInputError("volume", "a point's snapshot is read-only")
