@@ -12,12 +12,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from haven.engine.demo import kvmlab
 
 from haven.datamover import encode_key_file, new_master_key
 from haven.domain.inventory import VolumeInfo
 from haven.engine import connect, resolve, runtime, services
 from haven.sites.base import SiteDriver
+from haven_lab import kvm
 from tests.support.cli import haven
 
 pytestmark = [pytest.mark.kvm, pytest.mark.slow]
@@ -27,8 +27,7 @@ REST_SIZE = 16 * MiB
 SPEC = """\
 apiVersion: haven/v1
 sites:
-  - {{name: site-a, driver: libvirt, uri: "{a}"}}
-  - {{name: site-b, driver: libvirt, uri: "{b}"}}
+{sites}
 repositories:
   - {{name: repo, url: "{home}/repo", key_file: "{home}/repo.key"}}
 policies:
@@ -51,7 +50,7 @@ plans:
 
 
 def _remove(drv: SiteDriver) -> None:
-    kvmlab.remove_guests(drv, "fld-")
+    kvm.remove_prefixed(drv, "fld-")
 
 
 def _read(drv: SiteDriver, vol: VolumeInfo, size: int) -> bytes:
@@ -62,18 +61,18 @@ def _read(drv: SiteDriver, vol: VolumeInfo, size: int) -> bytes:
 
 
 def test_volume_members_come_back_and_a_server_is_recreated_around_one(
-    lab_env: kvmlab.LabEnv, engine_home: Path
+    lab_env: kvm.LabEnv, engine_home: Path
 ) -> None:
     engine_home.mkdir(parents=True)
     (engine_home / "repo.key").write_text(encode_key_file(new_master_key()))
     spec = engine_home / "spec.yaml"
-    spec.write_text(SPEC.format(a=lab_env.site_a_uri, b=lab_env.site_b_uri, home=engine_home))
+    spec.write_text(SPEC.format(sites=lab_env.sites_yaml(), home=engine_home))
     assert haven(engine_home, "apply", "-f", str(spec)).returncode == 0
     a, b = resolve.driver("site-a"), resolve.driver("site-b")
     for drv in (a, b):
         _remove(drv)
     try:
-        kvmlab.boot_guests(a, lab_env, ["fld-host"])
+        kvm.boot_guests(a, lab_env, [kvm.guest_spec(lab_env, "fld-host")])
         host = a.get_server("fld-host").id
         wrote = a.guest_exec(host, ["sh", "-c", "echo use-case-7 > /data/marker && sync"])
         assert wrote.exit_code == 0

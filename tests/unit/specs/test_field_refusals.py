@@ -22,6 +22,7 @@ def _fake_sites(data: dict[str, Any]) -> None:
     for site in data["sites"]:
         site["driver"] = "fake"
         site.pop("uri")
+        site.pop("scratch_dir", None)  # a libvirt field
 
 
 def _set(path: tuple[str | int, ...], value: Any) -> Edit:
@@ -68,6 +69,7 @@ def test_openstack_mappings_are_accepted_for_an_openstack_target() -> None:
     def edit(data: dict[str, Any]) -> None:
         for site in data["sites"]:
             site.update(driver="openstack", cloud="c", region=site["name"])
+            site.pop("scratch_dir", None)
             site.pop("uri")
         data["plans"][0]["mappings"].update(flavors={"a": "b"}, keypairs={"k": "k2"})
 
@@ -105,6 +107,7 @@ def test_an_openstack_site_needs_its_region() -> None:
     def edit(data: dict[str, Any]) -> None:
         for site in data["sites"]:
             site.update(driver="openstack", cloud="c")
+            site.pop("scratch_dir", None)
             site.pop("uri")
 
     assert "sites.site-a.region: an openstack site needs 'region' (e.g. RegionOne)" in _edited(edit)
@@ -129,6 +132,7 @@ def test_repository_path_fields_are_refused_with_cinder_backup(
     def edit(data: dict[str, Any]) -> None:
         for site in data["sites"]:
             site.update(driver="openstack", cloud="c", region=site["name"])
+            site.pop("scratch_dir", None)
             site.pop("uri")
         policy = data["policies"][0]
         policy.update(data_path="cinder-backup", warm_standby=False)
@@ -190,6 +194,7 @@ def test_volume_member_fields() -> None:
     def on_openstack(data: dict[str, Any]) -> None:
         for site in data["sites"]:
             site.update(driver="openstack", cloud="c", region=site["name"])
+            site.pop("scratch_dir", None)
             site.pop("uri")
         data["groups"][0]["members"].append({"volume": "v"})
 
