@@ -57,9 +57,9 @@ import httpx
 from haven.datamover.backends.base import (
     BackendError,
     ObjectInfo,
-    ObjectNotFound,
     TransientBackendError,
 )
+from haven.datamover.backends.http import HttpObjectReads
 from haven.datamover.backends.keys import check_key
 from haven.datamover.backends.sigv4 import (
     EMPTY_SHA256,
@@ -264,7 +264,8 @@ def error_code(resp: httpx.Response) -> str:
     return code if _CODE.match(code) else ""
 
 
-class S3Backend:
+class S3Backend(HttpObjectReads):
+    store = "s3"
     """A :class:`~haven.datamover.backends.base.Backend` on one S3 bucket (and prefix).
 
     Thread-safe: one pooled HTTP client is shared; every request is signed afresh."""
@@ -441,55 +442,6 @@ class S3Backend:
             raise self._fail(what, resp, code)
         raise AssertionError("unreachable")
 
-    def get(self, key: str) -> bytes:
-        check_key(key)
-        resp = self._request("GET", f"get {key}", key=key)
-        if resp.status_code == 200:
-            return resp.content
-        if resp.status_code == 404:
-            raise ObjectNotFound(key)
-        raise self._fail(f"get {key}", resp)
-
-    def get_range(self, key: str, offset: int, length: int) -> bytes:
-        check_key(key)
-        if offset < 0 or length < 0:
-            raise InvalidArgument("range", f"negative offset or length ({offset}, {length})")
-        if length == 0:
-            self.stat(key)
-            return b""
-        what = f"get {key} [{offset}:+{length}]"
-        resp = self._request(
-            "GET", what, key=key, headers={"Range": f"bytes={offset}-{offset + length - 1}"}
-        )
-        if resp.status_code == 206:
-            return resp.content
-        if resp.status_code == 200:  # the whole object (range ignored)
-            return resp.content[offset : offset + length]
-        if resp.status_code == 416:  # offset at or past the end, like pread
-            return b""
-        if resp.status_code == 404:
-            raise ObjectNotFound(key)
-        raise self._fail(what, resp)
-
-    def stat(self, key: str) -> ObjectInfo:
-        check_key(key)
-        resp = self._request("HEAD", f"stat {key}", key=key)
-        if resp.status_code == 200:
-            try:
-                return ObjectInfo(key, int(resp.headers["Content-Length"]))
-            except (KeyError, ValueError):
-                raise BackendError(f"s3 stat {key}: no object size in the answer") from None
-        if resp.status_code == 404:
-            raise ObjectNotFound(key)
-        raise self._fail(f"stat {key}", resp)
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.stat(key)
-        except ObjectNotFound:
-            return False
-        return True
-
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         what = f"list {prefix or '(all)'}"
         token = ""
@@ -518,13 +470,6 @@ class S3Backend:
             token = _child_text(root, "NextContinuationToken") or ""
             if not token:
                 raise BackendError(f"s3 {what}: truncated listing without a continuation token")
-
-    def delete(self, key: str) -> None:
-        check_key(key)
-        resp = self._request("DELETE", f"delete {key}", key=key)
-        if resp.status_code in (200, 204, 404):  # 404: no such bucket; the key is gone
-            return
-        raise self._fail(f"delete {key}", resp)
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix.rstrip('/')}".rstrip("/")

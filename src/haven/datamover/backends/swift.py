@@ -52,9 +52,9 @@ import httpx
 from haven.datamover.backends.base import (
     BackendError,
     ObjectInfo,
-    ObjectNotFound,
     TransientBackendError,
 )
+from haven.datamover.backends.http import HttpObjectReads
 from haven.datamover.backends.keys import check_key
 from haven.datamover.backends.streams import pieces
 from haven.datamover.errors import InvalidArgument
@@ -199,7 +199,8 @@ class KeystoneV3:
         return f"KeystoneV3({self.describe()!r})"
 
 
-class SwiftBackend:
+class SwiftBackend(HttpObjectReads):
+    store = "swift"
     """A :class:`~haven.datamover.backends.base.Backend` on one Swift container.
 
     Thread-safe: one pooled HTTP client is shared; the token is renewed under a lock.
@@ -296,7 +297,7 @@ class SwiftBackend:
             return resp
         raise AssertionError("unreachable")
 
-    def _unexpected(self, what: str, resp: httpx.Response) -> BackendError:
+    def _fail(self, what: str, resp: httpx.Response) -> BackendError:
         return BackendError(f"swift {what}: unexpected HTTP {resp.status_code}")
 
     def _ensure_container(self) -> None:
@@ -304,7 +305,7 @@ class SwiftBackend:
             return
         resp = self._request("PUT", f"create container {self.container}")
         if resp.status_code not in (201, 202, 204):
-            raise self._unexpected(f"create container {self.container}", resp)
+            raise self._fail(f"create container {self.container}", resp)
         self._container_ready = True
 
     # ------------------------------------------------------------------ Backend
@@ -330,53 +331,7 @@ class SwiftBackend:
             if resp.status_code == 422:  # ETag mismatch: corrupted in transit; retry
                 raise TransientBackendError(f"swift {what}: checksum mismatch in transit")
             break
-        raise self._unexpected(what, resp)
-
-    def get(self, key: str) -> bytes:
-        check_key(key)
-        resp = self._request("GET", f"get {key}", key=key)
-        if resp.status_code == 200:
-            return resp.content
-        if resp.status_code == 404:
-            raise ObjectNotFound(key)
-        raise self._unexpected(f"get {key}", resp)
-
-    def get_range(self, key: str, offset: int, length: int) -> bytes:
-        check_key(key)
-        if offset < 0 or length < 0:
-            raise InvalidArgument("range", f"negative offset or length ({offset}, {length})")
-        if length == 0:
-            self.stat(key)
-            return b""
-        what = f"get {key} [{offset}:+{length}]"
-        resp = self._request(
-            "GET", what, key=key, headers={"Range": f"bytes={offset}-{offset + length - 1}"}
-        )
-        if resp.status_code == 206:
-            return resp.content
-        if resp.status_code == 200:  # whole object (range ignored)
-            return resp.content[offset : offset + length]
-        if resp.status_code == 416:  # offset at or past the end, like pread
-            return b""
-        if resp.status_code == 404:
-            raise ObjectNotFound(key)
-        raise self._unexpected(what, resp)
-
-    def stat(self, key: str) -> ObjectInfo:
-        check_key(key)
-        resp = self._request("HEAD", f"stat {key}", key=key)
-        if resp.status_code == 200:
-            return ObjectInfo(key, int(resp.headers.get("Content-Length", "0")))
-        if resp.status_code == 404:
-            raise ObjectNotFound(key)
-        raise self._unexpected(f"stat {key}", resp)
-
-    def exists(self, key: str) -> bool:
-        try:
-            self.stat(key)
-        except ObjectNotFound:
-            return False
-        return True
+        raise self._fail(what, resp)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         full = self.prefix + prefix
@@ -393,7 +348,7 @@ class SwiftBackend:
             if resp.status_code == 204:
                 return
             if resp.status_code != 200:
-                raise self._unexpected(f"list {prefix}", resp)
+                raise self._fail(f"list {prefix}", resp)
             try:
                 page = json.loads(resp.content)
             except ValueError:
@@ -406,13 +361,6 @@ class SwiftBackend:
             if len(page) < _LIST_PAGE:
                 return
             marker = str(page[-1]["name"])
-
-    def delete(self, key: str) -> None:
-        check_key(key)
-        resp = self._request("DELETE", f"delete {key}", key=key)
-        if resp.status_code in (200, 202, 204, 404):
-            return
-        raise self._unexpected(f"delete {key}", resp)
 
     def describe(self) -> str:
         where = f"swift://{self.container}/{self.prefix.rstrip('/')}".rstrip("/")
