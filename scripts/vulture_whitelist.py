@@ -98,3 +98,5 @@ _.os_require_quiesce  # unused attribute (tests/unit/sites/openstack/test_quiesc
 ignore_missing  # unused variable (tests/unit/sites/openstack/test_quiesce.py:139)
 ignore_missing  # unused variable (tests/unit/sites/openstack/test_quiesce.py:155)
 pytestmark  # unused variable (tests/unit/sites/test_libvirt_nbd.py:16)
+_within_rpo  # unused method (src/haven/specs/schema.py: a pydantic validator)
+_no_cidr  # unused method (src/haven/specs/schema.py: a pydantic validator)
