@@ -30,8 +30,8 @@ from haven.domain.policies import ConsistencyRequirement, DataPath
 from haven.engine import progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
+from haven.engine.ports import NativeBackups
 from haven.sites.base import (
-    NativeBackups,
     OnQuiesceFailure,
     PointDisk,
     PointHandle,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from haven.domain.inventory import ServerSpec, VolumeInfo
-from haven.domain.plans import RecoveryPlan
+from haven.domain.plans import Mappings, RecoveryPlan
 from haven.domain.points import Consistency, VolumePoint, name_objects
 from haven.domain.policies import ConsistencyRequirement, DataPath, Retention
+from haven.domain.project import InfraPlan, ProjectSnapshot
 
 
 def volume_key(group: str, server: str, disk: str) -> str:
@@ -114,3 +115,8 @@ class RecoverContext:
     bubble: str = ""  # a drill's test network: every NIC goes there, whatever the point's
     fallback: bool = False  # a damaged point may be replaced by the next older intact one
     skipped: tuple[SkippedPoint, ...] = ()  # newer damaged points passed over, newest first
+    # project infrastructure (sites with projects): the point's snapshot, the mappings to
+    # apply (failback: the plan's, inverted) and, once the preflight passed, its plan
+    project: ProjectSnapshot | None = None
+    mappings: Mappings = field(default_factory=Mappings)
+    infra: InfraPlan | None = None

@@ -29,7 +29,7 @@ from haven.catalog.db import haven_home
 from haven.observability.logging import route
 
 APP_NAME = "haven"
-APP_VERSION = "haven-engine-2"
+APP_VERSION = "haven-engine-3"
 
 _lock = threading.Lock()
 _launched: str | None = None

@@ -4,6 +4,8 @@ Steps (names as in the step log):
   protect.start     take the group lock; resolve sites, servers, parent point, new point id
   protect.snapshot  pre-freeze hooks, ordered freeze, snapshot, reverse thaw, post-thaw hooks;
                     the point is recorded PENDING with its server definitions
+  protect.project   sites with projects: what the servers depend on there (networks,
+                    routers, security groups, keypairs, flavors, ...), kept with the point
   protect.backup:S/D   one per disk: data into the repository (incremental from the parent)
   protect.release   end the site's hold on the point (its checkpoint stays)
   protect.replica:S/D  warm standby only: apply the point to the replica at the standby site
@@ -27,7 +29,8 @@ from haven.domain.ids import new_id
 from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
 from haven.domain.policies import DataPath
-from haven.engine import capture, ops, resolve, services
+from haven.domain.project import LedgerKind
+from haven.engine import capture, infra, ops, resolve, services
 from haven.engine.model import BackupOutcome, Note, ProtectContext, SnapshotResult, volume_key
 from haven.engine.recover import same_volume_name
 from haven.engine.steps import engine_step
@@ -82,6 +85,13 @@ def _snapshot(op_id: str, ctx: ProtectContext) -> SnapshotResult:
     return capture.snapshot(ctx)
 
 
+@engine_step("protect.project")
+def _project(op_id: str, ctx: ProtectContext) -> Note:
+    """What the servers depend on at a site with projects (networks, routers, security
+    groups, keypairs, flavors, floating IPs...), kept with the point for its recovery."""
+    return infra.capture(ctx)
+
+
 @engine_step("protect.backup")
 def _backup(op_id: str, ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupOutcome:
     return capture.backup(ctx, handle, disk)
@@ -104,9 +114,9 @@ def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
         if not found:
             from haven.catalog.store import CreatedResource
 
-            services.catalog().record_created(
-                CreatedResource(op_id, ctx.group, ctx.standby_site, "volume", replica.id, name)
-            )
+            services.catalog().record_created(CreatedResource(
+                op_id, ctx.group, ctx.standby_site, LedgerKind.VOLUME, replica.id, name
+            ))  # fmt: skip
         repo = resolve.repository(ctx.repository)
         with drv.open_volume_writer(replica) as dst:
             st = restore_volume(repo, vol.manifest, dst, into_existing=True)
@@ -142,6 +152,7 @@ def protect_workflow(
     try:
         ctx = _start(op_id, group, owner, stopped)
         snap = _snapshot(op_id, ctx)
+        _project(op_id, ctx)
         handle: PointHandle = snap.handle  # type: ignore[assignment]
         vols = [
             _backup(op_id, ctx, handle, d, label=capture.disk_label(ctx, d)).volume
