@@ -19,7 +19,9 @@ class Site:
     """One cloud or hypervisor estate.
 
     libvirt: ``uri`` is the libvirt connection URI. openstack: ``cloud`` names a
-    ``clouds.yaml`` entry (credentials stay there) and ``region`` the region.
+    ``clouds.yaml`` entry (credentials stay there) and ``region`` the region;
+    ``compute_hosts`` maps Nova compute host names to the libvirt URI through which Haven
+    reaches that host's guests (ordered freeze, guest agent checks); none: no guest access.
     """
 
     name: str
@@ -29,6 +31,7 @@ class Site:
     region: str | None = None
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    compute_hosts: dict[str, str] = field(default_factory=dict)
 
 
 class RepositoryKind(Enum):

@@ -94,7 +94,10 @@ def _build(site: Site) -> Any:
         # clouds.yaml is found the way every OpenStack client finds it
         # (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack);
         # the catalog holds only the cloud and region names, never credentials.
-        return OpenStackDriver(site.name, site.cloud, site.region)
+        # compute_hosts: how Haven reaches each compute host's libvirt (guest freeze and
+        # agent checks); their URIs carry no password (validation refuses one).
+        return OpenStackDriver(site.name, site.cloud, site.region,
+                               compute_hosts=site.compute_hosts)  # fmt: skip
     raise ValidationError(
         f"sites.{site.name}.driver", f"driver {site.driver.value!r} is not supported yet"
     )

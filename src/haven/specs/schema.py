@@ -91,6 +91,7 @@ class SiteSpec(SpecModel):
     region: str | None = None
     description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    compute_hosts: dict[str, str] = Field(default_factory=dict)  # openstack: host -> libvirt URI
 
 
 class RepositorySpec(SpecModel):

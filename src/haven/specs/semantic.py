@@ -7,6 +7,8 @@ would break an existing resource is caught too.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -126,6 +128,63 @@ def _check_site(site: Site) -> list[ValidationError]:
             )
         if site.uri:
             problems.append(ValidationError(f"{path}.uri", "only applies to libvirt sites"))
+        problems += _check_compute_hosts(path, site.compute_hosts)
+    elif site.compute_hosts:
+        problems.append(
+            ValidationError(
+                f"{path}.compute_hosts",
+                "only applies to openstack sites (Nova compute host -> libvirt URI)",
+            )
+        )
+    return problems
+
+
+# Haven reaches a guest through QEMU's agent in libvirt's system instance, where Nova's
+# domains live: qemu[+transport]://[user@][host]/system[?query]
+_COMPUTE_URI = re.compile(
+    r"qemu(\+(ssh|libssh|libssh2|tls|tcp|unix|ext))?://(?P<auth>[^/@?]*@)?[^/?]*/system(\?.*)?"
+)
+
+
+def _check_compute_hosts(path: str, hosts: dict[str, str]) -> list[ValidationError]:
+    problems: list[ValidationError] = []
+    if hosts and importlib.util.find_spec("libvirt") is None:
+        problems.append(
+            ValidationError(
+                f"{path}.compute_hosts",
+                "reaching compute hosts needs "
+                "libvirt-python on Haven's host (pip install "
+                "'haven[libvirt]'); install it or remove the field",
+            )
+        )
+    for host, uri in hosts.items():
+        where = f"{path}.compute_hosts.{host}"
+        if not host or host != host.strip() or any(c.isspace() for c in host):
+            problems.append(
+                ValidationError(
+                    where,
+                    "a Nova compute host name (as in OS-EXT-SRV-ATTR:host or hypervisor_hostname)",
+                )
+            )
+            continue
+        m = _COMPUTE_URI.fullmatch(uri)
+        if m is None:
+            problems.append(
+                ValidationError(
+                    where,
+                    "not a libvirt URI Haven can use: give the "
+                    "host's QEMU system instance, e.g. qemu+tls://compute-1/system or "
+                    "qemu+ssh://haven@compute-1/system",
+                )
+            )
+        elif m.group("auth") and ":" in m.group("auth"):
+            problems.append(
+                ValidationError(
+                    where,
+                    "the URI carries a password: credentials "
+                    "do not belong in the spec (use SSH keys or TLS certificates)",
+                )
+            )
     return problems
 
 
