@@ -46,9 +46,12 @@ class SnapshotResult:
     reason: str
     freeze_window_ms: float
     hooks: tuple[str, ...] = ()
+    quiesce: tuple[str, ...] = ()  # the freeze/thaw calls in order: "freeze db", "thaw db"
 
     def detail(self) -> str:
         text = f"{self.consistency.value}-consistent, freeze window {self.freeze_window_ms:.0f} ms"
+        if self.quiesce:
+            text += f" [{', '.join(self.quiesce)}]"
         return f"{text} ({self.reason})" if self.reason else text
 
 

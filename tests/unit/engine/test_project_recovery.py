@@ -48,6 +48,10 @@ def _state(site: FileFakeDriver) -> object:
 def test_protect_captures_the_project_with_the_point(lab_with: LabFactory) -> None:
     lab_with(project=True)
     op = _protect()
+    # ordered freeze, reverse thaw: in the result and in the snapshot step's detail
+    order = "freeze db, freeze app, freeze web, thaw web, thaw app, thaw db"
+    assert op.result["consistency"] == "application" and op.result["quiesce"] == order
+    assert order in next(s for s in op.steps if s.name == "protect.snapshot").detail
     step = next(s for s in op.steps if s.name == "protect.project")
     assert "2 networks, 1 routers, 2 security groups, 1 keypairs, 1 flavors" in step.detail
     snap = services.catalog().point_project(op.result["point"])

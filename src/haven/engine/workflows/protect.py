@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from typing import Any
 
 from dbos import DBOS
@@ -82,7 +83,12 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
 
 @engine_step("protect.snapshot")
 def _snapshot(op_id: str, ctx: ProtectContext) -> SnapshotResult:
-    return capture.snapshot(ctx)
+    snap = capture.snapshot(ctx)
+    handle: PointHandle = snap.handle  # type: ignore[assignment]
+    names = {sid: name for name, sid in ctx.servers.items()}
+    calls = tuple(f"{s.action} {names.get(s.server_id, s.server_id)}"
+                  + ("" if s.ok else " (failed)") for s in handle.steps)  # fmt: skip
+    return replace(snap, quiesce=calls)
 
 
 @engine_step("protect.project")
@@ -170,6 +176,7 @@ def protect_workflow(
             "consistency": snap.consistency.value,
             "reason": snap.reason,
             "freeze_window_ms": round(snap.freeze_window_ms, 1),
+            "quiesce": ", ".join(snap.quiesce),
             "bytes_read": sum(v.bytes_read for v in vols),
             "bytes_sent": sum(v.bytes_sent for v in vols),
             "bytes_total": sum(v.size for v in vols),
