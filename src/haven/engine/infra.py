@@ -86,6 +86,7 @@ def preflight(ctx: RecoverContext) -> Preflight:
         ctx.names,
         ctx.bubble,
         ctx.op_id,
+        frozenset(ctx.existing_servers),  # failback onto home servers kept in place
     )
     survey = drv.survey(survey_request(ctx.project, t))
     plan, lacks = plan_infrastructure(ctx.project, survey, t)

@@ -56,6 +56,7 @@ class Target:
     names: dict[str, str]  # member server name -> its name at the site
     bubble: str = ""  # a drill's test network
     tag: str = ""  # marks floating IPs as this operation's
+    reused: frozenset[str] = frozenset()  # servers that exist there already (failback)
 
 
 def survey_request(snap: ProjectSnapshot, t: Target) -> SurveyRequest:
@@ -65,6 +66,8 @@ def survey_request(snap: ProjectSnapshot, t: Target) -> SurveyRequest:
     addresses: list[tuple[str, str]] = []
     if not t.bubble:
         for p in snap.servers:
+            if p.server in t.reused:  # its own addresses: it keeps them
+                continue
             for port in p.ports:
                 ip = _wanted_ip(p.server, port, m)
                 if ip:
@@ -111,7 +114,7 @@ def plan_infrastructure(
         _routers(p)
     _security_groups(p)
     _roles(p)
-    placements = {s.server: _place(p, s) for s in snap.servers}
+    placements = {s.server: _place(p, s) for s in snap.servers if s.server not in t.reused}
     fips = _floating_ips(p, placements)
     plan = InfraPlan(tuple(p.items), placements, fips, tuple(p.used), tuple(p.notes))
     return plan, p.lacks

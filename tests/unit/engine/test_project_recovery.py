@@ -21,6 +21,7 @@ from haven.domain.operations import Operation, OperationKind, OperationState
 from haven.domain.project import LedgerKind, NetworkDef, PortDef, ServerPlacement, SubnetDef
 from haven.engine import service, services
 from haven.engine.workflows.cleanup import cleanup_workflow
+from haven.engine.workflows.failback import failback_workflow
 from haven.engine.workflows.failover import failover_workflow
 from haven.engine.workflows.protect import protect_workflow
 from haven.engine.workflows.test_failover import drill_workflow
@@ -177,6 +178,19 @@ def test_fixed_ip_held_at_the_recovery_site_is_a_lack(lab_with: LabFactory) -> N
     # the network exists: its subnet of the same CIDR is used, nothing else is missing
     assert op.error.count("plans.shop.") == 1, op.error
     assert [r for r in services.catalog().created_resources(op.id)] == []
+
+
+def test_failback_onto_the_home_servers_keeps_their_ports(lab_with: LabFactory) -> None:
+    lab = lab_with(project=True)
+    _protect()
+    _ok(service.run(OperationKind.FAILOVER, "shop", failover_workflow, "shop"))
+    lab.site("site-b").write_disk("db", "vda", 0, b"written at site b")
+    before = _state(lab.site("site-a"))
+    fb = _ok(service.run(OperationKind.FAILBACK, "shop", failback_workflow, "shop"))
+    a = lab.site("site-a")
+    assert disk_bytes(a, "db").startswith(b"written at site b")
+    assert int(fb.result["reused_servers"]) == 3 and fb.result["created"] == ""
+    assert _state(a) == before  # the home project as it was: nothing created, no port moved
 
 
 def lab_server(name: str):  # type: ignore[no-untyped-def]
