@@ -24,6 +24,7 @@ from haven.datamover import open_backend
 from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
 from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
+from haven.engine.ports import Closable
 from haven.observability.logging import register_secret
 from haven.sites.base import SiteDriver as DriverProtocol
 
@@ -41,9 +42,8 @@ def register_driver(site: str, driver: Any) -> None:
 def forget_all() -> None:
     with _lock:
         for drv in _drivers.values():
-            close = getattr(drv, "close", None)
-            if callable(close):
-                close()
+            if isinstance(drv, Closable):
+                drv.close()
         _drivers.clear()
         for repo in _repos.values():
             repo.close()
@@ -54,10 +54,9 @@ def reset_site(site: str) -> None:
     """Forget this process's driver for ``site`` (its daemon restarted: reconnect on use)."""
     with _lock:
         drv = _drivers.pop(site, None)
-    close = getattr(drv, "close", None)
-    if callable(close):
+    if isinstance(drv, Closable):
         with contextlib.suppress(Exception):
-            close()
+            drv.close()
 
 
 def driver_for(site: Site) -> DriverProtocol:

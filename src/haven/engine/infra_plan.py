@@ -333,8 +333,9 @@ def _port(p: _Plan, server: str, index: int, port: PortDef) -> PortRequest:
             f"{t.site}: map the address with ips: [{{server: {server}, network: "
             f"{port.network}, ip: ...}}]",
         )
-    for use in p.have.addresses_in_use:
-        if ip and use.network == dst and use.ip == ip:
+    mine = f"{t.names.get(server, server)}-{index}"  # the port a placement names so
+    for use in p.have.addresses_in_use:  # (an earlier attempt's, which placing reuses)
+        if ip and use.network == dst and use.ip == ip and use.holder != mine:
             p.lack(
                 _ip_path(m, server, port.network),
                 f"fixed IP {ip} of {server} is taken on "

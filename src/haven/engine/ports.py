@@ -13,6 +13,7 @@ implement the methods, with the data types of ``haven.domain`` and ``haven.sites
 - ``ProjectServers``: servers placed into that infrastructure (flavor, keypair, security
   groups, ports with fixed IPs, typed volumes) and their floating IPs.
 - ``ServerAddresses``: where a server answers, for TCP checks from Haven's host.
+- ``Closable``: a driver holding connections the engine closes when it forgets it.
 """
 
 from __future__ import annotations
@@ -124,3 +125,8 @@ class ServerAddresses(Protocol):
     def server_addresses(self, server_id: str) -> tuple[str, ...]:
         """Addresses the server answers on: floating ones first, then fixed ones."""
         ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    def close(self) -> None: ...

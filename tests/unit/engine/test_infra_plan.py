@@ -114,6 +114,9 @@ def test_fixed_ips_mapped_must_fit_and_be_free() -> None:
     assert "10.0.0.5 of db is taken on app-net at r2 by x" in lacks[0].message
     req = survey_request(snapshot(), _target())
     assert ("app-net", "10.0.0.5") in req.addresses
+    # held by the port this placement makes (an earlier failover's): reused, no lack
+    mine = replace(taken, addresses_in_use=(AddressUse("app-net", "10.0.0.5", "db-0"),))
+    assert plan_infrastructure(snapshot(), mine, _target())[1] == []
 
 
 def test_operator_resources_are_never_created() -> None:
