@@ -61,10 +61,17 @@ class Mappings:
 
 @dataclass(frozen=True, slots=True)
 class TestBubble:
-    """The isolated network a drill boots into; cleanup removes it."""
+    """The isolated network a drill boots into; cleanup removes it.
+
+    ``cidr``: the subnet of a bubble Haven creates (sites that create networks); None: the
+    application's own subnet when the point records exactly one (its fixed IPs then fit),
+    else ``DEFAULT_BUBBLE_CIDR``."""
 
     network: str
-    cidr: str = "192.168.250.0/24"
+    cidr: str | None = None
+
+
+DEFAULT_BUBBLE_CIDR = "192.168.250.0/24"
 
 
 @dataclass(frozen=True, slots=True)

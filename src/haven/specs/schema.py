@@ -209,7 +209,7 @@ class MappingsSpec(SpecModel):
 
 class TestBubbleSpec(SpecModel):
     network: str
-    cidr: str = "192.168.250.0/24"
+    cidr: str | None = None  # a bubble Haven creates; default: the application's subnet
 
 
 class PlanSpec(SpecModel):

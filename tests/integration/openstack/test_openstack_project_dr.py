@@ -91,7 +91,7 @@ plans:
       flavors: {{{p}-small: {p}-dr-small}}
       ips: [{{server: {p}-app, network: {p}-net, ip: {app_ip}}}]
       name_suffix: -dr
-    test_bubble: {{network: {p}-bubble, cidr: 10.61.0.0/24}}
+    test_bubble: {{network: {p}-bubble}}
   - name: {p}-bad
     group: {p}
     stages:
@@ -293,6 +293,8 @@ def _drill_and_cleanup(app: App, cli: dict[str, str], counts: dict[str, int]) ->
     print(f"figures: drill {res}")
     assert res["checks_passed"] == "2" and res["checks_failed"] == "0", res
     bubble = c2.network.find_network(f"{p}-bubble")
+    # no CIDR in the plan: the bubble takes the application's, so fixed IPs are kept
+    assert [s.cidr for s in c2.network.subnets(network_id=bubble.id)] == ["10.61.0.0/24"]
     for s in SERVERS:
         (srv,) = c2.compute.servers(name=f"^{p}-{s}-dr-drill$")
         ports = list(c2.network.ports(device_id=srv.id))

@@ -75,7 +75,7 @@ plans:
         gates: [{{type: agent, timeout: 10s}}]
     mappings:
       networks: {{app-net: app-net}}{mappings}
-    test_bubble: {{network: shop-drill, cidr: {bubble}}}
+    test_bubble: {{network: shop-drill}}
     checks:
       - {{type: command, server: web, command: ["true"]}}
 {plans}"""
@@ -135,7 +135,6 @@ def make_lab(
         SPEC.format(
             root=root, keep_last=keep_last, warm="true" if warm else "false", key=key,
             mappings=PROJECT_MAPPINGS if project else "",
-            bubble="10.20.0.0/24" if project else "192.168.250.0/24",
             plans=BAD_PLAN if project else "",
         )
     )  # fmt: skip

@@ -130,6 +130,8 @@ def test_drill_makes_no_network_router_or_floating_ip_and_cleanup_undoes_it(
     drill = _ok(service.run(OperationKind.TEST_FAILOVER, "shop", drill_workflow, "shop"))
     b = lab.site("site-b")
     assert "shop-net" not in b.networks and not b.project.routers
+    # no CIDR in the plan: the bubble takes the application's subnet
+    assert [x.cidr for x in b.project.networks["shop-drill"][1].subnets] == ["10.20.0.0/24"]
     assert not b.project.floating_ips
     assert "floating IP(s) not attached" in drill.result["notes"]
     for name in SERVERS:

@@ -28,8 +28,8 @@ from haven.catalog.store import CreatedResource, Placement
 from haven.domain.errors import ConflictError, ValidationError
 from haven.domain.groups import GroupState
 from haven.domain.operations import OperationKind, OperationState
-from haven.domain.plans import RecoveryPlan
-from haven.domain.project import LedgerKind
+from haven.domain.plans import DEFAULT_BUBBLE_CIDR, RecoveryPlan
+from haven.domain.project import LedgerKind, ProjectSnapshot
 from haven.engine import ops, resolve, services
 from haven.engine.model import Note, RecoverContext
 from haven.engine.ports import NetworkCreation
@@ -117,11 +117,27 @@ def _bubble(op_id: str, ds: DrillStart) -> Note:
             f"network {ds.bubble} does not exist at {ds.ctx.target_site} and the site "
             "cannot create networks",
         )
-    net = drv.create_network(ds.bubble, bubble.cidr)
+    cidr = bubble.cidr or _application_cidr(ds.ctx.project) or DEFAULT_BUBBLE_CIDR
+    net = drv.create_network(ds.bubble, cidr)
     services.catalog().record_created(CreatedResource(
         op_id, ds.ctx.group, ds.ctx.target_site, LedgerKind.NETWORK, net.id, net.name
     ))  # fmt: skip
-    return Note(f"test network {ds.bubble} ({bubble.cidr}) created")
+    return Note(f"test network {ds.bubble} ({cidr}) created")
+
+
+def _application_cidr(project: ProjectSnapshot | None) -> str | None:
+    """The one subnet the servers' ports use, if the point records exactly one: a bubble
+    of that CIDR lets the drill keep their fixed IPs."""
+    if project is None:
+        return None
+    used = {(port.network, port.subnet) for s in project.servers for port in s.ports}
+    cidrs = {
+        sub.cidr
+        for n in project.networks
+        for sub in n.subnets
+        if (n.name, sub.name) in used and not n.external
+    }
+    return cidrs.pop() if len(cidrs) == 1 else None
 
 
 @DBOS.workflow(name="haven.test_failover")
