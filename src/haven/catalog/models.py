@@ -135,7 +135,7 @@ class GroupLockRow(Base):
 
 
 class CreatedResourceRow(Base):
-    """Something an operation created at a site (server, volume, network).
+    """Something an operation created at a site (``kind``: a domain.project.LedgerKind).
 
     Recorded before the engine reports the step done, so that cleanup of a drill removes
     exactly what the drill created; ``removed_at`` is set once it is gone.
@@ -172,5 +172,14 @@ class PointServersRow(Base):
     """The server definitions captured with a recovery point (codec form of ServerSpec)."""
 
     __tablename__ = "point_servers"
+    point_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    data: Mapped[dict[str, Any]]
+
+
+class PointProjectRow(Base):
+    """The project infrastructure captured with a recovery point (codec form of
+    ``haven.domain.project.ProjectSnapshot``); only sites with projects record one."""
+
+    __tablename__ = "point_projects"
     point_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     data: Mapped[dict[str, Any]]

@@ -27,6 +27,7 @@ from haven.catalog.models import (
     GroupPlacementRow,
     GroupRow,
     OperationRow,
+    PointProjectRow,
     PointRow,
     PointServersRow,
     StepRow,
@@ -44,17 +45,18 @@ from haven.domain.operations import (
     StepState,
 )
 from haven.domain.points import POINT_STATES, Damage, PointState, RecoveryPoint
+from haven.domain.project import LedgerKind, ProjectSnapshot
 from haven.domain.resources import KIND_TYPES, Resource, ResourceKind, Resources
 
 
 @dataclass(frozen=True, slots=True)
 class CreatedResource:
-    """A server, volume or network an operation created at a site."""
+    """A resource an operation created at a site (the ledger drill cleanup uses)."""
 
     operation_id: str
     group: str
     site: str
-    kind: str  # "server" | "volume" | "network"
+    kind: LedgerKind
     ref: str  # the site's id for it
     name: str
     removed: bool = False
@@ -308,7 +310,7 @@ class Catalog:
                 select(CreatedResourceRow).where(
                     CreatedResourceRow.operation_id == res.operation_id,
                     CreatedResourceRow.site == res.site,
-                    CreatedResourceRow.kind == res.kind,
+                    CreatedResourceRow.kind == res.kind.value,
                     CreatedResourceRow.ref == res.ref,
                 )
             ).one_or_none()
@@ -318,7 +320,7 @@ class Catalog:
                         operation_id=res.operation_id,
                         group_name=res.group,
                         site=res.site,
-                        kind=res.kind,
+                        kind=res.kind.value,
                         ref=res.ref,
                         name=res.name,
                         created_at=datetime.now(UTC),
@@ -326,13 +328,13 @@ class Catalog:
                     )
                 )
 
-    def mark_removed(self, operation_id: str, site: str, kind: str, ref: str) -> None:
+    def mark_removed(self, operation_id: str, site: str, kind: LedgerKind, ref: str) -> None:
         with self.transaction() as s:
             for row in s.scalars(
                 select(CreatedResourceRow).where(
                     CreatedResourceRow.operation_id == operation_id,
                     CreatedResourceRow.site == site,
-                    CreatedResourceRow.kind == kind,
+                    CreatedResourceRow.kind == kind.value,
                     CreatedResourceRow.ref == ref,
                 )
             ):
@@ -350,7 +352,7 @@ class Catalog:
                     r.operation_id,
                     r.group_name,
                     r.site,
-                    r.kind,
+                    LedgerKind(r.kind),
                     r.ref,
                     r.name,
                     r.removed_at is not None,
@@ -388,6 +390,17 @@ class Catalog:
             if row is None:
                 raise NotFoundError(f"no server definitions recorded for point {point_id}")
             return dict(row.data)
+
+    def save_point_project(self, point_id: str, project: ProjectSnapshot) -> None:
+        """The project infrastructure captured with a point (sites with projects only)."""
+        with self.transaction() as s:
+            s.merge(PointProjectRow(point_id=point_id, data=to_data(project)))
+
+    def point_project(self, point_id: str) -> ProjectSnapshot | None:
+        """None for a point of a site without projects (or taken before they were kept)."""
+        with self.transaction() as s:
+            row = s.get(PointProjectRow, point_id)
+            return None if row is None else from_data(ProjectSnapshot, dict(row.data))
 
 
 def _operation(row: OperationRow, steps: tuple[Step, ...] = ()) -> Operation:

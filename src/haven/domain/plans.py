@@ -63,9 +63,9 @@ class Mappings:
 class TestBubble:
     """The isolated network a drill boots into; cleanup removes it.
 
-    ``cidr`` is kept for catalogs written before it was refused in specs: no site driver
-    takes a subnet for the bubble yet (OpenStack uses its own), so a spec may not set it.
-    """
+    ``cidr``: the subnet of a bubble Haven creates (sites that create networks); None: the
+    application's own subnet when the point records exactly one (its fixed IPs then fit),
+    else ``DEFAULT_BUBBLE_CIDR``."""
 
     network: str
     cidr: str | None = None
@@ -76,6 +76,9 @@ class PointRequirement(Enum):
 
     ANY = "any"  # the newest intact point, whatever its consistency
     APPLICATION = "application"  # only application-consistent points qualify
+
+
+DEFAULT_BUBBLE_CIDR = "192.168.250.0/24"
 
 
 @dataclass(frozen=True, slots=True)

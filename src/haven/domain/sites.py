@@ -26,7 +26,9 @@ class Site:
 
     libvirt: ``uri`` is the libvirt connection URI; ``scratch_dir`` a directory on the
     libvirt host for the overlays of open points. openstack: ``cloud`` names a
-    ``clouds.yaml`` entry (credentials stay there) and ``region`` the region.
+    ``clouds.yaml`` entry (credentials stay there) and ``region`` the region;
+    ``compute_hosts`` maps Nova compute host names to the libvirt URI through which Haven
+    reaches that host's guests (ordered freeze, guest agent checks); none: no guest access.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Site:
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     scratch_dir: str | None = None
+    compute_hosts: dict[str, str] = field(default_factory=dict)
 
 
 class RepositoryKind(Enum):

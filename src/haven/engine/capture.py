@@ -48,9 +48,9 @@ from haven.engine.model import (
     SnapshotResult,
     repository_key,
 )
+from haven.engine.ports import NativeBackups
 from haven.sites.base import (
     Capability,
-    NativeBackups,
     OnQuiesceFailure,
     PointDisk,
     PointHandle,

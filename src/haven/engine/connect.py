@@ -24,6 +24,7 @@ from haven.datamover import open_backend
 from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
 from haven.domain.sites import SCRATCH_DIR_HINT, Repository, RepositoryKind, Site, SiteDriver
+from haven.engine.ports import Closable
 from haven.observability.logging import register_secret
 from haven.observability.secretfiles import SecretFileError, read_secret_file
 from haven.sites.base import SiteDriver as DriverProtocol
@@ -41,9 +42,8 @@ _repos: dict[tuple[str, int | None], tuple[Repository, DataRepository]] = {}
 def forget_all() -> None:
     with _lock:
         for drv in _drivers.values():
-            close = getattr(drv, "close", None)
-            if callable(close):
-                close()
+            if isinstance(drv, Closable):
+                drv.close()
         _drivers.clear()
         for _definition, repo in _repos.values():
             repo.close()
@@ -54,10 +54,9 @@ def reset_site(site: str) -> None:
     """Forget this process's driver for ``site`` (its daemon restarted: reconnect on use)."""
     with _lock:
         drv = _drivers.pop(site, None)
-    close = getattr(drv, "close", None)
-    if callable(close):
+    if isinstance(drv, Closable):
         with contextlib.suppress(Exception):
-            close()
+            drv.close()
 
 
 def driver_for(site: Site) -> DriverProtocol:
@@ -98,7 +97,10 @@ def _build(site: Site) -> Any:
         # clouds.yaml is found the way every OpenStack client finds it
         # (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack, /etc/openstack);
         # the catalog holds only the cloud and region names, never credentials.
-        return OpenStackDriver(site.name, site.cloud, site.region)
+        # compute_hosts: how Haven reaches each compute host's libvirt (guest freeze and
+        # agent checks); their URIs carry no password (validation refuses one).
+        return OpenStackDriver(site.name, site.cloud, site.region,
+                               compute_hosts=site.compute_hosts)  # fmt: skip
     raise ValidationError(
         f"sites.{site.name}.driver", f"driver {site.driver.value!r} is not supported yet"
     )

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from haven.domain.groups import Member, MemberKind
 from haven.domain.inventory import ServerSpec, VolumeInfo
-from haven.domain.plans import RecoveryPlan
+from haven.domain.plans import Mappings, RecoveryPlan
 from haven.domain.points import Consistency, VolumePoint, name_objects
 from haven.domain.policies import ConsistencyRequirement, DataPath, Retention
+from haven.domain.project import InfraPlan, ProjectSnapshot
 
 
 def volume_key(group: str, server: str, disk: str) -> str:
@@ -89,9 +90,12 @@ class SnapshotResult:
     reason: str
     freeze_window_ms: float
     hooks: tuple[str, ...] = ()
+    quiesce: tuple[str, ...] = ()  # the freeze/thaw calls in order: "freeze db", "thaw db"
 
     def detail(self) -> str:
         text = f"{self.consistency.value}-consistent, freeze window {self.freeze_window_ms:.0f} ms"
+        if self.quiesce:
+            text += f" [{', '.join(self.quiesce)}]"
         text = f"{text} ({self.reason})" if self.reason else text
         return f"{text}; hooks: {'; '.join(self.hooks)}" if self.hooks else text
 
@@ -159,9 +163,13 @@ class RecoverContext:
     bubble: str = ""  # a drill's test network: every NIC goes there, whatever the point's
     fallback: bool = False  # a damaged point may be replaced by the next older intact one
     skipped: tuple[SkippedPoint, ...] = ()  # newer damaged points passed over, newest first
+    point_why: str = ""  # why this point was chosen (the result's point_reason)
+    # project infrastructure (sites with projects): the point's snapshot, the mappings to
+    # apply (failback: the plan's, inverted) and, once the preflight passed, its plan
+    project: ProjectSnapshot | None = None
+    mappings: Mappings = field(default_factory=Mappings)
+    infra: InfraPlan | None = None
     notes: tuple[str, ...] = ()  # what preparing it did that the step log must show
 
     def detail(self) -> str:
         return "; ".join(self.notes)
-
-    point_why: str = ""  # why this point was chosen (the result's point_reason)

@@ -23,15 +23,16 @@ from haven.domain.groups import MemberKind
 from haven.domain.inventory import PowerState, ServerSpec, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
 from haven.domain.points import VolumePoint, name_objects
-from haven.engine import progress, resolve, services
+from haven.domain.project import LedgerKind
+from haven.engine import infra, progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import Note, RecoverContext, recovered_volume_name
+from haven.engine.ports import NativeBackups, ProjectServers, ServerAddresses
 from haven.engine.steps import FailedOutcome
 from haven.engine.volumes import same_volume_name
 from haven.sites.base import (
     AgentGate,
     CommandGate,
-    NativeBackups,
     ReadinessGate,
     SiteDriver,
     StopOutcome,
@@ -47,7 +48,7 @@ def volume_name(ctx: RecoverContext, vol: VolumePoint) -> str:
     return recovered_volume_name(ctx.group, vol, ctx.volume_suffix)
 
 
-def _record(ctx: RecoverContext, kind: str, ref: str, name: str) -> None:
+def _record(ctx: RecoverContext, kind: LedgerKind, ref: str, name: str) -> None:
     services.catalog().record_created(
         CreatedResource(ctx.op_id, ctx.group, ctx.target_site, kind, ref, name)
     )
@@ -117,8 +118,8 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
         elif found:
             raise ExternalError(f"volume {name} exists at {ctx.target_site} and may not be reused")
         else:
-            target = drv.create_volume(name, vol.size)
-            _record(ctx, "volume", target.id, name)
+            target = _create_volume(ctx, drv, vol, name)
+            _record(ctx, LedgerKind.VOLUME, target.id, name)
     if vol.native:  # data path cinder-backup: the target site restores its own copy
         if not isinstance(drv, NativeBackups):
             raise ValidationError(
@@ -133,6 +134,25 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
         st = restore_volume(repo, vol.manifest, dst, into_existing=True,
                             progress=progress.reporter(f"restore {name}"))  # fmt: skip
     return Restored(server, vol.volume, target, st.chunks_written, st.bytes_written, reused, key)
+
+
+def _create_volume(ctx: RecoverContext, drv: SiteDriver, vol: VolumePoint, name: str) -> VolumeInfo:
+    """A new volume, of the volume type the disk had where the site keeps types."""
+    placed = ctx.infra.placements.get(vol.member) if ctx.infra is not None else None
+    vtype = placed.volume_types.get(vol.volume) if placed is not None else None
+    if vtype and isinstance(drv, ProjectServers):
+        return drv.create_typed_volume(name, vol.size, vtype)
+    return drv.create_volume(name, vol.size)
+
+
+def probe_host(drv: SiteDriver, server_id: str, name: str) -> str:
+    """Where TCP probes reach a server from Haven's host: the first address the site
+    reports (floating before fixed), else its name (resolved by the host's resolver)."""
+    if isinstance(drv, ServerAddresses):
+        found = drv.server_addresses(server_id)
+        if found:
+            return found[0]
+    return name
 
 
 def gates_of(probes: tuple[Probe, ...], host: str) -> list[tuple[ReadinessGate, float]]:
@@ -170,8 +190,16 @@ def _ensure_server(
         if info.name == name:
             return info.id
     spec = ctx.specs[server]
-    sid = drv.define_server(spec, name=name, network_map=_net_map(ctx, spec), volumes=volumes)
-    _record(ctx, "server", sid, name)
+    placed = ctx.infra.placements.get(server) if ctx.infra is not None else None
+    if placed is not None and isinstance(drv, ProjectServers):
+        # flavor, keypair, security groups, ports with fixed IPs, as the preflight planned
+        out = drv.define_placed_server(spec, name=name, placement=placed, volumes=volumes)
+        infra.record(ctx, out.created)
+        sid = out.server_id
+    else:
+        sid = drv.define_server(spec, name=name, network_map=_net_map(ctx, spec),
+                                volumes=volumes)  # fmt: skip
+    _record(ctx, LedgerKind.SERVER, sid, name)
     return sid
 
 
@@ -189,7 +217,7 @@ def _bring_up(
     if drv.get_server(sid).state is not PowerState.RUNNING:
         drv.start_server(sid)
     gates = tuple(g for g in stage.gates if g.server in (None, server))  # a gate may name one
-    for gate, timeout in gates_of(gates, ctx.names[server]):
+    for gate, timeout in gates_of(gates, probe_host(drv, sid, ctx.names[server])):
         res = drv.wait_ready(sid, [gate], timeout_s=timeout)
         if not res.ready:
             raise GateFailed(
@@ -233,7 +261,8 @@ def run_checks(ctx: RecoverContext, servers: dict[str, str]) -> CheckReport:
         for server in targets:
             label = f"check[{i}] {probe.kind.value} on {server}"
             ok = server in servers
-            for gate, timeout in gates_of((probe,), ctx.names.get(server, server)):
+            host = probe_host(drv, servers[server], ctx.names[server]) if ok else ""
+            for gate, timeout in gates_of((probe,), host):
                 ok = ok and drv.wait_ready(servers[server], [gate], timeout_s=timeout).ready
             (passed if ok else failed).append(label)
     return CheckReport(tuple(passed), tuple(failed))

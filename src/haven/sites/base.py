@@ -190,30 +190,12 @@ class ExecResult:
 @dataclass(frozen=True, slots=True)
 class NativeCopy:
     """One disk of a point kept by the site's own backup service (policy data path
-    ``cinder-backup``). ``ref`` is self-contained: the recovery site restores from it
-    alone, even when the protected site is gone."""
+    ``cinder-backup``; the engine's NativeBackups role). ``ref`` is self-contained: the
+    recovery site restores from it alone, even when the protected site is gone."""
 
     ref: str
     bytes_read: int = 0  # what the site reports; 0 when it does not say
     bytes_sent: int = 0
-
-
-@runtime_checkable
-class NativeBackups(Protocol):
-    """A driver whose site can keep point data itself (OpenStack: Cinder backup into the
-    recovery region's backup store, records exported and imported)."""
-
-    def backup_point_disk(
-        self, point: PointHandle, disk: PointDisk, parent_ref: str | None
-    ) -> NativeCopy:
-        """Back the disk up from the point; incremental from ``parent_ref`` (the same
-        disk's ref in the parent point) where the site can."""
-        ...
-
-    def restore_native(self, ref: str, volume: VolumeInfo) -> int:
-        """Write the copy ``ref`` into ``volume`` (an existing volume at this site, at
-        least as large); returns the bytes written."""
-        ...
 
 
 # -- readiness gates: what "up" means for a server at the recovery site ----------------------

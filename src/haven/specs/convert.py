@@ -63,6 +63,7 @@ def _site(x: s.SiteSpec) -> Site:
         region=x.region,
         description=x.description,
         labels=dict(x.labels),
+        compute_hosts=dict(x.compute_hosts),
     )
 
 

@@ -148,6 +148,7 @@ class SiteSpec(SpecModel):
     region: str | None = None
     description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    compute_hosts: dict[str, str] = Field(default_factory=dict)  # openstack: host -> libvirt URI
 
 
 class RepositorySpec(SpecModel):
@@ -282,18 +283,7 @@ class MappingsSpec(SpecModel):
 
 class TestBubbleSpec(SpecModel):
     network: str
-    cidr: str | None = None
-
-    @field_validator("cidr")
-    @classmethod
-    def _no_cidr(cls, value: str | None) -> str | None:
-        # accepted by earlier versions and never used: refused rather than ignored
-        if value is not None:
-            raise ValueError(
-                "not used: no site takes the bubble's subnet from the spec (libvirt: the "
-                "network must exist; OpenStack: Haven's own bubble subnet); remove it"
-            )
-        return value
+    cidr: str | None = None  # a bubble Haven creates; default: the application's subnet
 
 
 class PlanSpec(SpecModel):

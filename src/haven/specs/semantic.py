@@ -7,6 +7,8 @@ would break an existing resource is caught too.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -162,6 +164,14 @@ def _check_site(site: Site) -> list[ValidationError]:
             )
         if site.uri:
             problems.append(ValidationError(f"{path}.uri", "only applies to libvirt sites"))
+        problems += _check_compute_hosts(path, site.compute_hosts)
+    elif site.compute_hosts:
+        problems.append(
+            ValidationError(
+                f"{path}.compute_hosts",
+                "only applies to openstack sites (Nova compute host -> libvirt URI)",
+            )
+        )
     if site.driver is not SiteDriver.LIBVIRT and site.scratch_dir:
         problems.append(ValidationError(f"{path}.scratch_dir", "only applies to libvirt sites"))
     if site.driver is SiteDriver.FAKE:
@@ -176,6 +186,55 @@ def _check_site(site: Site) -> list[ValidationError]:
                     f"{path}.uri",
                     "a fake site's uri is file:///DIR (its state kept in DIR); leave it out "
                     "for an in-memory site",
+                )
+            )
+    return problems
+
+
+# Haven reaches a guest through QEMU's agent in libvirt's system instance, where Nova's
+# domains live: qemu[+transport]://[user@][host]/system[?query]
+_COMPUTE_URI = re.compile(
+    r"qemu(\+(ssh|libssh|libssh2|tls|tcp|unix|ext))?://(?P<auth>[^/@?]*@)?[^/?]*/system(\?.*)?"
+)
+
+
+def _check_compute_hosts(path: str, hosts: dict[str, str]) -> list[ValidationError]:
+    problems: list[ValidationError] = []
+    if hosts and importlib.util.find_spec("libvirt") is None:
+        problems.append(
+            ValidationError(
+                f"{path}.compute_hosts",
+                "reaching compute hosts needs "
+                "libvirt-python on Haven's host (pip install "
+                "'haven[libvirt]'); install it or remove the field",
+            )
+        )
+    for host, uri in hosts.items():
+        where = f"{path}.compute_hosts.{host}"
+        if not host or host != host.strip() or any(c.isspace() for c in host):
+            problems.append(
+                ValidationError(
+                    where,
+                    "a Nova compute host name (as in OS-EXT-SRV-ATTR:host or hypervisor_hostname)",
+                )
+            )
+            continue
+        m = _COMPUTE_URI.fullmatch(uri)
+        if m is None:
+            problems.append(
+                ValidationError(
+                    where,
+                    "not a libvirt URI Haven can use: give the "
+                    "host's QEMU system instance, e.g. qemu+tls://compute-1/system or "
+                    "qemu+ssh://haven@compute-1/system",
+                )
+            )
+        elif m.group("auth") and ":" in m.group("auth"):
+            problems.append(
+                ValidationError(
+                    where,
+                    "the URI carries a password: credentials "
+                    "do not belong in the spec (use SSH keys or TLS certificates)",
                 )
             )
     return problems
@@ -495,8 +554,9 @@ def _check_plan(plan: RecoveryPlan, res: Resources) -> list[ValidationError]:
     return problems
 
 
-# mappings that only an OpenStack site acts on; a libvirt (or fake) site recreates a
-# server from its captured definition (CPU, memory, disks, NICs by network)
+# mappings that only a site with projects acts on (OpenStack; the fake implements the
+# same roles); a libvirt site recreates a server from its captured definition (CPU,
+# memory, disks, NICs by network) and uses the test bubble's network as it exists
 _OPENSTACK_MAPPINGS = ("subnets", "flavors", "keypairs", "security_groups", "ips")
 
 
@@ -506,9 +566,9 @@ def _check_mappings(
     drivers = {x.name: x.driver for x in res.sites}
     target = plan.target_site or group.target_site
     driver = drivers.get(target)
-    if driver is None or driver is SiteDriver.OPENSTACK:
+    if driver is not SiteDriver.LIBVIRT:
         return []
-    return [
+    problems = [
         ValidationError(
             f"plans.{plan.name}.mappings.{name}",
             f"applies to OpenStack sites; site {target!r} is {driver.value}, which recreates "
@@ -518,6 +578,15 @@ def _check_mappings(
         for name in _OPENSTACK_MAPPINGS
         if getattr(plan.mappings, name)
     ]
+    if plan.test_bubble is not None and plan.test_bubble.cidr is not None:
+        problems.append(
+            ValidationError(
+                f"plans.{plan.name}.test_bubble.cidr",
+                f"site {target!r} is libvirt: the bubble network must exist there and Haven "
+                "does not create its subnet; remove 'cidr' (it applies to OpenStack sites)",
+            )
+        )
+    return problems
 
 
 def _check_requirement(

@@ -298,6 +298,8 @@ def test_cinder_backup_data_path_chosen_by_policy(app: App, native_engine: None)
     for old in c2.compute.servers(name=f"^{app.server}$"):  # the other test's failover
         c2.compute.delete_server(old)
         c2.compute.wait_for_delete(old, wait=300)
+    for port in c2.network.ports(name=f"{app.server}-0"):  # its port keeps the fixed IP
+        c2.network.delete_port(port)
     c1 = app.lab.conn(R1)
     (home,) = c1.compute.servers(name=f"^{app.server}$")
     # the server's volume now (after the other test's failback, a restored one)

@@ -48,8 +48,8 @@ def sweep(conn: Any, prefix: str) -> None:
         if _mentions(gs.name, prefix):
             with contextlib.suppress(Exception):
                 bs.delete_group_snapshot(gs)
-    for g in bs.groups():
-        if (g.name or "").startswith(prefix):
+    for g in bs.groups():  # the engine names a group's Cinder group haven-<group>
+        if (g.name or "").startswith((prefix, f"haven-{prefix}")):
             with contextlib.suppress(Exception):
                 bs.delete_group(g, delete_volumes=True)
     for v in bs.volumes(all_projects=True):

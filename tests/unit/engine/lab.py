@@ -16,6 +16,18 @@ import yaml
 
 from haven.datamover import encode_key_file, new_master_key
 from haven.domain.inventory import DiskRole, DiskSpec, NicSpec, ServerSpec, VolumeInfo
+from haven.domain.project import (
+    FlavorDef,
+    KeypairDef,
+    NetworkDef,
+    PortDef,
+    RoleAssignment,
+    RouterDef,
+    RuleDef,
+    SecurityGroupDef,
+    ServerPlacement,
+    SubnetDef,
+)
 from haven.sites.fake.filebacked import FileFakeDriver
 
 MiB = 1024 * 1024
@@ -66,11 +78,27 @@ plans:
         depends_on: [db]
         gates: [{{type: agent, timeout: 10s}}]
     mappings:
-      networks: {{app-net: app-net}}
+      networks: {{app-net: app-net}}{mappings}
     test_bubble: {{network: shop-drill}}
     checks:
       - {{type: command, server: web, command: ["true"]}}
+{plans}"""
+
+# the project lab (``make_lab(project=True)``): plan shop maps the flavor to site b's own,
+# plan shop-bad maps a flavor, a network and a keypair to names site b does not have
+PROJECT_MAPPINGS = """
+      flavors: {m1.shop: m1.small}"""
+BAD_PLAN = """  - name: shop-bad
+    group: shop
+    stages:
+      - servers: [db, app, web]
+    mappings:
+      flavors: {m1.shop: m1.nope}
+      networks: {shop-net: no-net}
+      keypairs: {shop-key: no-key}
 """
+FIXED_IPS = {"db": "10.20.0.11", "app": "10.20.0.12", "web": "10.20.0.13"}
+FLOATING_IP = "198.51.100.7"
 
 
 @dataclass(frozen=True)
@@ -93,25 +121,67 @@ def server_spec(name: str) -> ServerSpec:
 
 
 def make_lab(
-    root: Path, *, keep_last: int = 3, warm: bool = False, password_env: str | None = None
+    root: Path,
+    *,
+    keep_last: int = 3,
+    warm: bool = False,
+    password_env: str | None = None,
+    project: bool = False,
 ) -> Lab:
     """``password_env``: the repository's passphrase is read from that environment
     variable; else (the default) a key file: no KDF on every process start (crash tests
-    start many)."""
+    start many). ``project``: site a's servers live in a project (``seed_project``)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "repo.key").write_text(encode_key_file(new_master_key()))
     key = f"password: {{env: {password_env}}}" if password_env else f"key_file: {root}/repo.key"
     spec = root / "spec.yaml"
     spec.write_text(
-        SPEC.format(root=root, keep_last=keep_last, warm="true" if warm else "false", key=key)
-    )
+        SPEC.format(
+            root=root, keep_last=keep_last, warm="true" if warm else "false", key=key,
+            mappings=PROJECT_MAPPINGS if project else "",
+            plans=BAD_PLAN if project else "",
+        )
+    )  # fmt: skip
     lab = Lab(root, spec)
     a = lab.site("site-a")
     lab.site("site-b")
     for name in SERVERS:
         sid = a.add_server(server_spec(name))
         a.write_disk(sid, "vda", 0, f"{name} initial data".encode())
+    if project:
+        seed_project(lab)
     return lab
+
+
+def seed_project(lab: Lab) -> None:
+    """Site a: the servers on network shop-net (fixed IPs ``FIXED_IPS``) behind router
+    shop-router (gateway: the external network public), security groups shop-web (tcp 80)
+    and shop-db (from shop-web), keypair shop-key, flavor m1.shop, volume type fast, web's
+    floating IP, alice's member role. Site b: public, alice, member, flavor m1.small."""
+    a, b = lab.site("site-a"), lab.site("site-b")
+    public = NetworkDef("public", (SubnetDef("public-sub", "198.51.100.0/24"),), external=True)
+    for site in (a, b):
+        site.add_network(public)
+        site.add_user("alice")
+        site.add_role("member")
+    b.add_flavor(FlavorDef("m1.small", 1, 256))
+    a.add_flavor(FlavorDef("m1.shop", 1, 128, 1, extra_specs={"hw:cpu_policy": "shared"}))
+    a.add_keypair(KeypairDef("shop-key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIShop shop"))
+    a.add_network(NetworkDef("shop-net", (SubnetDef("shop-sub", "10.20.0.0/24", 4, "10.20.0.1"),)))
+    a.add_router(RouterDef("shop-router", "public", ("shop-sub",)))
+    web = SecurityGroupDef("shop-web", "web tier", (RuleDef("ingress", "IPv4", "tcp", 80, 80,
+                                                            "0.0.0.0/0"),))  # fmt: skip
+    a.add_security_group(web)
+    a.add_security_group(SecurityGroupDef("shop-db", "db tier", (
+        RuleDef("ingress", "IPv4", "tcp", 5432, 5432, None, "shop-web"),)))  # fmt: skip
+    a.add_volume_type("fast")
+    a.assign(RoleAssignment("alice", "member"))
+    for name in SERVERS:
+        groups = ("shop-web",) if name == "web" else ("shop-db",)
+        port = PortDef("shop-net", (FIXED_IPS[name],), "shop-sub")
+        a.place(name, ServerPlacement(name, "m1.shop", "shop-key", groups, (port,),
+                                      {"vda": "fast"}))  # fmt: skip
+    a.add_floating_ip("web", "public", FLOATING_IP)
 
 
 def disk_bytes(drv: FileFakeDriver, server: str) -> bytes:

@@ -1,9 +1,11 @@
 """kill -9 at every kind of step of every workflow, then ``operations resume``.
 
-Workflows: protect, drill, cleanup, unplanned and planned failover, failback. Steps that
-repeat per disk or per resource (``recover.restore:db/vda``, ``...:web/vda``) run the same
-code: the sweep kills at one or two of each kind, and ``test_the_sweep_covers_every_kind_of_step``
-fails when a workflow logs a kind of step no list names (a new step must join the sweep).
+Workflows: protect, drill, cleanup, unplanned and planned failover, failback, and the
+project-infrastructure steps of an unplanned failover, a drill and its cleanup on sites
+with projects (``make_lab(project=True)``). Steps that repeat per disk or per resource
+(``recover.restore:db/vda``, ``...:web/vda``) run the same code: the sweep kills at one or
+two of each kind, and ``test_the_sweep_covers_every_kind_of_step`` fails when a workflow
+logs a kind of step no list names (a new step must join the sweep).
 
 The CLI runs as a subprocess with HAVEN_FAULT_KILL_AT=<step>: it SIGKILLs itself when that
 step starts. Resuming in a new process must finish the operation with the same outcome
@@ -71,9 +73,37 @@ FAILBACK_STEPS = [
 ]  # fmt: skip
 
 
+# project recovery (sites with projects): preflight, one step per resource, placed servers,
+# floating IPs; a drill creates no network, router or floating IP; cleanup removes by kind
+# (the steps every recovery has, restore, boot, checks, commit, are swept above)
+PROJECT_FAILOVER_STEPS = [
+    "recover.preflight", "recover.infra:volume_type/fast", "recover.infra:network/shop-net",
+    "recover.infra:router/shop-router", "recover.infra:security_group/shop-db",
+    "recover.infra:role_assignment/alice:member", "recover.floating-ips",
+]  # fmt: skip
+PROJECT_DRILL_STEPS = ["drill.bubble", "recover.preflight", "recover.infra:keypair/shop-key"]
+PROJECT_CLEANUP_STEPS = [
+    "cleanup.remove:port/db-drill-0", "cleanup.remove:security_group/shop-web",
+    "cleanup.remove:network/shop-drill", "cleanup.remove:role_assignment/alice:member",
+]  # fmt: skip
+
+
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lab, dict[str, str]]]:
-    lab = make_lab(tmp_path / "lab")
+    yield from _env(tmp_path, monkeypatch, project=False)
+
+
+@pytest.fixture
+def project_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Lab, dict[str, str]]]:
+    yield from _env(tmp_path, monkeypatch, project=True)
+
+
+def _env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: bool
+) -> Iterator[tuple[Lab, dict[str, str]]]:
+    lab = make_lab(tmp_path / "lab", project=project)
     monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HAVEN_CATALOG_URL", raising=False)
     monkeypatch.delenv("HAVEN_ENGINE_URL", raising=False)
@@ -178,6 +208,68 @@ def test_failback_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> N
     assert cat.group_state("shop") is GroupState.PROTECTED
     placement = cat.placement("shop")
     assert placement is not None and placement.active_site == "site-a"
+
+
+def _project_at_b(lab: Lab) -> tuple[object, ...]:
+    """Site b's project and servers as counts and names (duplicates would show)."""
+    b = lab.site("site-b")
+    pr = b.project
+    return (
+        sorted(s.name for s in b.list_servers()), sorted(v.name for v in b.list_volumes()),
+        sorted(b.networks), sorted(pr.routers), sorted(pr.security_groups), sorted(pr.keypairs),
+        sorted(pr.flavors), sorted(pr.volume_types), sorted(map(str, pr.assignments)),
+        sorted(p.name for p in pr.ports.values()),
+        sorted(f.address for f in pr.floating_ips.values()),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("step", PROJECT_FAILOVER_STEPS)
+def test_project_failover_survives_kill(project_env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = project_env
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
+    result = crash_and_resume(e, step, "failover", "shop")
+    assert _project_at_b(lab) == (
+        sorted(SERVERS), sorted(f"shop-{s}-vda" for s in SERVERS),
+        ["app-net", "public", "shop-net"], ["shop-router"], ["shop-db", "shop-web"],
+        ["shop-key"], ["m1.small"], ["fast"], ["alice:member"],
+        sorted(f"{s}-0" for s in SERVERS), ["198.51.100.7"],
+    )  # fmt: skip
+    op_id = str(result["id"])
+    ledger = catalog(e).created_resources(op_id)
+    assert len({(r.kind, r.ref) for r in ledger}) == len(ledger) == 18
+    assert "router/shop-router" in result["result"]["created"]  # type: ignore[index]
+    assert catalog(e).group_state("shop") is GroupState.FAILED_OVER
+
+
+@pytest.mark.parametrize("step", PROJECT_DRILL_STEPS)
+def test_project_drill_survives_kill_and_cleanup_undoes_it(
+    project_env: tuple[Lab, dict[str, str]], step: str
+) -> None:
+    lab, e = project_env
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
+    before = _project_at_b(lab)
+    result = crash_and_resume(e, step, "drill", "shop")
+    during = _project_at_b(lab)
+    assert during[0] == sorted(f"{s}-drill" for s in SERVERS)
+    assert during[2] == ["app-net", "public", "shop-drill"] and during[3] == []  # no router
+    assert during[9] == sorted(f"{s}-drill-0" for s in SERVERS) and during[10] == []
+    ok(e, "cleanup", str(result["id"]))
+    assert _project_at_b(lab) == before
+
+
+@pytest.mark.parametrize("step", PROJECT_CLEANUP_STEPS)
+def test_project_cleanup_survives_kill(project_env: tuple[Lab, dict[str, str]], step: str) -> None:
+    lab, e = project_env
+    before = _project_at_b(lab)
+    setup_ops(
+        (OperationKind.PROTECT, protect_workflow, ("shop",)),
+        (OperationKind.TEST_FAILOVER, drill_workflow, ("shop",)),
+    )
+    drill = next(o for o in services.catalog().operations("shop")
+             if o.kind is OperationKind.TEST_FAILOVER)  # fmt: skip
+    crash_and_resume(e, step, "cleanup", drill.id)
+    assert _project_at_b(lab) == before
+    assert all(r.removed for r in catalog(e).created_resources(drill.id))
 
 
 def test_serve_adopts_an_operation_whose_cli_was_killed(

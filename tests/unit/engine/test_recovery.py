@@ -32,6 +32,8 @@ def test_drill_then_cleanup_removes_exactly_what_it_created(lab: Lab) -> None:
     assert all(s.state is PowerState.RUNNING for s in drilled.values())
     # every NIC in the bubble, data as at the point
     assert {n.network for s in drilled.values() for n in s.spec.nics} == {"shop-drill"}
+    bubble = b.project.networks["shop-drill"][1]  # no project recorded: the default CIDR
+    assert [x.cidr for x in bubble.subnets] == ["192.168.250.0/24"]
     assert disk_bytes(b, "db-drill").startswith(b"db initial data")
     assert int(drill.result["checks_passed"]) == 1
     cat = services.catalog()

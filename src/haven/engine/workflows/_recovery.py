@@ -1,8 +1,9 @@
 """Steps shared by the recovery workflows (failover, test failover, failback).
 
-Each is a named, logged DBOS step around haven.engine.recover; ``recover_group`` runs the
-common tail: restore every volume, boot the plan's waves, run the checks, read back what
-the restore did not fetch.
+Each is a named, logged DBOS step around haven.engine.recover and haven.engine.infra;
+``recover_group`` runs the common tail: the preflight of the project infrastructure and one
+step per resource it lacks (sites with projects), restore every volume, boot the plan's
+waves, attach floating IPs, run the checks, read back what the restore did not fetch.
 
 Damaged points: without a point named, recovery uses the newest intact (COMMITTED) point
 and records the newer DAMAGED ones it passed over. A restore that finds the point's data
@@ -27,8 +28,10 @@ from haven.domain.groups import MemberKind
 from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import PointRequirement, boot_waves
 from haven.domain.points import Consistency, PointState, RecoveryPoint, VolumePoint, name_objects
-from haven.engine import damage, recover, resolve, services
+from haven.domain.project import InfraItem, ProjectSnapshot
+from haven.engine import damage, infra, recover, resolve, services
 from haven.engine.damage import PointDamaged
+from haven.engine.infra import Ensured, FloatingIps, Preflight
 from haven.engine.model import RecoverContext, SkippedPoint
 from haven.engine.recover import CheckReport, Restored, RestoreDamaged, Verified, WaveResult
 from haven.engine.steps import engine_step
@@ -37,6 +40,10 @@ from haven.engine.steps import engine_step
 def specs_of(point_id: str) -> dict[str, ServerSpec]:
     raw = services.catalog().point_servers(point_id)
     return {name: from_data(ServerSpec, data) for name, data in raw.items()}
+
+
+def project_of(point_id: str) -> ProjectSnapshot | None:
+    return services.catalog().point_project(point_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +129,37 @@ def at_point(ctx: RecoverContext, choice: PointChoice) -> RecoverContext:
         names={s: f"{s}{ctx.name_suffix}" for s in specs},
         skipped=choice.skipped,
         point_why=choice.why,
+        project=project_of(choice.point_id),
+        infra=None,
     )
+
+
+@engine_step("recover.preflight")
+def preflight_step(op_id: str, ctx: RecoverContext) -> Preflight:
+    """Everything the recovery site lacks, listed at once before anything is created
+    (PreflightFailed, exit 2), or the plan of what to create and how to place servers."""
+    return infra.preflight(ctx)
+
+
+@engine_step("recover.infra")
+def infra_step(op_id: str, ctx: RecoverContext, item: InfraItem) -> Ensured:
+    return infra.ensure(ctx, item)
+
+
+@engine_step("recover.floating-ips")
+def floating_ips_step(op_id: str, ctx: RecoverContext, servers: dict[str, str]) -> FloatingIps:
+    return infra.attach_floating_ips(ctx, servers, now())
+
+
+def with_infrastructure(ctx: RecoverContext) -> RecoverContext:
+    """Workflow code: the preflight, then one step per resource to create; the context
+    comes back carrying the plan (server placements, floating IPs)."""
+    plan = preflight_step(ctx.op_id, ctx).plan
+    if plan is None:
+        return ctx
+    for item in plan.items:
+        infra_step(ctx.op_id, ctx, item, label=item.label)
+    return replace(ctx, infra=plan)
 
 
 @engine_step("recover.restore")
@@ -180,6 +217,7 @@ class Recovered:
     checks: CheckReport
     verified: Verified
     volumes: dict[str, str] = field(default_factory=dict)  # volume member -> its volume
+    floating_ips: tuple[str, ...] = ()
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -191,9 +229,14 @@ class Recovered:
             "servers": ",".join(f"{k}={v}" for k, v in sorted(self.servers.items())),
             "verified": self.verified.detail(),
             "point_reason": self.ctx.point_why,
+            "created": infra.created_summary(self.ctx.op_id),
         }
         if self.volumes:
             out["volumes"] = ",".join(f"{k}={v}" for k, v in sorted(self.volumes.items()))
+        if self.floating_ips:
+            out["floating_ips"] = "; ".join(self.floating_ips)
+        if self.ctx.infra is not None and self.ctx.infra.notes:
+            out["notes"] = "; ".join(self.ctx.infra.notes)
         if self.ctx.skipped:
             out["skipped_points"] = "; ".join(s.summary() for s in self.ctx.skipped)
         if self.verified.damaged:
@@ -212,7 +255,9 @@ def _refuse(hit: RestoreDamaged) -> PointDamaged:
 
 def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
     """Workflow code (deterministic): restore (moving to an older intact point when the
-    context allows and the point proves damaged), boot in waves, check, read back."""
+    context allows and the point proves damaged), boot in waves, check, read back.
+    The project infrastructure comes first: its preflight refuses before anything exists."""
+    ctx = with_infrastructure(ctx)
     while True:
         restored: dict[str, dict[str, VolumeInfo]] = {}
         members: dict[str, str] = {}
@@ -236,6 +281,7 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
         if not ctx.fallback:
             raise _refuse(hit)
         ctx = next_point_step(ctx.op_id, ctx)  # PointDamaged when none is left
+        ctx = with_infrastructure(ctx)  # the older point's project (what exists is used)
     servers: dict[str, str] = {}
     green_at = ctx.started_at
     for i, wave in enumerate(boot_waves(ctx.plan)):
@@ -243,11 +289,15 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
         res = boot_step(ctx.op_id, ctx, i, restored, label=f"wave-{i + 1}:{names}")
         servers.update(res.servers)
         green_at = res.green_at
+    fips: tuple[str, ...] = ()
+    if ctx.infra is not None and ctx.infra.floating_ips:
+        attached = floating_ips_step(ctx.op_id, ctx, servers)
+        fips, green_at = attached.lines, attached.done_at  # reachable where it was
     report = checks_step(ctx.op_id, ctx, servers)
     verified = verify_step(ctx.op_id, ctx, tuple(reused))
     rpo = 0.0 if planned else max(0.0, ctx.started_at - ctx.point_created_at)
     return Recovered(ctx, servers, green_at - ctx.started_at, rpo, written, report, verified,
-                     members)  # fmt: skip
+                     members, fips)  # fmt: skip
 
 
 def now() -> float:

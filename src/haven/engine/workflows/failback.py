@@ -30,7 +30,7 @@ from haven.domain.errors import ConflictError, HavenError
 from haven.domain.groups import GROUP_STATES, GroupState, MemberKind
 from haven.domain.inventory import PowerState, VolumeInfo
 from haven.domain.operations import OperationKind
-from haven.domain.plans import RecoveryPlan, boot_waves
+from haven.domain.plans import Mappings, RecoveryPlan, boot_waves
 from haven.engine import ops, recover, resolve, services, volumes
 from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
@@ -153,7 +153,21 @@ def _prepare(op_id: str, fb: FbStart, point_id: str) -> RecoverContext:
         lock_owner=op_id,
         notes=tuple(notes),
         point_why=why,
+        project=_recovery.project_of(choice.point_id),
+        mappings=inverse(fb.plan.mappings),
     )
+
+
+def inverse(m: Mappings) -> Mappings:
+    """The plan's mappings for the way home: recovery-site names back to home names. An
+    ``ips`` mapping is not inverted: home gets the addresses the servers had at the
+    recovery site (the final point's)."""
+
+    def back(d: dict[str, str]) -> dict[str, str]:
+        return {dst: src for src, dst in d.items()}
+
+    return Mappings(networks=back(m.networks), subnets=back(m.subnets), flavors=back(m.flavors),
+                    keypairs=back(m.keypairs), security_groups=back(m.security_groups))  # fmt: skip
 
 
 @engine_step("failback.commit")

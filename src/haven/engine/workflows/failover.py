@@ -7,11 +7,13 @@ Planned: the source servers are stopped first and a final point is taken with th
 (a child protect workflow under this operation's lock): zero data loss. Failover never
 deletes anything at the source.
 
-Steps: failover.start (lock, group -> failing-over) [failover.stop-source, child protect]
-failover.prepare (point, server definitions, mappings) recover.restore:S/D per volume
+Steps: failover.start (lock, group -> failing-over) [failover.preflight, failover.stop-source,
+child protect] failover.prepare (point, server definitions, mappings) recover.preflight
+[recover.infra:KIND/NAME per resource the recovery site lacks] recover.restore:S/D per volume
 [recover.next-point and the restores again], recover.boot:wave-N per boot wave (servers of
-a wave in parallel, gates), recover.checks, recover.verify (read back what the restore
-did not fetch), failover.commit (group -> failed-over, placement swapped), finish.
+a wave in parallel, gates), [recover.floating-ips], recover.checks, recover.verify (read
+back what the restore did not fetch), failover.commit (group -> failed-over, placement
+swapped), finish.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from haven.domain.errors import ConflictError
 from haven.domain.groups import GROUP_STATES, GroupState
 from haven.domain.operations import OperationKind
 from haven.domain.plans import RecoveryPlan, boot_waves
-from haven.engine import ops, recover, resolve, services
+from haven.engine import infra, ops, recover, resolve, services
 from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
@@ -73,6 +75,14 @@ def _stop_source(op_id: str, st: Start) -> Note:
     return recover.stop_servers(where.active_site, where.servers, waves)
 
 
+@engine_step("failover.preflight")
+def _preflight(op_id: str, st: Start) -> infra.Preflight:
+    """A planned failover checks the recovery site against the newest point before it
+    stops anything at the source (the final point's own preflight follows)."""
+    choice = _recovery.choose_point(st.group, None, st.plan.consistency)
+    return infra.preflight(_context(op_id, st, choice, False))
+
+
 @engine_step("failover.prepare")
 def _prepare(op_id: str, st: Start, point_id: str | None, planned: bool) -> RecoverContext:
     """The point (named, the final one, or the newest intact), its definitions, the
@@ -81,6 +91,12 @@ def _prepare(op_id: str, st: Start, point_id: str | None, planned: bool) -> Reco
     choice = _recovery.choose_point(st.group, point_id, st.plan.consistency)
     if planned:
         choice = replace(choice, why="the final point, taken with the servers stopped")
+    return _context(op_id, st, choice, not planned and not point_id)
+
+
+def _context(
+    op_id: str, st: Start, choice: _recovery.PointChoice, fallback: bool
+) -> RecoverContext:
     maps = st.plan.mappings
     specs = _recovery.specs_of(choice.point_id)
     return RecoverContext(
@@ -100,9 +116,11 @@ def _prepare(op_id: str, st: Start, point_id: str | None, planned: bool) -> Reco
         started_at=st.started_at,
         lock_owner=op_id,
         name_suffix=maps.name_suffix,
-        fallback=not planned and not point_id,
+        fallback=fallback,
         skipped=choice.skipped,
         point_why=choice.why,
+        project=_recovery.project_of(choice.point_id),
+        mappings=maps,
     )
 
 
@@ -133,6 +151,7 @@ def failover_workflow(
         st = _start(op_id, plan_name, planned, point_id)
         final: dict[str, Any] = {}
         if planned:
+            _preflight(op_id, st)  # before the source stops: a bad mapping stops nothing
             _stop_source(op_id, st)
             with SetWorkflowID(f"{op_id}-final"):
                 final = protect_workflow(f"{op_id}-final", st.group, op_id, True)

@@ -4,6 +4,8 @@ Steps (names as in the step log):
   protect.start     take the group lock; resolve sites, servers, parent point, new point id
   protect.snapshot  pre-freeze hooks, ordered freeze, snapshot, reverse thaw, post-thaw hooks;
                     the point is recorded PENDING with its server definitions
+  protect.project   sites with projects: what the servers depend on there (networks,
+                    routers, security groups, keypairs, flavors, ...), kept with the point
   protect.backup:S/D   one per disk: data into the repository (incremental from the parent)
   protect.release   end the site's hold on the point (its checkpoint stays)
   protect.replica:S/D  warm standby only: apply the point to the replica at the standby site
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from typing import Any
 
 from dbos import DBOS
@@ -27,7 +30,8 @@ from haven.domain.ids import new_id
 from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
 from haven.domain.policies import DataPath
-from haven.engine import capture, ops, resolve, services, volumes
+from haven.domain.project import LedgerKind
+from haven.engine import capture, infra, ops, resolve, services, volumes
 from haven.engine.model import (
     BackupOutcome,
     Note,
@@ -93,7 +97,19 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
 
 @engine_step("protect.snapshot")
 def _snapshot(op_id: str, ctx: ProtectContext) -> SnapshotResult:
-    return capture.snapshot(ctx)
+    snap = capture.snapshot(ctx)
+    handle: PointHandle = snap.handle  # type: ignore[assignment]
+    names = {sid: name for name, sid in ctx.servers.items()}
+    calls = tuple(f"{s.action} {names.get(s.server_id, s.server_id)}"
+                  + ("" if s.ok else " (failed)") for s in handle.steps)  # fmt: skip
+    return replace(snap, quiesce=calls)
+
+
+@engine_step("protect.project")
+def _project(op_id: str, ctx: ProtectContext) -> Note:
+    """What the servers depend on at a site with projects (networks, routers, security
+    groups, keypairs, flavors, floating IPs...), kept with the point for its recovery."""
+    return infra.capture(ctx)
 
 
 @engine_step("protect.backup")
@@ -118,9 +134,9 @@ def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
         if not found:
             from haven.catalog.store import CreatedResource
 
-            services.catalog().record_created(
-                CreatedResource(op_id, ctx.group, ctx.standby_site, "volume", replica.id, name)
-            )
+            services.catalog().record_created(CreatedResource(
+                op_id, ctx.group, ctx.standby_site, LedgerKind.VOLUME, replica.id, name
+            ))  # fmt: skip
         repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
         with drv.open_volume_writer(replica) as dst:
             st = restore_volume(repo, vol.manifest, dst, into_existing=True)
@@ -156,6 +172,7 @@ def protect_workflow(
     try:
         ctx = _start(op_id, group, owner, stopped)
         snap = _snapshot(op_id, ctx)
+        _project(op_id, ctx)
         handle: PointHandle = snap.handle  # type: ignore[assignment]
         vols = [
             _backup(op_id, ctx, handle, d, label=capture.disk_label(ctx, d)).volume
@@ -173,6 +190,7 @@ def protect_workflow(
             "consistency": snap.consistency.value,
             "reason": snap.reason,
             "freeze_window_ms": round(snap.freeze_window_ms, 1),
+            "quiesce": ", ".join(snap.quiesce),
             "bytes_read": sum(v.bytes_read for v in vols),
             "bytes_sent": sum(v.bytes_sent for v in vols),
             "bytes_total": sum(v.size for v in vols),

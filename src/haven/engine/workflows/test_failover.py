@@ -9,8 +9,11 @@ is refused while an earlier one has not been cleaned up.
 The drill uses the newest intact point (or the named one); one that proves damaged while
 restoring is replaced by the next older intact point unless it was named (exit 6).
 
-Steps: drill.start, drill.bubble (test network), recover.restore:S/D [recover.next-point,
-recover.restore again], recover.boot:wave-N, recover.checks, recover.verify, finish.
+Steps: drill.start, drill.bubble (test network), recover.preflight [recover.infra:KIND/NAME
+per resource the recovery site lacks: flavors, keypairs, security groups, volume types, role
+assignments; never networks, routers or floating IPs], recover.restore:S/D
+[recover.next-point, recover.restore again], recover.boot:wave-N, recover.checks,
+recover.verify, finish.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from typing import Any
 
 from dbos import DBOS
 
-from haven.catalog.store import Placement
+from haven.catalog.store import CreatedResource, Placement
 from haven.domain.errors import ConflictError, ValidationError
 from haven.domain.groups import GroupState
 from haven.domain.operations import OperationKind, OperationState
-from haven.domain.plans import RecoveryPlan
+from haven.domain.plans import DEFAULT_BUBBLE_CIDR, RecoveryPlan
+from haven.domain.project import LedgerKind, ProjectSnapshot
 from haven.engine import ops, resolve, services
 from haven.engine.model import Note, RecoverContext
+from haven.engine.ports import NetworkCreation
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
 
@@ -94,6 +99,8 @@ def _start(op_id: str, plan_name: str, point_id: str | None) -> DrillStart:
         fallback=not point_id,  # a named point is never replaced by another
         skipped=choice.skipped,
         point_why=choice.why,
+        project=_recovery.project_of(choice.point_id),
+        mappings=plan.mappings,
     )
     return DrillStart(ctx, bubble)
 
@@ -104,20 +111,34 @@ def _bubble(op_id: str, ds: DrillStart) -> Note:
     drv = resolve.driver(ds.ctx.target_site)
     if any(n.name == ds.bubble for n in drv.list_networks()):
         return Note(f"test network {ds.bubble} exists")
-    create = getattr(drv, "create_network", None)
-    if create is None:
+    bubble = ds.ctx.plan.test_bubble
+    if not isinstance(drv, NetworkCreation) or bubble is None:
         raise ValidationError(
             f"plans.{ds.ctx.plan.name}.test_bubble.network",
             f"network {ds.bubble} does not exist at {ds.ctx.target_site} and the site "
             "cannot create networks",
         )
-    net = create(ds.bubble)
-    from haven.catalog.store import CreatedResource
+    cidr = bubble.cidr or _application_cidr(ds.ctx.project) or DEFAULT_BUBBLE_CIDR
+    net = drv.create_network(ds.bubble, cidr)
+    services.catalog().record_created(CreatedResource(
+        op_id, ds.ctx.group, ds.ctx.target_site, LedgerKind.NETWORK, net.id, net.name
+    ))  # fmt: skip
+    return Note(f"test network {ds.bubble} ({cidr}) created")
 
-    services.catalog().record_created(
-        CreatedResource(op_id, ds.ctx.group, ds.ctx.target_site, "network", net.name, net.name)
-    )
-    return Note(f"test network {ds.bubble} created")
+
+def _application_cidr(project: ProjectSnapshot | None) -> str | None:
+    """The one subnet the servers' ports use, if the point records exactly one: a bubble
+    of that CIDR lets the drill keep their fixed IPs."""
+    if project is None:
+        return None
+    used = {(port.network, port.subnet) for s in project.servers for port in s.ports}
+    cidrs = {
+        sub.cidr
+        for n in project.networks
+        for sub in n.subnets
+        if (n.name, sub.name) in used and not n.external
+    }
+    return cidrs.pop() if len(cidrs) == 1 else None
 
 
 @DBOS.workflow(name="haven.test_failover")

@@ -1,5 +1,8 @@
 """An in-memory SiteDriver for engine unit tests: same contract, no hypervisor.
 
+It also plays a site with projects (the engine's project roles, ``haven.sites.fake.project``)
+and creates test-bubble networks.
+
 Disks are bytearrays; changed-block tracking records 64 KiB blocks written since each
 point, like a QEMU dirty bitmap. Test knobs: ``add_server``, ``write_disk``,
 ``set_agent(responsive=..., freeze_delay_s=...)``, ``frozen`` (never non-empty after a
@@ -41,6 +44,7 @@ from haven.sites.errors import (
     SiteInputError,
     SiteNotFound,
 )
+from haven.sites.fake.project import FakeProjectMixin, FakeProjectState
 
 BLOCK = 64 * 1024
 
@@ -112,9 +116,10 @@ class FakeWriter:
         return None
 
 
-class FakeDriver:
+class FakeDriver(FakeProjectMixin):
     def __init__(self, name: str = "fake", networks: Sequence[str] = ("app-net",)) -> None:
         self.name = name
+        self.project = FakeProjectState()
         self.servers: dict[str, _Server] = {}
         self.networks = {n: NetworkInfo(str(uuid.uuid4()), n, True, f"br-{n}") for n in networks}
         self.volumes: dict[str, tuple[VolumeInfo, bytearray]] = {}
@@ -130,6 +135,7 @@ class FakeDriver:
             | Capability.SERVER_DEFINITION | Capability.READINESS_AGENT
             | Capability.READINESS_TCP | Capability.VOLUME_OVERWRITE
             | Capability.STANDALONE_VOLUMES
+            | Capability.NETWORK_CREATION
         )  # fmt: skip
 
     # -- test knobs ----------------------------------------------------------------------------
@@ -312,6 +318,7 @@ class FakeDriver:
     def delete_volume(self, volume: VolumeInfo) -> None:
         if self.volumes.pop(volume.id, None) is None:
             raise SiteNotFound(f"volume {volume.name}")
+        self.project.volume_type_of.pop(volume.id, None)
 
     def define_server(self, spec: ServerSpec, *, name: str, network_map: dict[str, str],
                       volumes: dict[str, VolumeInfo]) -> str:  # fmt: skip
@@ -351,6 +358,10 @@ class FakeDriver:
         if srv.state is PowerState.RUNNING:
             raise SiteConflict(f"server {srv.spec.name} is running")
         del self.servers[srv.id]
+        self.project.placements.pop(srv.id, None)
+        for port in self.project.ports.values():  # as a cloud unbinds a deleted server's ports
+            if port.server_id == srv.id:
+                port.server_id = None
 
     def wait_ready(self, server_id: str, gates: Sequence[ReadinessGate],
                    timeout_s: float) -> ReadinessResult:  # fmt: skip

@@ -8,7 +8,7 @@ while open. Extras over FakeDriver:
 
 - server disks are volumes too (``disk.source`` is the volume id), so a recovery can
   write into an original server's disks (failback into the old site);
-- ``create_network``/``delete_network`` (test bubbles);
+- the project roles and test bubbles of FakeDriver, persisted with the rest;
 - ``set_down(True)`` makes every call raise SiteUnavailable (a destroyed site).
 """
 
@@ -19,15 +19,13 @@ import fcntl
 import os
 import pickle
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from haven.domain.inventory import NetworkInfo, ServerSpec, VolumeInfo
-from haven.sites.base import Capability
-from haven.sites.errors import SiteConflict, SiteNotFound, SiteUnavailable
+from haven.domain.inventory import ServerSpec, VolumeInfo
+from haven.sites.errors import SiteUnavailable
 from haven.sites.fake.driver import FakeDriver, FakeReader, FakeWriter
 
 _TRANSIENT = ("_dir", "_depth", "_lockfd", "_rlock")
@@ -95,9 +93,6 @@ class FileFakeDriver(FakeDriver):
         os.replace(tmp, self._dir / "state.pickle")
 
     # -- extras ------------------------------------------------------------------------------
-    def capabilities(self) -> Capability:
-        return super().capabilities() | Capability.NETWORK_CREATION
-
     def set_down(self, down: bool) -> None:
         self._admin = True
         try:
@@ -105,19 +100,6 @@ class FileFakeDriver(FakeDriver):
                 self.down = down
         finally:
             self._admin = False
-
-    def create_network(self, name: str) -> NetworkInfo:
-        with self._locked():
-            if name in self.networks:
-                raise SiteConflict(f"network {name} exists")
-            net = NetworkInfo(str(uuid.uuid4()), name, True, f"br-{name}"[:15])
-            self.networks[name] = net
-            return net
-
-    def delete_network(self, name: str) -> None:
-        with self._locked():
-            if self.networks.pop(name, None) is None:
-                raise SiteNotFound(f"network {name}")
 
     def add_server(self, spec: ServerSpec, running: bool = True) -> str:
         with self._locked():
@@ -168,5 +150,11 @@ for _name in (
     "delete_point", "create_volume", "delete_volume", "start_server", "stop_server",
     "destroy_server", "undefine_server", "wait_ready", "write_disk", "set_agent",
     "set_powers_off",
+    # the project roles and their knobs (haven.sites.fake.project)
+    "capture_project", "survey", "ensure", "remove", "create_network", "delete_network",
+    "define_placed_server", "create_typed_volume", "attach_floating_ip", "server_addresses",
+    "add_flavor", "add_keypair", "add_network", "add_router", "add_security_group",
+    "add_volume_type", "add_user", "add_role", "assign", "place", "add_floating_ip",
+    "volume_type",
 ):  # fmt: skip
     setattr(FileFakeDriver, _name, _wrap(getattr(FakeDriver, _name)))

@@ -139,15 +139,6 @@ def import_chain(conn: Connection, chain: tuple[BackupRecord, ...], timeout: flo
     return chain[-1].backup_id
 
 
-def restore(
-    conn: Connection, backup_id: str, name: str, bootable: bool, timeout: float = 1800
-) -> str:
-    """Restore a backup into a new volume named ``name``; returns the volume's id."""
-    vid = str(conn.block_storage.restore_backup(backup_id, name=name).volume_id)
-    wait_restored(conn, backup_id, vid, bootable, timeout)
-    return vid
-
-
 def start_restore(conn: Connection, backup_id: str, volume_id: str) -> None:
     """Restore a backup onto an existing ``available`` volume at least as large (Cinder
     keeps the volume's id, type and name). Wait with :func:`wait_restored`."""

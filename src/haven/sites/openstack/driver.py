@@ -1,11 +1,17 @@
 """The OpenStack site driver: one clouds.yaml cloud + region, through openstacksdk.
 
-Implements the SiteDriver protocol (haven.sites.base) where OpenStack's APIs allow it.
-Points are crash-consistent Cinder group snapshots (per-volume fallback); the guest agent
-is not reachable through Nova's API, so there is no guest quiesce and no guest exec.
+Implements the SiteDriver protocol (haven.sites.base) where OpenStack's APIs allow it, and
+the engine's roles (haven.engine.ports): NetworkCreation (test bubbles), NativeBackups
+(Cinder backup), ProjectInfrastructure (capture: ``project``; survey, ensure, remove:
+``project``, ``infra``), ProjectServers and ServerAddresses (``placement``).
+
+Points are Cinder group snapshots (per-volume fallback) taken through the quiesce ladder
+(``quiesce``). Nova's API cannot reach a guest agent: with ``compute_hosts`` (Nova host
+name -> libvirt URI, from the site's spec) the agent is reached through the compute host's
+libvirt (``guests``) for the ordered freeze, agent and command gates, hooks and exec.
 
 Volume data moves one of two ways, chosen per policy: Cinder backup
-(haven.sites.openstack.native), or Haven's own repository through
+(haven.sites.openstack.nativecopy), or Haven's own repository through
 ``open_point_disk``/``open_volume_writer``, which move the data through Glance images
 (haven.sites.openstack.transfer: snapshot -> volume -> image -> local sparse file, and
 back by re-imaging the target volume). The per-disk figures of the last transfers are kept
@@ -18,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -34,10 +40,21 @@ from haven.domain.inventory import (
     ServerSpec,
     VolumeInfo,
 )
+from haven.domain.project import (
+    Created,
+    FloatingIpRequest,
+    FloatingIpResult,
+    InfraItem,
+    LedgerKind,
+    PlacedServer,
+    PlacedServerRequest,
+    ProjectSnapshot,
+    SiteSurvey,
+    SurveyRequest,
+)
 from haven.sites.base import (
     AgentGate,
     Capability,
-    CommandGate,
     ExecResult,
     NativeCopy,
     PointDisk,
@@ -50,8 +67,18 @@ from haven.sites.base import (
     TcpGate,
     VolumeWriter,
 )
-from haven.sites.errors import SiteConflict, SiteInputError, SiteNotFound, UnsupportedCapability
-from haven.sites.openstack import nativecopy, qemuimg, quiesce, snapshots, transfer
+from haven.sites.errors import SiteConflict, SiteError, SiteInputError, SiteNotFound
+from haven.sites.openstack import (
+    guests,
+    infra,
+    nativecopy,
+    project,
+    qemuimg,
+    quiesce,
+    snapshots,
+    transfer,
+)
+from haven.sites.openstack import placement as placing
 from haven.sites.openstack.connection import SiteRef, connect, wait_status
 from haven.sites.openstack.errors import OpenStackSiteError
 
@@ -79,9 +106,12 @@ class OpenStackDriver:
         transfer_dir: str | None = None,
         image_format: str = "auto",
         quiesce_config: quiesce.QuiesceConfig | None = None,
+        compute_hosts: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.quiesce_config = quiesce_config or quiesce.QuiesceConfig()
+        hosts = dict(compute_hosts or {})
+        self.quiesce_config = quiesce_config or quiesce.QuiesceConfig(libvirt_uris=hosts)
+        self.guests = guests.ComputeHosts(hosts)
         self.ref = SiteRef(cloud, region, config_file)
         self.group_name = group_name or f"haven-{name}"
         self.transfer_dir = transfer_dir  # local temp files of image transfers; None: $TMPDIR
@@ -109,13 +139,19 @@ class OpenStackDriver:
         return self._conn
 
     def capabilities(self) -> Capability:
-        return (
+        caps = (
             Capability.GROUP_SNAPSHOT
             | Capability.VOLUME_CREATION
             | Capability.SERVER_DEFINITION
             | Capability.NETWORK_CREATION
             | Capability.READINESS_TCP
         )
+        if self.guests.configured:  # the compute hosts' libvirt reaches the guest agents
+            caps |= Capability.GUEST_QUIESCE | Capability.GUEST_EXEC | Capability.READINESS_AGENT
+        return caps
+
+    def close(self) -> None:
+        self.guests.close()
 
     # -- inventory -------------------------------------------------------------------------
     def list_servers(self) -> list[ServerInfo]:
@@ -132,36 +168,59 @@ class OpenStackDriver:
             NetworkInfo(n.id, n.name, n.status == "ACTIVE") for n in self.conn.network.networks()
         ]
 
-    # -- test bubbles: isolated networks the engine creates for drills and removes after ----
-    BUBBLE_CIDR = "10.254.0.0/24"
-
-    def create_network(self, name: str) -> NetworkInfo:
-        """An isolated network with one subnet (``BUBBLE_CIDR``, no router, no gateway), so
+    # -- NetworkCreation: isolated networks the engine creates for drills ----------------------
+    def create_network(self, name: str, cidr: str) -> NetworkInfo:
+        """An isolated network with one subnet of ``cidr`` (no router, no gateway), so
         servers booted on it get addresses but reach nothing outside the bubble."""
         net = self.conn.network
-        if net.find_network(name) is not None:
+        if project.find_network(self.conn, name) is not None:
             raise SiteConflict(f"{self.name}: network {name} exists")
         n = net.create_network(name=name, description="Haven test bubble")
         try:
             net.create_subnet(network_id=n.id, name=f"{name}-subnet", ip_version=4,
-                              cidr=self.BUBBLE_CIDR, gateway_ip=None)  # fmt: skip
+                              cidr=cidr, gateway_ip=None)  # fmt: skip
         except Exception:
             net.delete_network(n, ignore_missing=True)  # no half-made bubble
             raise
         return NetworkInfo(n.id, n.name, True)
 
-    def delete_network(self, name: str) -> None:
-        """Remove a bubble made by create_network: its leftover ports, subnets, network."""
-        net = self.conn.network
-        n = net.find_network(name)
-        if n is None:
-            raise SiteNotFound(f"{self.name}: network {name} not found")
-        for port in net.ports(network_id=n.id):
-            if not port.device_owner or port.device_owner.startswith("compute:"):
-                net.delete_port(port, ignore_missing=True)
-        for sub in net.subnets(network_id=n.id):
-            net.delete_subnet(sub, ignore_missing=True)
-        net.delete_network(n, ignore_missing=True)
+    def delete_network(self, ref: str) -> None:
+        """Remove a network ``create_network`` made (by id): leftover ports, subnets, it."""
+        if self.conn.network.find_network(ref) is None:
+            raise SiteNotFound(f"{self.name}: network {ref} not found")
+        infra.delete_network(self.conn, ref)
+
+    # -- ProjectInfrastructure, ProjectServers, ServerAddresses --------------------------------
+    def capture_project(self, servers: Mapping[str, str]) -> ProjectSnapshot:
+        return project.capture(self.conn, servers)
+
+    def survey(self, request: SurveyRequest) -> SiteSurvey:
+        return project.survey(self.conn, request)
+
+    def ensure(self, item: InfraItem) -> tuple[Created, ...]:
+        return infra.ensure(self.conn, item)
+
+    def remove(self, kind: LedgerKind, ref: str) -> None:
+        infra.remove(self.conn, kind, ref)
+
+    def define_placed_server(
+        self,
+        spec: ServerSpec,
+        *,
+        name: str,
+        placement: PlacedServerRequest,
+        volumes: dict[str, VolumeInfo],
+    ) -> PlacedServer:
+        return placing.define(self.conn, spec, name, placement, volumes)
+
+    def create_typed_volume(self, name: str, size_bytes: int, volume_type: str) -> VolumeInfo:
+        return placing.create_typed_volume(self.conn, name, size_bytes, volume_type)
+
+    def attach_floating_ip(self, server_id: str, request: FloatingIpRequest) -> FloatingIpResult:
+        return placing.attach_floating_ip(self.conn, server_id, request)
+
+    def server_addresses(self, server_id: str) -> tuple[str, ...]:
+        return placing.server_addresses(self.conn, server_id)
 
     def list_volumes(self) -> list[VolumeInfo]:
         return [
@@ -211,9 +270,9 @@ class OpenStackDriver:
             source_id=s.id,
         )
 
-    # -- guest agent: not reachable through OpenStack's API --------------------------------
+    # -- guest agent: through the compute host's libvirt (``compute_hosts``) -----------------
     def agent_ping(self, server_id: str, timeout_s: float = 2.0) -> bool:
-        return False
+        return self.guests.agent_ping(self._server(server_id), timeout_s)
 
     def guest_exec(
         self,
@@ -222,7 +281,7 @@ class OpenStackDriver:
         timeout_s: float = 30.0,
         stdin: bytes | None = None,
     ) -> ExecResult:
-        raise UnsupportedCapability(f"{self.name}: no guest exec through the OpenStack API")
+        return self.guests.guest_exec(self._server(server_id), argv, timeout_s, stdin)
 
     # -- points ----------------------------------------------------------------------------
     def create_point(self, request: PointRequest) -> PointHandle:
@@ -504,9 +563,12 @@ class OpenStackDriver:
 
     def undefine_server(self, server_id: str) -> None:
         """Delete the server and keep its volumes (as libvirt's undefine keeps disks):
-        attachments marked delete-on-termination are unmarked first (Nova 2.85)."""
+        attachments marked delete-on-termination are unmarked first (Nova 2.85). Ports
+        made for it (Nova keeps ports it did not create) go too: their fixed IPs are free
+        for the server that replaces it."""
         s = self._server(server_id)
         cmp = self.conn.compute
+        ports = [p.id for p in self.conn.network.ports(device_id=s.id)]
         for att in cmp.volume_attachments(s):
             if getattr(att, "delete_on_termination", False):
                 resp = cmp.put(
@@ -522,6 +584,8 @@ class OpenStackDriver:
                     )
         cmp.delete_server(s)
         cmp.wait_for_delete(s, wait=300)
+        for pid in ports:  # what is left of them: the unbound ones Nova did not create
+            self.conn.network.delete_port(pid, ignore_missing=True)
 
     def wait_ready(
         self, server_id: str, gates: Sequence[ReadinessGate], timeout_s: float
@@ -539,24 +603,41 @@ class OpenStackDriver:
             )
         except OpenStackSiteError as exc:
             return ReadinessResult(False, time.monotonic() - t0, str(exc))
+        deadline = t0 + timeout_s
         for g in gates:
             kind = type(g).__name__
-            if isinstance(g, (AgentGate, CommandGate)):
-                return ReadinessResult(
-                    False,
-                    time.monotonic() - t0,
-                    f"{kind}: guest agent not reachable through OpenStack",
-                    tuple(passed),
-                )
-            if isinstance(g, TcpGate) and not _tcp(g, t0 + timeout_s):
-                return ReadinessResult(
-                    False,
-                    time.monotonic() - t0,
-                    f"{kind} {g.host}:{g.port} closed",
-                    tuple(passed),
-                )
+            ok, why = self._gate(server_id, g, deadline)
+            if not ok:
+                return ReadinessResult(False, time.monotonic() - t0, f"{kind}: {why}",
+                                       tuple(passed))  # fmt: skip
             passed.append(kind)
         return ReadinessResult(True, time.monotonic() - t0, "", tuple(passed))
+
+    def _gate(self, server_id: str, g: ReadinessGate, deadline: float) -> tuple[bool, str]:
+        """TCP from Haven's host; agent and command through the compute host's libvirt,
+        retried until ``deadline`` (a guest boots, its agent starts)."""
+        if isinstance(g, TcpGate):
+            return _tcp(g, deadline), f"{g.host}:{g.port} closed"
+        if not self.guests.configured:
+            return False, "no guest agent access (the site's compute_hosts is not set)"
+        server = self._server(server_id)
+        why = "agent silent"
+        while True:
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                if isinstance(g, AgentGate):
+                    if self.guests.agent_ping(server, min(left, 2.0)):
+                        return True, ""
+                else:
+                    r = self.guests.guest_exec(server, g.argv, min(left, 30.0), None)
+                    if r.exit_code == 0:
+                        return True, ""
+                    why = f"{' '.join(g.argv)} exited {r.exit_code}"
+            except (SiteError, SiteNotFound) as exc:
+                why = str(exc)
+            if time.monotonic() >= deadline:
+                return False, why
+            time.sleep(1.0)
 
 
 def _tcp(g: TcpGate, deadline: float) -> bool:

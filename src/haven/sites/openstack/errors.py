@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from haven.sites.errors import SiteConflict, SiteError
+from haven.sites.errors import SiteError
 
 
 class OpenStackSiteError(SiteError):
@@ -15,11 +15,3 @@ class OpenStackTimeout(OpenStackSiteError):
     """A resource did not reach the wanted state in time."""
 
     retryable = True
-
-
-class PreflightFailed(SiteConflict):
-    """The target site lacks something the recovery needs and cannot create it."""
-
-    def __init__(self, missing: list[str]) -> None:
-        super().__init__("target lacks: " + "; ".join(missing))
-        self.missing = missing
