@@ -100,3 +100,4 @@ ignore_missing  # unused variable (tests/unit/sites/openstack/test_quiesce.py:15
 pytestmark  # unused variable (tests/unit/sites/test_libvirt_nbd.py:16)
 _within_rpo  # unused method (src/haven/specs/schema.py: a pydantic validator)
 _no_cidr  # unused method (src/haven/specs/schema.py: a pydantic validator)
+backup_store  # a test lab field read by hand (tests/integration/openstack/oslab.py)

@@ -170,7 +170,9 @@ def _plan(x: s.PlanSpec) -> RecoveryPlan:
             ips=tuple(IpMapping(i.server, i.network, i.ip) for i in m.ips),
             name_suffix=m.name_suffix,
         ),
-        test_bubble=TestBubble(x.test_bubble.network) if x.test_bubble else None,
+        test_bubble=TestBubble(x.test_bubble.network, x.test_bubble.cidr)
+        if x.test_bubble
+        else None,
         checks=tuple(_probe(c) for c in x.checks),
         consistency=PointRequirement(x.consistency),
     )

@@ -34,7 +34,7 @@ MiB = 1024 * 1024
 class Lab:
     clouds_yaml: str
     shares: dict[str, str]  # region -> share directory
-    backup_store: str
+    backup_store: str  # the posix backup store (cinder-backup), for inspecting a test by hand
 
     def conn(self, region: str) -> openstack.connection.Connection:
         cfg = openstack.config.OpenStackConfig(config_files=[self.clouds_yaml])
@@ -158,14 +158,6 @@ class Image:
         for off, data in self.writes.items():
             buf[off : off + len(data)] = data
         return hashlib.sha256(buf).hexdigest()
-
-
-def dir_bytes(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-    return total
 
 
 def counts(conn: openstack.connection.Connection) -> dict[str, int]:

@@ -24,10 +24,9 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
-import time
 from typing import Any
 
-from tests.integration.kvm import labkit
+from haven_lab import kvm as kvmkit
 
 LISTENER = """
 import socket, sys
@@ -98,7 +97,7 @@ class Addresses:
 
 class Guests(threading.Thread):
     def __init__(
-        self, conn: Any, prefix: str, lab: labkit.Lab, kvm: Any, addresses: Addresses
+        self, conn: Any, prefix: str, lab: kvmkit.Lab, kvm: Any, addresses: Addresses
     ) -> None:
         """``kvm``: the KVM lab site (``lab.a`` or ``lab.b``) standing in for the region's
         compute host."""
@@ -135,14 +134,14 @@ class Guests(threading.Thread):
         gone = {sid: d for sid, d in self.guests.items()
                 if self.conn.compute.find_server(sid) is None}  # fmt: skip
         for sid, dom in gone.items():
-            labkit.remove_guests(self.kvm, [dom])
+            kvmkit.remove_guests(self.kvm, [dom])
             del self.guests[sid]
 
     def _boot(self, name: str) -> str:
-        spec = labkit.guest_spec(self.lab, name)
-        vol = self.kvm.create_volume(f"{name}-vda", labkit.DATA_SIZE)
+        spec = kvmkit.guest_spec(self.lab.env, name)
+        vol = self.kvm.create_volume(f"{name}-vda", kvmkit.DATA_SIZE)
         with self.kvm.open_volume_writer(vol) as w:
-            labkit.write_nonzero(w, labkit.template())
+            kvmkit.write_nonzero(w, kvmkit.template(self.lab.env))
         dom = self.kvm.define_server(spec, name=name, network_map={"app-net": "app-net"},
                                     volumes={"vda": vol})  # fmt: skip
         self.kvm.start_server(dom)
@@ -152,16 +151,5 @@ class Guests(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(30)
-        labkit.remove_guests(self.kvm, list(self.guests.values()))
+        kvmkit.remove_guests(self.kvm, list(self.guests.values()))
         self.guests.clear()
-
-
-def wait_for(what: str, probe: Any, timeout: float = 120.0) -> Any:
-    """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f}s"
-        time.sleep(0.5)

@@ -36,9 +36,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.conftest import lab_unavailable
-from tests.integration.kvm import labkit
 from tests.integration.openstack import oslab, prefix_sweep, standin
 from tests.integration.openstack.oslab import R1, R2, MiB
+
+from haven_lab import kvm as kvmkit
 
 pytestmark = [pytest.mark.openstack, pytest.mark.kvm, pytest.mark.slow]
 
@@ -104,7 +105,7 @@ plans:
 
 
 class App:
-    def __init__(self, lab: oslab.Lab, kvm: labkit.Lab, p: str) -> None:
+    def __init__(self, lab: oslab.Lab, kvm: kvmkit.Lab, p: str) -> None:
         self.lab, self.kvm, self.p = lab, kvm, p
         self.servers: dict[str, str] = {}  # short name -> id at RegionOne
         self.volumes: dict[str, str] = {}
@@ -114,28 +115,28 @@ class App:
 
 
 @pytest.fixture(scope="module")
-def kvm() -> labkit.Lab:
+def kvm() -> kvmkit.Lab:
     try:
-        return labkit.open_lab()
-    except labkit.LabMissing as exc:
+        return kvmkit.open_lab()
+    except kvmkit.LabMissing as exc:
         lab_unavailable(str(exc))
 
 
 @pytest.fixture(scope="module")
-def app(kvm: labkit.Lab) -> Iterator[App]:
+def app(kvm: kvmkit.Lab) -> Iterator[App]:
     lab = oslab.open_lab()
     c1, c2 = lab.conn(R1), lab.conn(R2)
     for c in (c1, c2):
         prefix_sweep.sweep(c, PREFIX)
     for site in (kvm.a, kvm.b):
-        labkit.remove_leftovers(site, "instance-")  # stand-in guests of earlier runs
+        kvmkit.remove_prefixed(site, "instance-")  # stand-in guests of earlier runs
     a = App(lab, kvm, f"{PREFIX}{uuid.uuid4().hex[:6]}")
     try:
         _build(a, c1, c2)
         yield a
     finally:
         if not os.environ.get("HAVEN_TEST_KEEP"):
-            labkit.remove_guests(kvm.a, list(a.r1_guests.values()))
+            kvmkit.remove_guests(kvm.a, list(a.r1_guests.values()))
             for c in (c1, c2):
                 prefix_sweep.sweep(c, PREFIX)
 
@@ -206,8 +207,8 @@ def _instance(c: Any, sid: str) -> str:
 def _boot_r1_guests(a: App, names: tuple[str, ...]) -> None:
     """KVM-lab guests at site a named after the RegionOne servers' instance names."""
     c1 = a.lab.conn(R1)
-    specs = [labkit.guest_spec(a.kvm, _instance(c1, a.servers[s])) for s in names]
-    ids = labkit.boot_guests(a.kvm.a, specs)
+    specs = [kvmkit.guest_spec(a.kvm.env, _instance(c1, a.servers[s])) for s in names]
+    ids = [g.id for g in kvmkit.boot_guests(a.kvm.a, a.kvm.env, specs)]
     a.r1_guests.update(zip(names, ids, strict=True))
 
 
@@ -217,11 +218,9 @@ def cli(app: App, tmp_path: Path) -> Iterator[dict[str, str]]:
            "OS_CLIENT_CONFIG_FILE": app.lab.clouds_yaml}  # fmt: skip
     for k in ("HAVEN_CATALOG_URL", "HAVEN_ENGINE_URL", HAVEN_KILL):
         env.pop(k, None)
-    lab_env = labkit._lab_env()
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC.format(p=app.p, port=PORT, app_ip=APP_AT_R2,
-                                uri_a=lab_env["HAVEN_LAB_SITE_A_URI"],
-                                uri_b=lab_env["HAVEN_LAB_SITE_B_URI"]))  # fmt: skip
+                                uri_a=app.kvm.env.a.uri, uri_b=app.kvm.env.b.uri))  # fmt: skip
     ok(env, "apply", "-f", str(spec))
     yield env
 

@@ -41,32 +41,35 @@ from tests.unit.engine.lab import SERVERS, Lab, disk_bytes, make_lab
 HAVEN = str(Path(sys.executable).parent / "haven")
 
 PROTECT_STEPS = [
-    "protect.start", "protect.snapshot", "protect.backup:db/vda", "protect.backup:app/vda",
+    "protect.start", "protect.snapshot", "protect.project", "protect.backup:db/vda",
+    "protect.backup:app/vda",
     "protect.backup:web/vda", "protect.release", "protect.commit", "protect.retention", "finish",
 ]  # fmt: skip
 DRILL_STEPS = [
-    "drill.start", "drill.bubble", "recover.restore:db/vda", "recover.restore:web/vda",
-    "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
-    "recover.verify", "finish",
+    "drill.start", "drill.bubble", "recover.preflight", "recover.restore:db/vda",
+    "recover.restore:web/vda", "recover.boot:wave-1:db", "recover.boot:wave-2:app+web",
+    "recover.checks", "recover.verify", "finish",
 ]  # fmt: skip
 CLEANUP_STEPS = [
     "cleanup.start", "cleanup.remove:server/db-drill", "cleanup.remove:volume/shop-web-vda-drill",
     "cleanup.remove:network/shop-drill", "finish",
 ]  # fmt: skip
 UNPLANNED_STEPS = [
-    "failover.start", "failover.prepare", "recover.restore:app/vda", "recover.boot:wave-1:db",
-    "recover.boot:wave-2:app+web", "recover.checks", "recover.verify", "failover.commit",
-    "finish",
+    "failover.start", "failover.prepare", "recover.preflight", "recover.restore:app/vda",
+    "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
+    "recover.verify", "failover.commit", "finish",
 ]  # fmt: skip
 FAILOVER_STEPS = [
-    "failover.start", "failover.stop-source", "protect.start", "protect.snapshot",
+    "failover.start", "failover.preflight", "failover.stop-source", "protect.start",
+    "protect.snapshot", "protect.project", "recover.preflight",
     "protect.backup:app/vda", "protect.release", "protect.commit", "protect.retention",
     "failover.prepare", "recover.restore:db/vda", "recover.restore:web/vda",
     "recover.boot:wave-1:db", "recover.boot:wave-2:app+web", "recover.checks",
     "recover.verify", "failover.commit", "finish",
 ]  # fmt: skip
 FAILBACK_STEPS = [
-    "failback.start", "protect.start", "protect.backup:db/vda", "protect.release",
+    "failback.start", "protect.start", "protect.project", "protect.backup:db/vda",
+    "recover.preflight", "protect.release",
     "protect.commit", "protect.retention", "failback.switch", "failback.stop-recovered",
     "protect.snapshot", "failback.prepare", "recover.restore:app/vda", "recover.boot:wave-1:db",
     "recover.checks", "recover.verify", "failback.commit", "finish",

@@ -58,6 +58,7 @@ def test_what_haven_cannot_use_is_refused_by_field() -> None:
         "name": "k",
         "driver": "libvirt",
         "uri": "qemu:///system",
+        "scratch_dir": "/var/lib/haven/scratch",
         "compute_hosts": {"a": "qemu:///system"},
     }
     assert problems(_spec(libvirt_site)) == [

@@ -79,7 +79,9 @@ def _stop_source(op_id: str, st: Start) -> Note:
 def _preflight(op_id: str, st: Start) -> infra.Preflight:
     """A planned failover checks the recovery site against the newest point before it
     stops anything at the source (the final point's own preflight follows)."""
-    choice = _recovery.choose_point(st.group, None, st.plan.consistency)
+    # any intact point will do: the infrastructure is what is checked (the final point,
+    # taken with the servers stopped, is the one recovered and is checked again)
+    choice = _recovery.choose_point(st.group, None)
     return infra.preflight(_context(op_id, st, choice, False))
 
 
