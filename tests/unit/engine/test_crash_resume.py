@@ -73,7 +73,21 @@ FAILBACK_STEPS = [
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lab, dict[str, str]]]:
-    lab = make_lab(tmp_path / "lab")
+    yield from _env(tmp_path, monkeypatch, warm=False)
+
+
+@pytest.fixture
+def warm_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Lab, dict[str, str]]]:
+    """The lab with warm-standby replicas (``protect.replica`` steps)."""
+    yield from _env(tmp_path, monkeypatch, warm=True)
+
+
+def _env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warm: bool
+) -> Iterator[tuple[Lab, dict[str, str]]]:
+    lab = make_lab(tmp_path / "lab", warm=warm)
     monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HAVEN_CATALOG_URL", raising=False)
     monkeypatch.delenv("HAVEN_ENGINE_URL", raising=False)
@@ -178,6 +192,32 @@ def test_failback_survives_kill(env: tuple[Lab, dict[str, str]], step: str) -> N
     assert cat.group_state("shop") is GroupState.PROTECTED
     placement = cat.placement("shop")
     assert placement is not None and placement.active_site == "site-a"
+
+
+# the reverse point's replica update (the first of each name: the final point's follow)
+WARM_FAILBACK_STEPS = ["protect.replica:db/vda", "protect.replica:web/vda"]
+
+
+@pytest.mark.parametrize("step", WARM_FAILBACK_STEPS)
+def test_warm_failback_survives_kill_in_a_replica_update(
+    warm_env: tuple[Lab, dict[str, str]], step: str
+) -> None:
+    """After a disaster at site a, the reverse protection's replica updates write into
+    the home servers' own disks (engine/replicas.py); killed in one and resumed, the
+    failback ends with those disks holding site b's data and no volume beside them."""
+    lab, e = warm_env
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
+    a = lab.site("site-a")
+    for s in a.list_servers():
+        a.destroy_server(s.id)
+    setup_ops((OperationKind.FAILOVER, failover_workflow, ("shop",)))
+    lab.site("site-b").write_disk("web", "vda", 0, b"written at site b")
+    crash_and_resume(e, step, "failback", "shop")
+    a = lab.site("site-a")
+    assert sorted(s.name for s in a.list_servers()) == sorted(SERVERS)
+    assert len(a.list_volumes()) == len(SERVERS)  # the home disks only
+    assert disk_bytes(a, "web").startswith(b"written at site b")
+    assert services.catalog().group_state("shop") is GroupState.PROTECTED
 
 
 def test_serve_adopts_an_operation_whose_cli_was_killed(
