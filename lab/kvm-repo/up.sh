@@ -21,5 +21,14 @@ if ! ip netns exec haven-b ip -4 addr show dev haven-b0 2>/dev/null | grep -q "1
   echo "[kvm-repo] the KVM lab's site b (namespace haven-b, veth 10.231.0.2) is not up: run lab/kvm/up.sh" >&2
   exit 1
 fi
+# Packages first, from the host's namespace (site b's has no route to a package mirror):
+# the same ones lab/swift/up.sh installs, with nothing allowed to auto-start.
+if ! /usr/bin/python3 -c 'import swift, keystonemiddleware' 2>/dev/null || ! command -v memcached >/dev/null; then
+  [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+    python3-swift python3-keystonemiddleware memcached >/dev/null
+fi
 HAVEN_SWIFT_BIND_IP=10.231.0.2 HAVEN_SWIFT_DISK_SIZE=${HAVEN_KVM_REPO_DISK_SIZE:-2G} \
   ip netns exec haven-b bash "$HERE/../swift/up.sh"
