@@ -42,6 +42,7 @@ BOOT_TIMEOUT_S = 180.0  # generous: TCG boot is 3-12 s, more with several guests
 GUEST_CMDLINE = "console=ttyS0 quiet panic=-1"
 NOAGENT = "haven.noagent"  # kernel argument: the guest boots without qemu-ga
 NOBUTTON = "haven.nobutton"  # kernel argument: the guest ignores the ACPI power button
+LINK_ADDRESSES = {"a": "10.231.0.1", "b": "10.231.0.2"}  # lab/kvm/up.sh
 
 
 class LabError(ExternalError):
@@ -80,6 +81,32 @@ class LabSite:
     @property
     def netns(self) -> str:
         return f"haven-{self.key}"
+
+    @property
+    def address(self) -> str:
+        """The site's end of the inter-site veth link (inside its namespace only)."""
+        return LINK_ADDRESSES[self.key]
+
+    @property
+    def veth(self) -> str:
+        """The site's end of the veth link, a device in its namespace."""
+        return f"haven-{self.key}0"
+
+    @property
+    def tcp_uri(self) -> str:
+        """The site's libvirtd as the other site reaches it: across the veth link (usable
+        from inside a lab namespace only; from the host the address is not routed)."""
+        return f"qemu+tcp://{self.address}/system"
+
+    def link_bytes(self) -> int:
+        """Bytes received plus sent so far on the site's end of the veth link (the
+        kernel's counters, ``ip -s link``): every byte that crossed between the sites."""
+        out = subprocess.run(
+            ["ip", "-n", self.netns, "-s", "-j", "link", "show", self.veth],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        stats = json.loads(out.stdout)[0]["stats64"]
+        return int(stats["rx"]["bytes"]) + int(stats["tx"]["bytes"])
 
     @property
     def scratch_dir(self) -> Path:
@@ -136,6 +163,22 @@ def read_env() -> LabEnv | None:
         LabSite("b", env["HAVEN_LAB_SITE_B_URI"], sites / "b"),
         guest,
     )
+
+
+def site_b_repository() -> dict[str, str] | None:
+    """The S3 settings (``HAVEN_S3_*``) of the repository endpoint inside site b
+    (``lab/kvm-repo/up.sh``: Swift's S3 API on 10.231.0.2, reachable across the veth link
+    only), or None when it was never started."""
+    root = Path(os.environ.get("HAVEN_LAB_STATE", "/var/lib/haven-lab"))
+    f = root / "kvm-repo" / "swift" / "swift.env"
+    if not f.exists():
+        return None
+    out: dict[str, str] = {}
+    for line in f.read_text().splitlines():
+        k, _, v = line.removeprefix("export ").partition("=")
+        if k.startswith("HAVEN_S3_"):
+            out[k] = shlex.split(v)[0] if v else ""
+    return out if "HAVEN_S3_ENDPOINT" in out else None
 
 
 def alive(uri: str) -> bool:

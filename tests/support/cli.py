@@ -54,12 +54,16 @@ def haven(
     env: Mapping[str, str] | None = None,
     umask: int | None = None,
     timeout: float = 60,
+    netns: str | None = None,
 ) -> Ran:
-    """Run ``haven ARGS`` in a new process with ``HAVEN_HOME=home`` (and ``umask``)."""
+    """Run ``haven ARGS`` in a new process with ``HAVEN_HOME=home`` (and ``umask``);
+    ``netns``: inside that network namespace (``ip netns exec``, root only), e.g. a KVM
+    lab site's, so that Haven reaches the other site across the lab's link."""
     # an explicit umask is set in the child only, never in the test process itself
     preexec = (lambda: os.umask(umask)) if umask is not None else None
+    where = ["ip", "netns", "exec", netns] if netns else []
     proc = subprocess.run(
-        [sys.executable, "-m", "haven.cli", *args],
+        [*where, sys.executable, "-m", "haven.cli", *args],
         input=stdin if stdin is not None else b"",
         capture_output=True,
         env=_clean_env(home, env),

@@ -23,6 +23,7 @@ from haven.datamover import LockKind
 from haven.datamover import Repository as DataRepository
 from haven.datamover.errors import ChecksumMismatch, CorruptObject, ManifestNotFound
 from haven.datamover.manifest import manifest_key
+from haven.datamover.packs import PACK_PREFIX, pack_key
 from haven.domain.errors import IllegalTransition, IntegrityError
 from haven.domain.points import Damage, RecoveryPoint
 from haven.engine import services
@@ -89,15 +90,16 @@ def merge(findings: Iterable[Finding]) -> Finding | None:
     return Finding(objects, "; ".join(reasons))
 
 
-def verify_manifest(repo: DataRepository, manifest_id: str) -> Finding | None:
+def verify_manifest(repo: DataRepository, manifest_id: str) -> tuple[Finding | None, int]:
     """Read every chunk of one volume manifest back from the repository (each is
-    authenticated and hash-checked by ``read_chunk``). None when all is intact."""
+    authenticated and hash-checked by ``read_chunk``). (None when all is intact, the
+    stored bytes read)."""
     try:
         m = repo.load_manifest(manifest_id)
     except ManifestNotFound:
-        return Finding((manifest_key(manifest_id),), "manifest missing")
+        return Finding((manifest_key(manifest_id),), "manifest missing"), 0
     except CorruptObject as exc:
-        return Finding((exc.key,), exc.reason)
+        return Finding((exc.key,), exc.reason), 0
 
     def read(chunk_id: bytes) -> Finding | None:
         try:
@@ -110,15 +112,59 @@ def verify_manifest(repo: DataRepository, manifest_id: str) -> Finding | None:
         loc = repo.index.get(chunk_id)
         return (loc.pack_id, loc.offset) if loc is not None else ("", 0)
 
+    chunks = sorted(m.referenced(), key=where)
+    nbytes = sum(loc.length for c in chunks if (loc := repo.index.get(c)) is not None)
     with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-        bad = [f for f in pool.map(read, sorted(m.referenced(), key=where)) if f is not None]
-    return merge(bad)
+        bad = [f for f in pool.map(read, chunks) if f is not None]
+    return merge(bad), nbytes
 
 
-def verify_manifests(repo: DataRepository, manifest_ids: Iterable[str]) -> Finding | None:
+def verify_manifests(
+    repo: DataRepository, manifest_ids: Iterable[str]
+) -> tuple[Finding | None, int]:
     """All the given manifests' data read back under a shared lock (prune cannot remove
-    packs meanwhile); their findings merged (None: intact)."""
+    packs meanwhile): (their findings merged, None when intact; the stored bytes read)."""
+    found: list[Finding] = []
+    nbytes = 0
     with repo.lock(LockKind.SHARED):
         repo.reload_index()  # manifests written by other processes since it was opened
-        found = [f for mid in manifest_ids if (f := verify_manifest(repo, mid)) is not None]
+        for mid in manifest_ids:
+            f, n = verify_manifest(repo, mid)
+            nbytes += n
+            if f is not None:
+                found.append(f)
+    return merge(found), nbytes
+
+
+def check_packs(repo: DataRepository, manifest_ids: Iterable[str]) -> Finding | None:
+    """Without reading point data: each manifest is there and authenticates, and every
+    pack holding one of its chunks exists, long enough for the chunk (one listing of the
+    repository's packs). What it cannot see, a chunk damaged inside a pack of the right
+    length, ``haven repo check NAME --read-data`` finds."""
+    with repo.lock(LockKind.SHARED):
+        repo.reload_index()
+        sizes = {info.key: info.size for info in repo.backend.list(PACK_PREFIX)}
+        found: list[Finding] = []
+        for mid in manifest_ids:
+            try:
+                m = repo.load_manifest(mid)
+            except ManifestNotFound:
+                found.append(Finding((manifest_key(mid),), "manifest missing"))
+                continue
+            except CorruptObject as exc:
+                found.append(Finding((exc.key,), exc.reason))
+                continue
+            ends: dict[str, int] = {}
+            for c in m.referenced():
+                loc = repo.index.get(c)
+                if loc is None:
+                    found.append(Finding((), f"chunk {c.hex()} is in no pack index"))
+                    continue
+                key = pack_key(loc.pack_id)
+                ends[key] = max(ends.get(key, 0), loc.offset + loc.length)
+            for key, end in sorted(ends.items()):
+                if key not in sizes:
+                    found.append(Finding((key,), "pack is missing"))
+                elif sizes[key] < end:
+                    found.append(Finding((key,), "pack is truncated"))
     return merge(found)

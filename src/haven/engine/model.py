@@ -80,6 +80,7 @@ class ProtectContext:
     members: tuple[Member, ...] = ()
     volumes: tuple[VolumeAt, ...] = ()  # the group's volume members at the active site
     bandwidth_limit: int | None = None  # bytes/s for this point's repository traffic
+    repository_site: str | None = None  # where the repository is (engine/traffic.py)
 
 
 @dataclass(frozen=True, slots=True)

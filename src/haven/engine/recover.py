@@ -24,7 +24,7 @@ from haven.domain.inventory import PowerState, ServerSpec, VolumeInfo
 from haven.domain.plans import Probe, ProbeKind, Stage
 from haven.domain.points import VolumePoint, name_objects
 from haven.domain.project import LedgerKind
-from haven.engine import infra, progress, resolve, services
+from haven.engine import infra, progress, resolve, services, traffic
 from haven.engine.hooks import run_hooks
 from haven.engine.model import Note, RecoverContext, recovered_volume_name
 from haven.engine.ports import NativeBackups, ProjectServers, ServerAddresses
@@ -63,10 +63,15 @@ class Restored:
     bytes_written: int
     reused: bool
     key: str = ""  # the VolumePoint's key
+    bytes_fetched: int = 0  # stored bytes read from the repository
+    between_sites: int = 0  # the part of them that crossed between sites (engine/traffic.py)
 
     def detail(self) -> str:
         how = "into the existing volume" if self.reused else "into a new volume"
-        return f"{self.volume.name}: {self.bytes_written} B written {how}"
+        return (
+            f"{self.volume.name}: {self.bytes_written} B written {how}; {self.bytes_fetched} B "
+            f"fetched from the repository, {self.between_sites} B of them between sites"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,9 @@ class Verified:
     reason: str = ""
     damaged: bool = False
     skipped_why: str = ""  # why nothing could be read back (repository unreachable...)
+    packs_only: str = ""  # why the data was not read back, only its packs checked
+    bytes_fetched: int = 0  # stored bytes read back from the repository
+    between_sites: int = 0  # the part of them that crossed between sites
 
     def detail(self) -> str:
         if self.skipped_why:
@@ -101,7 +109,15 @@ class Verified:
             return f"point {self.point_id} is damaged: {name_objects(self.objects)} ({self.reason})"
         if not self.volumes:
             return "nothing to read back: the restore fetched and verified every chunk"
-        return f"{self.volumes} volume(s) read back from the repository: intact"
+        if self.packs_only:
+            return (
+                f"{self.volumes} volume(s): manifests and packs present in the repository; "
+                f"data not read back ({self.packs_only})"
+            )
+        return (
+            f"{self.volumes} volume(s) read back from the repository: intact "
+            f"({self.bytes_fetched} B, {self.between_sites} B of them between sites)"
+        )
 
 
 def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
@@ -133,7 +149,10 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
     with drv.open_volume_writer(target) as dst:
         st = restore_volume(repo, vol.manifest, dst, into_existing=True,
                             progress=progress.reporter(f"restore {name}"))  # fmt: skip
-    return Restored(server, vol.volume, target, st.chunks_written, st.bytes_written, reused, key)
+    crossed = traffic.across(traffic.repository_site(ctx.repository), ctx.target_site,
+                             st.bytes_fetched)  # fmt: skip
+    return Restored(server, vol.volume, target, st.chunks_written, st.bytes_written, reused, key,
+                    st.bytes_fetched, crossed)  # fmt: skip
 
 
 def _create_volume(ctx: RecoverContext, drv: SiteDriver, vol: VolumePoint, name: str) -> VolumeInfo:

@@ -33,7 +33,7 @@ from haven.catalog.db import haven_home, parse_catalog_url, private_sqlite_file
 from haven.observability.logging import route
 
 APP_NAME = "haven"
-APP_VERSION = "haven-engine-3"
+APP_VERSION = "haven-engine-4"
 
 _lock = threading.Lock()
 _launched: str | None = None

@@ -161,6 +161,10 @@ def run(home: Path, say: Say, keep: bool = False) -> DemoReport:
         "failover_bytes_written": int(fo["bytes_written"]),
         "failback_s": round(failback_s, 1),
         "failback_bytes_sent": int(fb["reverse_bytes_sent"]) + int(fb["final_bytes_sent"]),
+        # every byte the failback exchanged with the repository (replica updates of the
+        # home disks included), and the part of it between sites (engine/traffic.py)
+        "failback_repository_bytes": int(fb["repository_bytes"]),
+        "failback_bytes_between_sites": int(fb["bytes_between_sites"]),
         "failback_bytes_written": int(fb["bytes_written"]),
         "drill_resources_removed": int(clean["removed"]),
         "checks_passed": checks + 2,  # + the two data verifications above

@@ -93,7 +93,7 @@ PROJECT_CLEANUP_STEPS = [
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Lab, dict[str, str]]]:
-    yield from _env(tmp_path, monkeypatch, project=False)
+    yield from _env(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -103,10 +103,18 @@ def project_env(
     yield from _env(tmp_path, monkeypatch, project=True)
 
 
-def _env(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: bool
+@pytest.fixture
+def warm_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Lab, dict[str, str]]]:
-    lab = make_lab(tmp_path / "lab", project=project)
+    """The lab with warm-standby replicas (``protect.replica`` steps)."""
+    yield from _env(tmp_path, monkeypatch, warm=True)
+
+
+def _env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: bool = False, warm: bool = False
+) -> Iterator[tuple[Lab, dict[str, str]]]:
+    lab = make_lab(tmp_path / "lab", project=project, warm=warm)
     monkeypatch.setenv("HAVEN_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HAVEN_CATALOG_URL", raising=False)
     monkeypatch.delenv("HAVEN_ENGINE_URL", raising=False)
@@ -273,6 +281,32 @@ def test_project_cleanup_survives_kill(project_env: tuple[Lab, dict[str, str]], 
     crash_and_resume(e, step, "cleanup", drill.id)
     assert _project_at_b(lab) == before
     assert all(r.removed for r in catalog(e).created_resources(drill.id))
+
+
+# the reverse point's replica update (the first of each name: the final point's follow)
+WARM_FAILBACK_STEPS = ["protect.replica:db/vda", "protect.replica:web/vda"]
+
+
+@pytest.mark.parametrize("step", WARM_FAILBACK_STEPS)
+def test_warm_failback_survives_kill_in_a_replica_update(
+    warm_env: tuple[Lab, dict[str, str]], step: str
+) -> None:
+    """After a disaster at site a, the reverse protection's replica updates write into
+    the home servers' own disks (engine/replicas.py); killed in one and resumed, the
+    failback ends with those disks holding site b's data and no volume beside them."""
+    lab, e = warm_env
+    setup_ops((OperationKind.PROTECT, protect_workflow, ("shop",)))
+    a = lab.site("site-a")
+    for s in a.list_servers():
+        a.destroy_server(s.id)
+    setup_ops((OperationKind.FAILOVER, failover_workflow, ("shop",)))
+    lab.site("site-b").write_disk("web", "vda", 0, b"written at site b")
+    crash_and_resume(e, step, "failback", "shop")
+    a = lab.site("site-a")
+    assert sorted(s.name for s in a.list_servers()) == sorted(SERVERS)
+    assert len(a.list_volumes()) == len(SERVERS)  # the home disks only
+    assert disk_bytes(a, "web").startswith(b"written at site b")
+    assert services.catalog().group_state("shop") is GroupState.PROTECTED
 
 
 def test_serve_adopts_an_operation_whose_cli_was_killed(

@@ -13,7 +13,10 @@ without ``--point``) recovery starts again from the next older intact point
 (outside the RTO) ``recover.verify`` reads back, from the repository, the data of every
 volume restored into an existing disk (a warm-standby replica, a failback's home disk):
 those restores fetched only the chunks that differ, so damage to the others would go
-unseen; found damage marks the point and is reported in the operation's result.
+unseen; found damage marks the point and is reported in the operation's result. Where the
+repository declares a site other than the recovery's (a failback to the home site), a
+read-back would move the whole point between sites: there the manifests and packs are
+checked for presence and length only (``damage.check_packs``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from haven.domain.inventory import ServerSpec, VolumeInfo
 from haven.domain.plans import PointRequirement, boot_waves
 from haven.domain.points import Consistency, PointState, RecoveryPoint, VolumePoint, name_objects
 from haven.domain.project import InfraItem, ProjectSnapshot
-from haven.engine import damage, infra, recover, resolve, services
+from haven.engine import damage, infra, recover, resolve, services, traffic
 from haven.engine.damage import PointDamaged
 from haven.engine.infra import Ensured, FloatingIps, Preflight
 from haven.engine.model import RecoverContext, SkippedPoint
@@ -197,14 +200,34 @@ def verify_step(op_id: str, ctx: RecoverContext, reused: tuple[str, ...]) -> Ver
     manifests = [v.manifest for v in ctx.volumes if not v.native and v.key in reused]
     if not manifests:
         return Verified(ctx.point_id, 0)
+    n = len(manifests)
+    repo_at = traffic.repository_site(ctx.repository)
+    # A read-back moves the whole point: not across sites when the repository declares
+    # a site other than the recovery's (failback to the home site): only its manifests
+    # and packs are checked there; the restore verified every chunk it wrote or kept.
+    packs_only = ""
+    if repo_at is not None and traffic.crosses(repo_at, ctx.target_site):
+        packs_only = (
+            f"the repository is at {repo_at}: reading the point back to {ctx.target_site} "
+            f"would move all of it between sites; haven repo check {ctx.repository} "
+            "--read-data reads it"
+        )
+    nbytes = 0
     try:
-        found = damage.verify_manifests(resolve.repository(ctx.repository), manifests)
+        repo = resolve.repository(ctx.repository)
+        if packs_only:
+            found = damage.check_packs(repo, manifests)
+        else:
+            found, nbytes = damage.verify_manifests(repo, manifests)
     except HavenError as exc:
-        return Verified(ctx.point_id, len(manifests), skipped_why=f"{type(exc).__name__}: {exc}")
+        return Verified(ctx.point_id, n, skipped_why=f"{type(exc).__name__}: {exc}")
+    between = traffic.across(repo_at, ctx.target_site, nbytes)
     if found is None:
-        return Verified(ctx.point_id, len(manifests))
+        return Verified(ctx.point_id, n, packs_only=packs_only, bytes_fetched=nbytes,
+                        between_sites=between)  # fmt: skip
     damage.mark_damaged(ctx.point_id, found, op_id)
-    return Verified(ctx.point_id, len(manifests), found.objects, found.reason, damaged=True)
+    return Verified(ctx.point_id, n, found.objects, found.reason, damaged=True,
+                    packs_only=packs_only, bytes_fetched=nbytes, between_sites=between)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +241,18 @@ class Recovered:
     verified: Verified
     volumes: dict[str, str] = field(default_factory=dict)  # volume member -> its volume
     floating_ips: tuple[str, ...] = ()
+    bytes_fetched: int = 0  # from the repository by the restores
+    between_sites: int = 0  # the part of them that crossed between sites
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "rto_s": round(self.rto_s, 3),
             "rpo_s": round(self.rpo_s, 3),
             "bytes_written": self.bytes_written,
+            "bytes_fetched": self.bytes_fetched,
+            "verify_bytes_fetched": self.verified.bytes_fetched,
+            traffic.REPOSITORY_BYTES: self.bytes_fetched + self.verified.bytes_fetched,
+            traffic.BETWEEN_SITES: self.between_sites + self.verified.between_sites,
             "checks_passed": len(self.checks.passed),
             "checks_failed": len(self.checks.failed),
             "servers": ",".join(f"{k}={v}" for k, v in sorted(self.servers.items())),
@@ -258,6 +287,7 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
     context allows and the point proves damaged), boot in waves, check, read back.
     The project infrastructure comes first: its preflight refuses before anything exists."""
     ctx = with_infrastructure(ctx)
+    fetched = between = 0  # over every attempt: a damaged point's restores moved bytes too
     while True:
         restored: dict[str, dict[str, VolumeInfo]] = {}
         members: dict[str, str] = {}
@@ -274,6 +304,8 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
             if vol.kind is MemberKind.VOLUME:
                 members[vol.member] = r.volume.name
             written += r.bytes_written
+            fetched += r.bytes_fetched
+            between += r.between_sites
             if r.reused:
                 reused.append(r.key)
         if hit is None:
@@ -297,7 +329,7 @@ def recover_group(ctx: RecoverContext, planned: bool = False) -> Recovered:
     verified = verify_step(ctx.op_id, ctx, tuple(reused))
     rpo = 0.0 if planned else max(0.0, ctx.started_at - ctx.point_created_at)
     return Recovered(ctx, servers, green_at - ctx.started_at, rpo, written, report, verified,
-                     members, fips)  # fmt: skip
+                     members, fips, fetched, between)  # fmt: skip
 
 
 def now() -> float:

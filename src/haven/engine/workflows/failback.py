@@ -31,7 +31,7 @@ from haven.domain.groups import GROUP_STATES, GroupState, MemberKind
 from haven.domain.inventory import PowerState, VolumeInfo
 from haven.domain.operations import OperationKind
 from haven.domain.plans import Mappings, RecoveryPlan, boot_waves
-from haven.engine import ops, recover, resolve, services, volumes
+from haven.engine import ops, recover, resolve, services, traffic, volumes
 from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
@@ -212,12 +212,15 @@ def failback_workflow(op_id: str, plan_name: str) -> dict[str, Any]:
             "home_site": fb.home_site,
             "reverse_bytes_read": rev.get("bytes_read", 0),
             "reverse_bytes_sent": rev.get("bytes_sent", 0),
+            "reverse_replica_bytes_fetched": rev.get("replica_bytes_fetched", 0),
             "final_bytes_sent": final.get("bytes_sent", 0),
+            "final_replica_bytes_fetched": final.get("replica_bytes_fetched", 0),
             "bytes_total": final.get("bytes_total", 0),
             "reused_servers": len(ctx.existing_servers),
             "duration_s": round(time.time() - fb.started_at, 3),
             **rec.result(),
         }
+        traffic.with_children(result, [rev, final])  # every byte of the failback's points too
         ops.finish(op_id, {k: str(v) for k, v in result.items()}, release_lock=True)
         return result
     except Exception as exc:

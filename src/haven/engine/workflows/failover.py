@@ -29,7 +29,7 @@ from haven.domain.errors import ConflictError
 from haven.domain.groups import GROUP_STATES, GroupState
 from haven.domain.operations import OperationKind
 from haven.domain.plans import RecoveryPlan, boot_waves
-from haven.engine import infra, ops, recover, resolve, services
+from haven.engine import infra, ops, recover, resolve, services, traffic
 from haven.engine.model import Note, RecoverContext
 from haven.engine.steps import engine_step
 from haven.engine.workflows import _recovery
@@ -172,6 +172,8 @@ def failover_workflow(
         }
         if final:
             result["final_point_bytes_sent"] = final.get("bytes_sent", 0)
+            result["final_point_replica_bytes_fetched"] = final.get("replica_bytes_fetched", 0)
+            traffic.with_children(result, [final])
         ops.finish(op_id, {k: str(v) for k, v in result.items()}, release_lock=True)
         return result
     except Exception as exc:

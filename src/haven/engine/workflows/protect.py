@@ -23,25 +23,22 @@ from typing import Any
 
 from dbos import DBOS
 
-from haven.datamover import restore_volume
 from haven.domain.errors import ConflictError, HavenError
 from haven.domain.groups import GroupState
 from haven.domain.ids import new_id
 from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
 from haven.domain.policies import DataPath
-from haven.domain.project import LedgerKind
-from haven.engine import capture, infra, ops, resolve, services, volumes
+from haven.engine import capture, infra, ops, replicas, resolve, services, traffic, volumes
 from haven.engine.model import (
     BackupOutcome,
     Note,
     ProtectContext,
     SnapshotResult,
-    recovered_volume_name,
     volume_key,
 )
+from haven.engine.replicas import ReplicaOutcome
 from haven.engine.steps import engine_step
-from haven.engine.volumes import same_volume_name
 from haven.sites.base import PointDisk, PointHandle
 
 _ALLOWED = {
@@ -92,6 +89,7 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
         members=g.members,
         volumes=located,
         bandwidth_limit=pol.bandwidth_limit,
+        repository_site=traffic.repository_site(resolve.repository_name(g)),
     )
 
 
@@ -123,26 +121,11 @@ def _release(op_id: str, ctx: ProtectContext, handle: PointHandle) -> Note:
 
 
 @engine_step("protect.replica")
-def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> Note:
-    """Restore the new point into the standby replica (created on first use, recorded).
-    Only the chunks that differ are written. A failure here does not fail the point."""
-    name = recovered_volume_name(ctx.group, vol)
-    try:
-        drv = resolve.driver(ctx.standby_site)
-        found = [v for v in drv.list_volumes() if same_volume_name(v, name)]
-        replica = found[0] if found else drv.create_volume(name, vol.size)
-        if not found:
-            from haven.catalog.store import CreatedResource
-
-            services.catalog().record_created(CreatedResource(
-                op_id, ctx.group, ctx.standby_site, LedgerKind.VOLUME, replica.id, name
-            ))  # fmt: skip
-        repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
-        with drv.open_volume_writer(replica) as dst:
-            st = restore_volume(repo, vol.manifest, dst, into_existing=True)
-    except HavenError as exc:
-        return Note(f"replica {name} not updated: {exc}")
-    return Note(f"replica {name}: {st.chunks_written} chunks written, {st.chunks_unchanged} same")
+def _replica(op_id: str, ctx: ProtectContext, vol: VolumePoint) -> ReplicaOutcome:
+    """Apply the new point to its replica at the standby site (``engine/replicas.py``: the
+    group's own disk there when it has one, never a disk in use). Only the chunks that
+    differ are fetched and written. A failure here does not fail the point."""
+    return replicas.update(ctx, vol, op_id)
 
 
 @engine_step("protect.commit")
@@ -179,9 +162,9 @@ def protect_workflow(
             for d in handle.disks
         ]
         _release(op_id, ctx, handle)
+        updated: list[ReplicaOutcome] = []
         if ctx.warm_standby and ctx.data_path is DataPath.REPOSITORY:
-            for v in vols:
-                _replica(op_id, ctx, v, label=v.key)
+            updated = [_replica(op_id, ctx, v, label=v.key) for v in vols]
         _commit(op_id, ctx, vols)
         _retention(op_id, ctx)
         result: dict[str, Any] = {
@@ -191,8 +174,7 @@ def protect_workflow(
             "reason": snap.reason,
             "freeze_window_ms": round(snap.freeze_window_ms, 1),
             "quiesce": ", ".join(snap.quiesce),
-            "bytes_read": sum(v.bytes_read for v in vols),
-            "bytes_sent": sum(v.bytes_sent for v in vols),
+            **_traffic(ctx, vols, updated),
             "bytes_total": sum(v.size for v in vols),
             "incremental": ctx.parent_point is not None,
             "duration_s": round(time.time() - ctx.started_at, 3),
@@ -204,6 +186,25 @@ def protect_workflow(
             _abandon(op_id, ctx)
         ops.fail(op_id, exc, release_lock=not lock_owner)
         raise
+
+
+def _traffic(
+    ctx: ProtectContext, vols: list[VolumePoint], updated: list[ReplicaOutcome]
+) -> dict[str, int]:
+    """The point's byte figures (``engine/traffic.py``): read at the active site, sent to
+    the repository, fetched from it and written into the replicas at the standby site."""
+    sent = sum(v.bytes_sent for v in vols)
+    to_repo = 0 if ctx.data_path is DataPath.CINDER_BACKUP else sent  # native: the site's
+    fetched = sum(r.bytes_fetched for r in updated)
+    return {
+        "bytes_read": sum(v.bytes_read for v in vols),
+        "bytes_sent": sent,
+        "replica_bytes_fetched": fetched,
+        "replica_bytes_written": sum(r.bytes_written for r in updated),
+        traffic.REPOSITORY_BYTES: to_repo + fetched,
+        traffic.BETWEEN_SITES: traffic.across(ctx.repository_site, ctx.active_site, to_repo)
+        + sum(r.between_sites for r in updated),
+    }
 
 
 def volume_name(group: str, server: str, disk: str) -> str:
