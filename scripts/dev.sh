@@ -81,6 +81,21 @@ openstack_up_bg() {
   OS_PID=$!
 }
 
+identity_wait() {  # the background full up writes identity.env once Keystone is ready
+  local f="$HAVEN_LAB_STATE/openstack/identity.env"
+  log "lab openstack: waiting for its Keystone (identity.env)"
+  while [ ! -f "$f" ]; do
+    if ! kill -0 "$OS_PID" 2>/dev/null; then
+      tail -n 40 "$OS_LOG" >&2
+      echo "lab openstack stopped before its Keystone was ready (log above: $OS_LOG)" >&2
+      return 1
+    fi
+    sleep 1  # polling a file the lab writes when ready, not a readiness guess
+  done
+  echo "lab openstack: Keystone ready $(( $(date +%s) - OS_START ))s after start" >&2
+  source "$f"
+}
+
 openstack_wait() {
   log "lab openstack: waiting for it to answer"
   if ! wait "$OS_PID"; then
@@ -139,7 +154,8 @@ case "${1:-}" in
     openstack_up_bg
     labs_up
     checks
-    log "pytest, phase 1 of 3: everything that needs neither OpenStack nor KVM guests"
+    identity_wait
+    log "pytest, phase 1 of 3: everything that needs neither OpenStack nor KVM guests (Keystone-only tests included)"
     run_tests -m "not openstack and not kvm" "$@"
     openstack_wait
     log "pytest, phase 2 of 3: the OpenStack lab"

@@ -6,6 +6,11 @@ Run with Debian's /usr/bin/python3 (stdlib only), as root, through up.sh / down.
   up      install if needed, configure, start what is not running, wait until every
           endpoint answers (polling, never sleeping as readiness), write clouds.yaml.
           A second run is quick: it only starts what is down.
+  up --identity
+          only what the Haven API's tests need (MariaDB, memcached, Keystone with the
+          test projects, users and roles, the disaster-recovery service type); writes
+          identity.json and identity.env. A full `up` does these steps first and writes
+          the same files as soon as they are done, before the rest of the cloud.
   down    stop only the processes this lab started (by PID file), unmount its loop mounts.
   status  print each process and whether it runs.
 
@@ -68,6 +73,20 @@ SERVICE_USERS = ["nova", "cinder", "glance", "neutron", "placement", "swift"]
 SWIFT_PORTS = {"proxy": 18180, "account": 16112, "container": 16111, "object": 16110}
 BACKUP_STORE = DATA / "backup-store"  # the recovery site's Cinder backup store
 PUBLIC_CIDR = {"r1": "203.0.113.0/25", "r2": "203.0.113.128/25"}
+# The Haven API's test tenancy (identity mode): two projects and one user per role in the
+# first, a member in the second; Haven's own service user; where the API listens.
+DR_PROJECTS = ["dr-alpha", "dr-beta"]
+DR_USERS = {  # user: (project, role); Keystone's implied roles: admin > manager > member > reader
+    "alpha-reader": ("dr-alpha", "reader"),
+    "alpha-member": ("dr-alpha", "member"),
+    "alpha-manager": ("dr-alpha", "manager"),
+    "beta-member": ("dr-beta", "member"),
+    "beta-reader": ("dr-beta", "reader"),
+}
+DR_API_PORT = 18799
+DR_API = f"http://{HOST}:{DR_API_PORT}"
+IDENTITY_JSON = STATE / "identity.json"
+IDENTITY_ENV = STATE / "identity.env"
 
 PY = "/usr/bin/python3"
 PY_CHANGED: set[str] = set()  # lab modules whose code changed during this run
@@ -492,6 +511,56 @@ def keystone_catalog() -> None:
     log("keystone catalog ready")
 
 
+def keystone_tenancy() -> None:
+    """The Haven API's test projects, users, roles and service entry (idempotent)."""
+    ks = KS()
+    roles = {r["name"]: r for r in ks.call("GET", "/roles")["roles"]}
+    if "manager" not in roles:
+        roles["manager"] = ks.call("POST", "/roles", {"role": {"name": "manager"}})["role"]
+        # the role chain of OpenStack's secure RBAC: admin implies manager implies member
+        ks.call("PUT", f"/roles/{roles['admin']['id']}/implies/{roles['manager']['id']}")
+        ks.call("PUT", f"/roles/{roles['manager']['id']}/implies/{roles['member']['id']}")
+    projects = {n: ks.ensure("projects", "project", {"name": n, "domain_id": "default"}, name=n)
+                for n in DR_PROJECTS}
+    users: dict[str, dict[str, str]] = {}
+    for name, (project, role) in DR_USERS.items():
+        user = ks.ensure("users", "user", {"name": name, "password": PW, "domain_id": "default"},
+                         name=name)
+        ks.call("PUT", f"/projects/{projects[project]['id']}/users/{user['id']}/roles/"
+                       f"{roles[role]['id']}")
+        users[name] = {"id": user["id"], "project": project,
+                       "project_id": projects[project]["id"], "role": role}
+    # Haven's service user validates callers' tokens (service role) in the service project
+    service_project = ks.find("projects", name="service")
+    haven = ks.ensure("users", "user", {"name": "haven", "password": PW, "domain_id": "default"},
+                      name="haven")
+    for role in ("service", "admin"):
+        ks.call("PUT", f"/projects/{service_project['id']}/users/{haven['id']}/roles/"
+                       f"{roles[role]['id']}")
+    svc = ks.ensure("services", "service", {"name": "haven", "type": "disaster-recovery"},
+                    type="disaster-recovery")
+    have = [e for e in ks.call("GET", "/endpoints")["endpoints"] if e["service_id"] == svc["id"]]
+    for r in REGIONS.values():
+        for iface in ("public", "internal", "admin"):
+            if not [e for e in have if e["region_id"] == r["name"] and e["interface"] == iface]:
+                ks.call("POST", "/endpoints", {"endpoint": {
+                    "service_id": svc["id"], "region_id": r["name"], "interface": iface,
+                    "url": DR_API}})
+    admin_project = ks.find("projects", name="admin")
+    info = {
+        "auth_url": f"{KEYSTONE}/v3", "password": PW, "user_domain": "Default",
+        "project_domain": "Default", "api_url": DR_API, "api_port": DR_API_PORT,
+        "service_user": {"name": "haven", "project": "service"},
+        "admin": {"name": "admin", "project": "admin", "project_id": admin_project["id"]},
+        "projects": {n: p["id"] for n, p in projects.items()},
+        "users": users,
+    }
+    IDENTITY_JSON.write_text(json.dumps(info, indent=2) + "\n")
+    # sourced by scripts/dev.sh (and by hand): tells the API's tests where Keystone is
+    IDENTITY_ENV.write_text(f"export HAVEN_OS_IDENTITY={IDENTITY_JSON}\n")
+    log(f"identity ready: {IDENTITY_JSON}")
+
+
 # --------------------------------------------------------------------------- per region
 
 def placement(r: str) -> None:
@@ -877,16 +946,21 @@ ORDER = INFRA + [
 ] + [f"r2-swift-{s}" for s in ("account", "container", "object", "proxy")]
 
 
-def up() -> None:
+def up(identity_only: bool = False) -> None:
     t0 = time.time()
+    IDENTITY_ENV.unlink(missing_ok=True)  # written again once Keystone is ready
     run(["bash", str(HERE / "install.sh")], env={**os.environ, "HAVEN_OS_STATE": str(STATE)})
     log(f"install ok ({time.time() - t0:.1f}s)")
     prepare()
     mysql()
-    rabbitmq()
     memcached()
     keystone()
     keystone_catalog()
+    keystone_tenancy()
+    log(f"identity up in {time.time() - t0:.1f}s")
+    if identity_only:
+        return
+    rabbitmq()
     # Nova caches the catalog: every endpoint is registered before any Nova starts.
     for r in REGIONS:
         placement(r)
@@ -966,13 +1040,13 @@ def main() -> int:
     for d in (RUN, LOG):
         d.mkdir(parents=True, exist_ok=True)
     if cmd == "up":
-        up()
+        up(identity_only="--identity" in sys.argv[2:])
     elif cmd == "down":
         down()
     elif cmd == "status":
         return status()
     else:
-        raise SystemExit(f"usage: {sys.argv[0]} up|down|status")
+        raise SystemExit(f"usage: {sys.argv[0]} up [--identity]|down|status")
     return 0
 
 
