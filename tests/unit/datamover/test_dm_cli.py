@@ -148,3 +148,13 @@ def test_cli_unlock(setup: dict[str, str]) -> None:
     code, out = _run("repo", "unlock", "--all", *r, *pw, "--json")
     assert len(json.loads(out)["removed"]) == 1
     lock.release()
+
+
+def test_cli_repository_paths_that_cannot_be_directories(setup: dict[str, str]) -> None:
+    """Found by the CLI fuzzer: a name too long for the filesystem, or a path through a
+    file, is bad input naming the repository (exit 2), not a traceback."""
+    pw = ["--password-file", setup["pw"]]
+    for repo in ("a" * 300, setup["pw"] + "/repo"):
+        code, out = _run("volume", "list", "--repo", repo, *pw, "--json")
+        assert code == 2, out
+        assert json.loads(out)["error"]["message"].startswith("repository:")

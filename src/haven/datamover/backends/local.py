@@ -65,8 +65,17 @@ class LocalBackend:
         self, root: str | os.PathLike[str], *, fsync: bool = True, direct: bool = True
     ) -> None:
         self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
-            raise InvalidArgument("repository", f"{self.root} is not a directory")
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise InvalidArgument("repository", f"{self.root} is not a directory")
+            # a root still to be made must lie under a directory, not under a file
+            base = next((a for a in self.root.absolute().parents if a.exists()), None)
+            if not self.root.exists() and base is not None and not base.is_dir():
+                raise InvalidArgument("repository", f"{self.root}: {base} is not a directory")
+        except OSError as exc:  # a name too long for the filesystem, a path through a file
+            raise InvalidArgument(
+                "repository", f"{str(self.root)[:80]!r}... cannot be a directory: {exc.strerror}"
+            ) from None
         self.fsync = fsync
         self.direct = direct  # O_DIRECT for large objects where the filesystem allows it
         self._made: set[Path] = set()
