@@ -140,7 +140,7 @@ class _Tally:
     failed: dict[OperationKind, int] = field(default_factory=lambda: defaultdict(int))
 
     def usage(self, project: Owner) -> ProjectUsage:
-        gb_hours = round(self.byte_micros / (3600 * 10**6) / GB, 6)
+        gb_hours = self.byte_micros / (3600 * 10**6 * GB)
         k = OperationKind
         return ProjectUsage(
             project, self.groups, gb_hours, self.stored_bytes, self.bytes_between_sites,
