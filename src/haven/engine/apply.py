@@ -160,7 +160,7 @@ def apply_spec(catalog: Catalog, spec: Spec, dry_run: bool = False) -> ApplyResu
             problems += attachment_problems(current.overlay(spec.resources), spec.resources)
         if problems:
             raise ValidationErrors(problems)
-        quotas.check_apply(current, spec.resources)  # a project's groups quota
+        quotas.check_apply(catalog, current, spec.resources)  # a project's groups quota
         changes = plan_changes(current, spec.resources)
         if not dry_run and any(c.action is not ChangeAction.UNCHANGED for c in changes):
             catalog.write_resources(session, spec.resources)

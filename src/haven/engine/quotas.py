@@ -31,7 +31,7 @@ from enum import Enum
 
 from haven.catalog import accounting
 from haven.catalog.accounting import QuotaLimits
-from haven.catalog.store import Placement
+from haven.catalog.store import Catalog, Placement
 from haven.domain.errors import QuotaExceeded, SizeQuotaExceeded, ValidationError
 from haven.domain.groups import MemberKind, ProtectionGroup
 from haven.domain.inventory import DiskRole
@@ -141,8 +141,9 @@ def _protected_size(points: list[RecoveryPoint], group: str) -> int:
 # --- enforcement ---------------------------------------------------------------------
 
 
-def check_apply(current: Resources, desired: Resources) -> None:
-    """Refuse an apply that brings a project more groups than its quota allows."""
+def check_apply(cat: Catalog, current: Resources, desired: Resources) -> None:
+    """Refuse an apply (into ``cat``) that brings a project more groups than its quota
+    allows."""
     existing = {g.name: g.project for g in current.groups}
     arriving: dict[str, list[str]] = {}
     for g in desired.groups:
@@ -152,7 +153,7 @@ def check_apply(current: Resources, desired: Resources) -> None:
         return
     merged = current.overlay(desired).groups
     for project, names in sorted(arriving.items()):
-        limit = accounting.quota(services.catalog(), project).groups
+        limit = accounting.quota(cat, project).groups
         count = sum(1 for g in merged if g.project == project)
         if limit is not None and count > limit:
             raise QuotaExceeded(project, QuotaResource.GROUPS.value, limit, count - len(names),

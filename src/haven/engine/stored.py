@@ -53,21 +53,22 @@ _UNKNOWN = "*unattributed"
 
 
 def stored_bytes(groups: list[ProtectionGroup], points: list[RecoveryPoint]) -> StoredBytes:
-    """Every repository a group keeps its data in, charged by the rule above."""
+    """Every repository a group keeps its data in now, charged by the rule above."""
     project_of = {g.name: g.project for g in groups}
-    by_repo: dict[str, list[str]] = defaultdict(list)
+    by_repo: set[str] = set()
     for g in groups:
         try:
             name = resolve.repository_name(g)
         except HavenError:  # no repository resolvable: the group stores nothing
             continue
         if name:
-            by_repo[name].append(g.name)
+            by_repo.add(name)
     totals: dict[Owner, Fraction] = defaultdict(Fraction)
     found: list[RepositoryUsage] = []
+    # point ids are unique across groups: a manifest left in a repository its group no
+    # longer uses is still its project's
+    owner = {p.id: project_of[p.group] for p in points if p.group in project_of}
     for name in sorted(by_repo):
-        members = set(by_repo[name])
-        owner = {p.id: project_of[p.group] for p in points if p.group in members}
         shares, usage = _one(name, owner)
         for project, share in shares.items():
             totals[project] += share
