@@ -54,7 +54,7 @@ def usage(
         if start is not None
         else until.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     )
-    rules.check_window(since, until, ("--start", "--end"))
+    since, until = rules.check_window(since, until, ("--start", "--end"))
     projects: set[str | None] | None = None
     if project is not None:
         projects = {None if project == OPERATOR else _project(project)}

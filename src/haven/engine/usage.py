@@ -77,19 +77,28 @@ class UsageReport:
     repositories: tuple[RepositoryUsage, ...] = field(default_factory=tuple)
 
 
-def check_window(start: datetime, end: datetime, names: tuple[str, str] = ("start", "end")) -> None:
-    """ValidationError naming ``names[0]``/``names[1]`` (the caller's own option or
-    parameter names) unless start < end, both carry a time zone, and the window is at
-    most MAX_WINDOW."""
+def check_window(
+    start: datetime, end: datetime, names: tuple[str, str] = ("start", "end")
+) -> tuple[datetime, datetime]:
+    """The window in UTC; ValidationError naming ``names[0]``/``names[1]`` (the caller's
+    own option or parameter names) unless both carry a time zone and are representable
+    in UTC, start < end, and the window is at most MAX_WINDOW."""
+    utc: list[datetime] = []
     for name, when in zip(names, (start, end), strict=True):
         if when.tzinfo is None:
             raise ValidationError(name, "needs a time zone, e.g. 2026-11-01T00:00:00Z")
-    if end <= start:
-        raise ValidationError(names[1], f"must be after {names[0]} ({start.isoformat()})")
-    if end - start > MAX_WINDOW:
+        try:
+            utc.append(when.astimezone(UTC))
+        except (OverflowError, ValueError):
+            raise ValidationError(name, f"{when.isoformat()} is out of range in UTC") from None
+    since, until = utc
+    if until <= since:
+        raise ValidationError(names[1], f"must be after {names[0]} ({since.isoformat()})")
+    if until - since > MAX_WINDOW:
         raise ValidationError(
             names[1], f"the window is at most {MAX_WINDOW.days} days; ask for several windows"
         )
+    return since, until
 
 
 def usage(
@@ -103,7 +112,7 @@ def usage(
     """Usage per project in [start, end). ``projects``: only these (None in it: the
     operator's groups); None: every project with a group. ``stored``: also measure the
     repositories (opens each one; reads manifests and pack indexes)."""
-    check_window(start, end)
+    start, end = check_window(start, end)
     now = now or datetime.now(UTC)
     cat = services.catalog()
     groups = list(cat.resources().groups)

@@ -59,6 +59,7 @@ def test_usage_json_and_table(lab: Lab) -> None:
         (("--end", "2026-02-30"), "--end"),
         (("--start", "2026-11-10", "--end", "2026-11-01"), "--end"),
         (("--start", "2025-01-01", "--end", "2026-03-01"), "--end"),  # over 400 days
+        (("--start", "0001-01-01T00:00+23:59", "--end", "0001-01-02"), "--start"),  # < year 1
         (("--project", "a/b"), "--project"),
     ],
 )
