@@ -17,7 +17,7 @@ from haven.catalog.models import GroupStateChangeRow, OperationRow, PointRow, Pr
 from haven.catalog.store import Catalog, _operation, _point
 from haven.domain.groups import GroupState
 from haven.domain.operations import Operation
-from haven.domain.points import RecoveryPoint
+from haven.domain.points import PointState, RecoveryPoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,18 @@ def state_changes(cat: Catalog, until: datetime) -> dict[str, list[StateChange]]
     return out
 
 
-def all_points(cat: Catalog, groups: Iterable[str] | None = None) -> list[RecoveryPoint]:
-    """Every point (of ``groups``), in every state, oldest first."""
+def all_points(
+    cat: Catalog,
+    groups: Iterable[str] | None = None,
+    states: Iterable[PointState] | None = None,
+) -> list[RecoveryPoint]:
+    """Every point (of ``groups``; in ``states``, else in every state), oldest first."""
     with cat.transaction() as s:
         q = select(PointRow).order_by(PointRow.created_at)
         if groups is not None:
             q = q.where(PointRow.group_name.in_(list(groups)))
+        if states is not None:
+            q = q.where(PointRow.state.in_([st.value for st in states]))
         return [_point(r) for r in s.scalars(q).all()]
 
 

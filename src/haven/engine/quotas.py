@@ -124,7 +124,7 @@ def set_limits(project: str, changes: Mapping[QuotaResource, int | None]) -> Pro
 
 def _report(project: str, limits: QuotaLimits) -> ProjectQuota:
     groups = [g for g in services.catalog().resources().groups if g.project == project]
-    points = accounting.all_points(services.catalog(), [g.name for g in groups])
+    points = accounting.all_points(services.catalog(), [g.name for g in groups], _HELD)
     return ProjectQuota(
         project,
         QuotaLine(limits.groups, len(groups)),
@@ -175,7 +175,7 @@ def check_protect(
     if limits.points is None and limits.protected_bytes is None:
         return
     groups = [x for x in cat.resources().groups if x.project == g.project]
-    points = accounting.all_points(cat, [x.name for x in groups])
+    points = accounting.all_points(cat, [x.name for x in groups], _HELD)
     if limits.points is not None:
         held = sum(1 for p in points if p.state in _HELD)
         policy = resolve.policy(g.policy)

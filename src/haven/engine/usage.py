@@ -118,7 +118,8 @@ def usage(
     groups = list(cat.resources().groups)
     owner = {g.name: g.project for g in groups}
     wanted = set(owner.values()) if projects is None else set(projects)
-    points = accounting.all_points(cat)
+    # pending points too: a protect under way has manifests in the repository already
+    points = accounting.all_points(cat, states=ONCE_COMMITTED | {PointState.PENDING})
     tally = {p: _Tally(groups=sum(1 for o in owner.values() if o == p)) for p in wanted}
     _add_protected(tally, owner, points, start, min(end, now))
     _add_points(tally, owner, points, start, end)
