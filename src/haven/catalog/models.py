@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -183,3 +192,26 @@ class PointProjectRow(Base):
     __tablename__ = "point_projects"
     point_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     data: Mapped[dict[str, Any]]
+
+
+class GroupStateChangeRow(Base):
+    """Every state a group entered, and when (since 0006): the history usage integrates
+    protected GB-hours over. Groups older than 0006 were given a row at their first
+    committed point (and one at migration time if they were then in another state)."""
+
+    __tablename__ = "group_state_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_name: Mapped[str] = mapped_column(String(63), index=True)
+    state: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime]
+
+
+class ProjectQuotaRow(Base):
+    """A project's limits (since 0006); a null limit is unlimited, no row: all unlimited."""
+
+    __tablename__ = "project_quotas"
+    project: Mapped[str] = mapped_column(String(64), primary_key=True)
+    groups: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    protected_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    points: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime]

@@ -26,6 +26,7 @@ from haven.catalog.models import (
     GroupLockRow,
     GroupPlacementRow,
     GroupRow,
+    GroupStateChangeRow,
     OperationRow,
     PointProjectRow,
     PointRow,
@@ -144,6 +145,9 @@ class Catalog:
             row = self._group_row(s, group)
             current = decoded(f"group {group!r}", GroupState, row.state)
             row.state = GROUP_STATES.transition(current, target).value
+            if current is not target:  # the history usage integrates protected time over
+                s.add(GroupStateChangeRow(group_name=group, state=target.value,
+                                          changed_at=datetime.now(UTC)))  # fmt: skip
             return target
 
     def _group_row(self, s: Session, group: str) -> GroupRow:

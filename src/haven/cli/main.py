@@ -28,8 +28,8 @@ from typer.core import TyperGroup
 from haven.cli.output import UsageError, fail, json_requested
 from haven.domain.errors import ValidationError
 
-GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations")
-TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo")
+GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations", "quota")
+TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo", "usage")
 JSON_FLAG = "--json"
 HELP_FLAGS = frozenset({"--help"})
 

@@ -9,7 +9,8 @@ Exit codes (documented in README.md):
     1  unexpected internal error (a bug)
     2  bad input: invalid spec, field, argument or reference
     3  not found
-    4  conflict: the resource is busy (locked) or in a state that forbids the action
+    4  conflict: the resource is busy (locked) or in a state that forbids the action,
+       or a project's quota does not allow it (QuotaExceeded)
     5  runtime failure of an external part (site, storage backend, guest)
     6  data integrity failure (corruption, authentication tag mismatch, checksum mismatch)
     7  security failure (wrong passphrase or key)
@@ -115,3 +116,30 @@ class IntegrityError(HavenError):
 class SecurityError(HavenError):
     exit_code = ExitCode.SECURITY
     http_status = 403
+
+
+class QuotaExceeded(ConflictError):
+    """A project's quota does not allow the action; nothing was done. Exit 4 (conflict:
+    the request is valid, the project's current use forbids it, and the same call
+    succeeds once use falls or the limit is raised). HTTP 403, as OpenStack services
+    answer a count quota; :class:`SizeQuotaExceeded` (a byte quota) answers 413."""
+
+    http_status = 403
+
+    def __init__(self, project: str, quota: str, limit: int, in_use: int, wanted: int) -> None:
+        self.project = project
+        self.quota = quota
+        self.limit = limit
+        self.in_use = in_use
+        self.wanted = wanted
+        super().__init__(
+            f"project {project}: quota {quota} exceeded: limit {limit}, in use {in_use}, "
+            f"this would make {wanted}; free some or ask an administrator to raise it "
+            f"(haven quota set {project} --{quota.replace('_', '-')} N)"
+        )
+
+
+class SizeQuotaExceeded(QuotaExceeded):
+    """A byte quota (protected bytes) does not allow the action: HTTP 413."""
+
+    http_status = 413

@@ -11,17 +11,21 @@ ConflictError (4) for a busy group or a state that forbids the action.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from datetime import datetime
 
 from haven.datamover import ProgressCallback
 from haven.domain.errors import NotFoundError
-from haven.domain.groups import GroupState
+from haven.domain.groups import GroupState, ProtectionGroup
 from haven.domain.operations import Operation, OperationKind
 from haven.domain.points import RecoveryPoint
 from haven.domain.resources import ResourceKind
-from haven.engine import lifecycle, service, services
+from haven.engine import lifecycle, quotas, service, services
+from haven.engine import usage as usage_report
+from haven.engine.quotas import ProjectQuota, QuotaResource
 from haven.engine.repos import NamedCheck, NamedRepair, check_named, repair_named
 from haven.engine.status import GroupStatus, all_status
+from haven.engine.usage import UsageReport
 
 Progress = Callable[[Operation], None]
 
@@ -34,7 +38,9 @@ def protect(group: str, *, progress: Progress | None = None) -> Operation:
     """A recovery point of ``group`` now (ordered freeze, snapshot, thaw, backup)."""
     from haven.engine.workflows.protect import protect_workflow
 
-    services.catalog().get(ResourceKind.GROUP, group)
+    g = services.catalog().get(ResourceKind.GROUP, group)
+    assert isinstance(g, ProtectionGroup)  # the catalog returns the kind asked for
+    quotas.check_protect(g)  # refused before any operation is recorded (and again in it)
     return service.run(OperationKind.PROTECT, group, protect_workflow, group, progress=progress)
 
 
@@ -137,3 +143,34 @@ def repair_repository(
 ) -> NamedRepair:
     """Repair the catalog's repository ``name``; the catalog's points follow the verdict."""
     return repair_named(name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
+
+
+def usage(
+    start: datetime,
+    end: datetime,
+    *,
+    projects: Collection[str | None] | None = None,
+    stored: bool = True,
+) -> UsageReport:
+    """Usage per project in [start, end) for chargeback (``engine/usage.py`` states the
+    rules). ``projects``: only these (None in it: the operator's own groups); None: all.
+    ``stored``: also measure stored bytes now (opens every repository). A window that
+    is not [earlier, later) with time zones, or longer than 400 days: ValidationError
+    naming ``start`` or ``end``."""
+    return usage_report.usage(start, end, projects=projects, stored=stored)
+
+
+def quota(project: str) -> ProjectQuota:
+    """``project``'s limits (None: unlimited) and use. A bad project id: ValidationError."""
+    return quotas.show(project)
+
+
+def list_quotas() -> list[ProjectQuota]:
+    """Every project with a quota or a group."""
+    return quotas.show_all()
+
+
+def set_quota(project: str, changes: Mapping[QuotaResource, int | None]) -> ProjectQuota:
+    """Set some of ``project``'s limits (None: unlimited; absent: unchanged). Negative or
+    beyond ``quotas.MAX_LIMIT``: ValidationError naming the quota."""
+    return quotas.set_limits(project, changes)

@@ -19,7 +19,7 @@ from haven.domain.codec import to_data
 from haven.domain.errors import HavenError, ValidationError, ValidationErrors
 from haven.domain.resources import ResourceKind, Resources
 from haven.domain.sites import Repository, RepositoryKind
-from haven.engine import connect, volumes
+from haven.engine import connect, quotas, volumes
 from haven.specs import Spec, validate
 
 # where the S3 backend looks for its endpoint when the repository's credentials do not
@@ -160,6 +160,7 @@ def apply_spec(catalog: Catalog, spec: Spec, dry_run: bool = False) -> ApplyResu
             problems += attachment_problems(current.overlay(spec.resources), spec.resources)
         if problems:
             raise ValidationErrors(problems)
+        quotas.check_apply(catalog, current, spec.resources)  # a project's groups quota
         changes = plan_changes(current, spec.resources)
         if not dry_run and any(c.action is not ChangeAction.UNCHANGED for c in changes):
             catalog.write_resources(session, spec.resources)

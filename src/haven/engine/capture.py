@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from haven.datamover import PointTime, RetentionPolicy, backup_volume, prune, select_keep
+from haven.datamover import backup_volume, prune
 from haven.datamover.errors import PruneRefused
 from haven.domain.codec import to_data
 from haven.domain.errors import (
@@ -39,7 +39,7 @@ from haven.domain.points import (
     VolumePoint,
 )
 from haven.domain.policies import ConsistencyRequirement, DataPath
-from haven.engine import progress, resolve, services
+from haven.engine import keep, progress, resolve, services
 from haven.engine.hooks import run_hooks
 from haven.engine.model import (
     BackupOutcome,
@@ -408,24 +408,9 @@ def retention(ctx: ProtectContext) -> Note:
     Damaged points take no place in the policy (it counts intact points). One older than
     every intact point kept can never be chosen for recovery again and expires with
     them; a newer one stays (a repair may make it whole)."""
-    r = ctx.retention
-    policy = RetentionPolicy(
-        keep_last=r.keep_last, keep_hourly=r.hourly, keep_daily=r.daily,
-        keep_weekly=r.weekly, keep_monthly=r.monthly,
-    )  # fmt: skip
-    points = resolve.committed_points(ctx.group)
-    keep = select_keep([PointTime(p.id, p.created_at) for p in points], policy)
-    if points:
-        keep.add(points[-1].id)
-    expired = [p for p in points if p.id not in keep]
-    oldest_kept = min((p.created_at for p in points if p.id in keep), default=None)
-    expired += [
-        p
-        for p in services.catalog().points(ctx.group)
-        if p.state is PointState.DAMAGED and oldest_kept is not None and p.created_at < oldest_kept
-    ]
+    expired, kept = keep.to_expire(ctx.retention, services.catalog().points(ctx.group))
     if not expired:
-        return Note(f"kept {len(points)} points")
+        return Note(f"kept {kept} points")
     if ctx.data_path is DataPath.CINDER_BACKUP:
         # Cinder keeps a backup while an incremental depends on it, so the chain stays
         # whole; the expired points leave the catalog (a new full chain is a later step)
@@ -433,7 +418,7 @@ def retention(ctx: ProtectContext) -> Note:
         for p in expired:
             cat.save_point(replace(p, state=PointState.EXPIRED))
             cat.save_point(replace(p, state=PointState.DELETED))
-        return Note(f"expired {len(expired)} points, kept {len(keep)} (Cinder keeps the chain)")
+        return Note(f"expired {len(expired)} points, kept {kept} (Cinder keeps the chain)")
     repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
     cat = services.catalog()
     for p in expired:
@@ -449,7 +434,7 @@ def retention(ctx: ProtectContext) -> Note:
         # a damaged repository: collecting could delete what live points need; the
         # point just taken is committed, the garbage waits for a repair
         return Note(
-            f"expired {len(expired)} points, kept {len(keep)}; garbage not collected: "
+            f"expired {len(expired)} points, kept {kept}; garbage not collected: "
             f"{str(exc)[:200]} (haven repo check {ctx.repository})"
         )
-    return Note(f"expired {len(expired)} points, kept {len(keep)}; {stats.kept} manifests live")
+    return Note(f"expired {len(expired)} points, kept {kept}; {stats.kept} manifests live")

@@ -2,7 +2,8 @@
 
 A group is due when its newest committed point is at least ``interval`` old (or it has
 none) and it is protected, unprotected or reverse-protected (never while suspended or in
-the middle of a failover/failback), and no operation holds its lock. Due groups are
+the middle of a failover/failback), no operation holds its lock, and its last protect
+was not refused for its project's quota less than an interval ago. Due groups are
 protected in parallel threads, one operation per group. The process runs as executor
 ``serve-<host>``: restarting it makes DBOS resume whatever it was doing when it died.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
+from haven.domain.errors import QuotaExceeded, SizeQuotaExceeded
 from haven.domain.groups import GroupState
 from haven.domain.operations import Operation, OperationKind
 from haven.engine import resolve, runtime, service, services
@@ -33,9 +35,22 @@ def due_groups(now: datetime | None = None) -> list[tuple[str, float]]:
         interval = resolve.policy(g.policy).interval_seconds
         points = resolve.committed_points(g.name)
         age = (now - points[-1].created_at).total_seconds() if points else float("inf")
-        if age >= interval:
+        if age >= interval and not _refused_for_quota(g.name, interval, now):
             out.append((g.name, age - interval))
     return sorted(out, key=lambda x: -x[1])
+
+
+_QUOTA_ERRORS = frozenset({QuotaExceeded.__name__, SizeQuotaExceeded.__name__})
+
+
+def _refused_for_quota(group: str, interval: float, now: datetime) -> bool:
+    """The group's last protect was refused for its project's quota less than an
+    interval ago: not tried again before (a quota is not freed by retrying)."""
+    ops = services.catalog().operations(group, limit=1)
+    last = ops[0] if ops else None
+    if last is None or last.error_type not in _QUOTA_ERRORS or last.finished_at is None:
+        return False
+    return (now - last.finished_at).total_seconds() < interval
 
 
 def next_due_in(now: datetime | None = None) -> float:

@@ -31,6 +31,7 @@ from pydantic import (
 
 from haven.domain.ids import check_name
 from haven.domain.quantities import parse_duration, parse_rate, parse_size
+from haven.domain.tenancy import check_project
 from haven.specs.urls import refuse_credentials
 
 API_VERSION = "haven/v1"
@@ -74,6 +75,7 @@ def _command(value: Any) -> tuple[str, ...]:
 
 
 Name = Annotated[str, BeforeValidator(lambda v: check_name(v) if isinstance(v, str) else v)]
+Project = Annotated[str, BeforeValidator(lambda v: check_project(v) if isinstance(v, str) else v)]
 Duration = Annotated[int, BeforeValidator(_duration)]
 PositiveDuration = Annotated[int, BeforeValidator(_positive_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -235,6 +237,7 @@ class GroupSpec(SpecModel):
     repository: Name | None = None
     description: str = ""
     members: list[MemberSpec] = Field(min_length=1, max_length=MAX_MEMBERS)
+    project: Project | None = None  # the Keystone project owning it; none: the operator's
 
 
 class ProbeSpec(SpecModel):

@@ -29,7 +29,17 @@ from haven.domain.ids import new_id
 from haven.domain.operations import OperationKind
 from haven.domain.points import VolumePoint
 from haven.domain.policies import DataPath
-from haven.engine import capture, infra, ops, replicas, resolve, services, traffic, volumes
+from haven.engine import (
+    capture,
+    infra,
+    ops,
+    quotas,
+    replicas,
+    resolve,
+    services,
+    traffic,
+    volumes,
+)
 from haven.engine.model import (
     BackupOutcome,
     Note,
@@ -68,6 +78,8 @@ def _start(op_id: str, group: str, lock_owner: str, stopped: bool) -> ProtectCon
     hosts = {k: v for k, v in where.servers.items() if k in g.hosts()}
     located = volumes.locate(resolve.driver(where.active_site), g, where.active_site,
                              members, hosts)  # fmt: skip
+    if lock_owner == op_id:  # a failover's or failback's own points are never refused
+        quotas.check_protect(g, where, located)
     return ProtectContext(
         op_id=op_id,
         group=group,

@@ -1,0 +1,184 @@
+"""Usage per project (engine/usage.py, engine/stored.py): the figures checked against
+known data in the fake lab's real catalog and repository."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+
+import pytest
+
+from haven.catalog.models import GroupStateChangeRow
+from haven.domain.errors import ValidationError
+from haven.domain.groups import GroupState
+from haven.domain.operations import Operation, OperationState
+from haven.domain.points import PointState, RecoveryPoint, VolumePoint
+from haven.engine import api, resolve, services, traffic
+from haven.engine.usage import ProjectUsage, UsageReport
+from tests.support.tenants import two_projects
+from tests.unit.engine.lab import Lab
+
+DAY = timedelta(days=1)
+
+
+def _ok(op: Operation) -> Operation:
+    assert op.state is OperationState.SUCCEEDED, (op.error, [(s.name, s.detail) for s in op.steps])
+    return op
+
+
+def _window() -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    return now - DAY, now + timedelta(minutes=1)
+
+
+def _by_project(report: UsageReport) -> dict[str | None, ProjectUsage]:
+    return {r.project: r for r in report.projects}
+
+
+def test_shared_chunks_are_split_equally_among_the_points_that_reference_them(lab: Lab) -> None:
+    two_projects(lab)
+    for group in ("shop", "mall", "shop"):  # shop's second point references the same chunks
+        _ok(api.protect(group))
+    repo = resolve.repository("offsite")
+    stored: dict[str, int] = {}  # server -> the stored size of its disk's one data chunk
+    for m in repo.manifests():
+        (chunk,) = m.referenced()  # 2 MiB disks, data in the first 1 MiB chunk only
+        location = repo.index.get(chunk)
+        assert location is not None
+        stored[m.volume.split(".")[1]] = location.length
+    assert stored["db"] == stored["db2"] and stored["app"] == stored["app2"]  # the same chunk
+
+    report = api.usage(*_window())
+    rows = _by_project(report)
+    # db's and app's chunks: referenced by shop's two points and mall's one -> p1 2/3, p2 1/3;
+    # web's chunk: by shop's points only -> p1 all of it
+    shared = stored["db"] + stored["app"]
+    assert rows["p1"].stored_bytes == round(Fraction(2 * shared, 3) + stored["web"])
+    assert rows["p2"].stored_bytes == round(Fraction(shared, 3))
+    (offsite,) = report.repositories
+    assert offsite.attributed_bytes == shared + stored["web"]
+    assert offsite.unattributed_bytes == 0 and offsite.missing_chunks == 0
+    assert offsite.pack_bytes >= offsite.attributed_bytes  # packs also hold their trailers
+    assert report.stored_at is not None
+    assert (rows["p1"].points_taken, rows["p2"].points_taken) == (2, 1)
+    assert (rows["p1"].groups, rows["p2"].groups) == (1, 1)
+    # one project asked for: only its row, the same figures
+    only = api.usage(*_window(), projects={"p2"})
+    assert [r.project for r in only.projects] == ["p2"]
+    assert only.projects[0].stored_bytes == rows["p2"].stored_bytes
+
+
+def _point(group: str, at: datetime, sizes: tuple[int, ...], state: PointState) -> RecoveryPoint:
+    vols = tuple(VolumePoint("db", f"vd{i}", size, f"m-{at:%H%M}-{i}") for i, size in
+                 enumerate(sizes))  # fmt: skip
+    return RecoveryPoint(f"rp-{group}-{at:%H%M}", group, "site-a", at, state, volumes=vols)
+
+
+def _history(group: str, *changes: tuple[GroupState, datetime]) -> None:
+    with services.catalog().transaction() as s:
+        for state, at in changes:
+            s.add(GroupStateChangeRow(group_name=group, state=state.value, changed_at=at))
+
+
+def test_protected_gb_hours_integrate_the_newest_points_size_over_protected_time(
+    lab: Lab,
+) -> None:
+    two_projects(lab)
+    cat = services.catalog()
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    h = timedelta(hours=1)
+    gb = 10**9
+    # 2 GB from t0, 3 GB from t0+2h (a point since deleted by retention still counts);
+    # a failed point is no protected size
+    cat.save_point(_point("shop", t0, (gb, gb), PointState.COMMITTED))
+    cat.save_point(_point("shop", t0 + 2 * h, (3 * gb,), PointState.COMMITTED))
+    cat.save_point(_point("shop", t0 + 150 * timedelta(minutes=1), (9 * gb,), PointState.FAILED))
+    first = cat.point("rp-shop-0000")
+    cat.save_point(replace(first, state=PointState.EXPIRED))
+    cat.save_point(replace(first, state=PointState.DELETED))
+    P = GroupState
+    _history("shop", (P.PROTECTED, t0), (P.SUSPENDED, t0 + 3 * h), (P.PROTECTED, t0 + 5 * h),
+             (P.FAILING_OVER, t0 + 7 * h), (P.FAILED_OVER, t0 + 8 * h))  # fmt: skip
+    # window [t0+1h, t0+9h): 2 GB x 1 h + 3 GB x 1 h, suspended 2 h, 3 GB x 3 h
+    # (protected, then failing over), failed over 1 h: 14 GB-hours
+    report = api.usage(t0 + h, t0 + 9 * h, stored=False)
+    rows = _by_project(report)
+    assert rows["p1"].protected_gb_hours == pytest.approx(14.0, abs=1e-6)
+    assert rows["p2"].protected_gb_hours == 0.0  # mall was never protected
+    assert rows["p1"].stored_bytes is None and report.stored_at is None
+    assert rows["p1"].points_taken == 1  # the 2 GB point is before the window; failed: no
+    # never beyond now: a window reaching past it counts up to now only
+    from haven.engine import usage as usage_mod
+
+    half = usage_mod.usage(t0 + h, t0 + 9 * h, stored=False, now=t0 + 5 * h + h / 2)
+    assert _by_project(half)["p1"].protected_gb_hours == pytest.approx(6.5, abs=1e-6)
+
+
+def test_state_changes_are_recorded_from_now_on(lab: Lab) -> None:
+    from haven.catalog import accounting
+
+    _ok(api.protect("shop"))
+    api.suspend("shop")
+    api.resume("shop")
+    history = accounting.state_changes(services.catalog(), datetime.now(UTC) + DAY)["shop"]
+    assert [c.state for c in history] == [
+        GroupState.PROTECTED, GroupState.SUSPENDED, GroupState.PROTECTED
+    ]  # fmt: skip
+    report = api.usage(*_window(), stored=False)
+    assert _by_project(report)[None].protected_gb_hours > 0  # shop is the operator's here
+
+
+def test_drills_failovers_failbacks_and_bytes_between_sites_count_each_byte_once(
+    lab: Lab,
+) -> None:
+    two_projects(lab)
+    protect = _ok(api.protect("shop"))
+    drill = _ok(api.drill("shop"))
+    _ok(api.cleanup(drill.id))
+    bad = api.drill("shop", point="rp-none")
+    assert bad.state is OperationState.FAILED
+    lab.site("site-a").write_disk("db", "vda", 0, b"changed before the planned failover")
+    failover = _ok(api.failover("shop", planned=True))
+    lab.site("site-b").write_disk("db", "vda", 0, b"changed at the recovery site")
+    failback = _ok(api.failback("shop"))
+    cat = services.catalog()
+    # child points that moved bytes: a double count would show
+    final = cat.operation(f"{failover.id}-final")
+    assert int(final.result[traffic.BETWEEN_SITES]) > 0  # site a -> the repository at b
+    back = [cat.operation(f"{failback.id}-{c}") for c in ("rev", "final")]
+    assert sum(int(c.result[traffic.REPOSITORY_BYTES]) for c in back) > 0
+
+    rows = _by_project(api.usage(*_window(), stored=False))
+    p1 = rows["p1"]
+    assert (p1.drills_run, p1.drills_failed) == (2, 1)
+    assert (p1.failovers_run, p1.failovers_failed) == (1, 0)
+    assert (p1.failbacks_run, p1.failbacks_failed) == (1, 0)
+    # the repository is at site b, the group at site a: the protect's upload crosses, the
+    # failover's restore at site b does not; a parent's total includes its child points
+    top = (protect, drill, failover, failback)
+    expected = sum(int(op.result.get(traffic.BETWEEN_SITES, 0)) for op in top)
+    assert int(protect.result[traffic.BETWEEN_SITES]) == int(protect.result["bytes_sent"]) > 0
+    assert p1.bytes_between_sites == expected
+    assert p1.repository_bytes == sum(int(op.result.get(traffic.REPOSITORY_BYTES, 0)) for op in top)
+    # the points: shop's protect, the failover's final point, the failback's two
+    assert p1.points_taken == len([p for p in cat.points("shop") if p.state is not
+                                   PointState.FAILED])  # fmt: skip
+    assert rows["p2"].drills_run == 0 and rows["p2"].bytes_between_sites == 0
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        (datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "end"),
+        (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "end"),
+        (datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "end"),
+        (datetime(2026, 1, 1), datetime(2026, 1, 2, tzinfo=UTC), "start"),
+    ],
+)
+def test_a_bad_window_is_refused_naming_the_field(
+    lab: Lab, start: datetime, end: datetime, field: str
+) -> None:
+    with pytest.raises(ValidationError) as exc:
+        api.usage(start, end)
+    assert exc.value.path == field
