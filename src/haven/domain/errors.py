@@ -100,6 +100,15 @@ class IllegalTransition(ConflictError):
         )
 
 
+class ForbiddenError(HavenError):
+    """The caller's roles do not allow the action (the API's policy, or a part of a spec
+    only an admin may apply). Only for what the caller can see: another project's object
+    is a NotFoundError, never this."""
+
+    exit_code = ExitCode.SECURITY
+    http_status = 403
+
+
 class ExternalError(HavenError):
     """A site, storage backend or guest failed. Subclasses decide ``retryable``."""
 

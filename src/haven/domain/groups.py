@@ -68,6 +68,7 @@ class ProtectionGroup:
     members: tuple[Member, ...]
     repository: str | None = None
     description: str = ""
+    project: str | None = None
 
     def servers(self) -> tuple[str, ...]:
         return tuple(m.ref for m in self.members if m.kind is MemberKind.SERVER)

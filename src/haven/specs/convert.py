@@ -138,6 +138,7 @@ def _group(x: s.GroupSpec) -> ProtectionGroup:
         members=tuple(_member(m) for m in x.members),
         repository=x.repository,
         description=x.description,
+        project=x.project,
     )
 
 

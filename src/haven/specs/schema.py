@@ -73,6 +73,7 @@ def _command(value: Any) -> tuple[str, ...]:
     return tuple(parts)
 
 
+ProjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Name = Annotated[str, BeforeValidator(lambda v: check_name(v) if isinstance(v, str) else v)]
 Duration = Annotated[int, BeforeValidator(_duration)]
 PositiveDuration = Annotated[int, BeforeValidator(_positive_duration)]
@@ -235,6 +236,9 @@ class GroupSpec(SpecModel):
     repository: Name | None = None
     description: str = ""
     members: list[MemberSpec] = Field(min_length=1, max_length=MAX_MEMBERS)
+    # the Keystone project id that owns the group (absent: operator-owned, seen through
+    # the API by admins only); the API forces it to the caller's project for non-admins
+    project: ProjectId | None = None
 
 
 class ProbeSpec(SpecModel):
