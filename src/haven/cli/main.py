@@ -29,7 +29,7 @@ from haven.cli.output import UsageError, fail, json_requested
 from haven.domain.errors import ValidationError
 
 GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations")
-TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo")
+TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo", "api")
 JSON_FLAG = "--json"
 HELP_FLAGS = frozenset({"--help"})
 

@@ -124,3 +124,20 @@ class IntegrityError(HavenError):
 class SecurityError(HavenError):
     exit_code = ExitCode.SECURITY
     http_status = 403
+
+
+def error_document(exc: HavenError) -> dict[str, object]:
+    """The one JSON shape of an error, for the CLI's ``--json`` and the REST API alike:
+    ``{"error": {type, message, retryable, exit_code[, problems]}}``. The message is the
+    error's own text, which must never hold a secret."""
+    body: dict[str, object] = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "retryable": exc.retryable,
+        "exit_code": int(exc.exit_code),
+    }
+    if isinstance(exc, ValidationErrors):
+        body["problems"] = [{"path": e.path, "message": e.message} for e in exc.errors]
+    elif isinstance(exc, ValidationError) and exc.path:
+        body["problems"] = [{"path": exc.path, "message": exc.message}]
+    return {"error": body}

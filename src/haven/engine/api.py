@@ -193,3 +193,18 @@ def repair_repository(
 ) -> NamedRepair:
     """Repair the catalog's repository ``name``; the catalog's points follow the verdict."""
     return repair_named(name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
+
+
+def start_api_engine() -> None:
+    """Launch the durable engine as the API's executor (``api-<host>``): DBOS recovers
+    the operations an earlier API process on this host left unfinished."""
+    from haven.engine import runtime
+    from haven.engine.submit import executor
+
+    runtime.launch(executor())
+
+
+def stop_engine() -> None:
+    from haven.engine import runtime
+
+    runtime.shutdown()

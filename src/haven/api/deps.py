@@ -1,0 +1,63 @@
+"""Per-request dependencies: the authenticated caller, the policy check, the scope.
+
+Order for every ``/v1`` route: authenticate (401/503), then the route's policy rule (403),
+then the engine in the caller's scope (another project's object: 404)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from haven.api.auth import Caller, KeystoneAuthenticator
+from haven.api.policy import Authorizer
+from haven.engine.scope import Scope
+
+ALL_PROJECTS_RULE = "haven:all_projects"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the app holds for its requests (``app.state.services``)."""
+
+    authenticator: KeystoneAuthenticator
+    authorizer: Authorizer
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def caller(
+    request: Request,
+    x_auth_token: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    return services(request).authenticator.authenticate(x_auth_token)
+
+
+@dataclass(frozen=True)
+class Context:
+    caller: Caller
+    authorizer: Authorizer
+
+    def authorize(self, rule: str) -> None:
+        self.authorizer.authorize(rule, self.caller)
+
+    def allowed(self, rule: str) -> bool:
+        return self.authorizer.allowed(rule, self.caller)
+
+    @property
+    def scope(self) -> Scope:
+        """Every project for a caller the all_projects rule allows (admin), else its own."""
+        if self.allowed(ALL_PROJECTS_RULE):
+            return Scope(self.caller.project_id, all_projects=True)
+        return Scope.of(self.caller.project_id)
+
+
+def context(request: Request, who: Annotated[Caller, Depends(caller)]) -> Context:
+    return Context(who, services(request).authorizer)
+
+
+Ctx = Annotated[Context, Depends(context)]
