@@ -47,14 +47,17 @@ def _op(name: str, rule: str, method: str, path: str, what: str) -> policy.Docum
     )
 
 
-def _crud(kind: str, plural: str, read: str, write: str) -> list[policy.DocumentedRuleDefault]:
+def _crud(
+    kind: str, plural: str, read: str, write: str, deletable: bool = False
+) -> list[policy.DocumentedRuleDefault]:
     base, one = f"/v1/{plural}", f"/v1/{plural}/{{name}}"
+    delete = [_op(f"{kind}:delete", write, "DELETE", one, f"Delete a {kind}.")]
     return [
         _op(f"{kind}:list", read, "GET", base, f"List {plural}."),
         _op(f"{kind}:get", read, "GET", one, f"Show a {kind}."),
         _op(f"{kind}:create", write, "POST", base, f"Create a {kind}."),
         _op(f"{kind}:update", write, "PUT", one, f"Replace a {kind}."),
-        _op(f"{kind}:delete", write, "DELETE", one, f"Delete a {kind}."),
+        *(delete if deletable else []),
     ]
 
 
@@ -62,8 +65,8 @@ _RULES = [
     *_crud("site", "sites", "haven_reader", "haven_admin"),
     *_crud("repository", "repositories", "haven_reader", "haven_admin"),
     *_crud("policy", "policies", "haven_reader", "haven_admin"),
-    *_crud("group", "groups", "haven_reader", "haven_member"),
-    *_crud("plan", "plans", "haven_reader", "haven_member"),
+    *_crud("group", "groups", "haven_reader", "haven_member", deletable=True),
+    *_crud("plan", "plans", "haven_reader", "haven_member", deletable=True),
     _op("point:list", "haven_reader", "GET", "/v1/points", "List recovery points."),
     _op("point:get", "haven_reader", "GET", "/v1/points/{id}", "Show a recovery point."),
     _op("operation:list", "haven_reader", "GET", "/v1/operations", "List operations."),
