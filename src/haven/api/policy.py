@@ -118,7 +118,7 @@ def make_enforcer(policy_file: str | None, conf: cfg.ConfigOpts | None = None) -
     if conf is None:
         conf = cfg.ConfigOpts()
         conf([], project="haven")
-    enforcer = policy.Enforcer(conf, policy_file=policy_file, use_conf=policy_file is None)
+    enforcer = policy.Enforcer(conf, policy_file=policy_file, use_conf=True)
     enforcer.register_defaults(list_rules())
     enforcer.load_rules()
     return enforcer
