@@ -72,8 +72,8 @@ def _entry_points_dir(tmp: Path) -> Path:
 
 def test_the_sample_generator_prints_the_defaults(tmp_path: Path) -> None:
     installed = importlib.metadata.entry_points(group="oslo.policy.policies", name="haven")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        ([] if installed else [str(_entry_points_dir(tmp_path))]) + [str(ROOT / "src")]))  # fmt: skip
+    paths = [] if installed else [str(_entry_points_dir(tmp_path))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*paths, str(ROOT / "src")]))
     tool = Path(sys.executable).with_name("oslopolicy-sample-generator")
     out = subprocess.run([str(tool), "--namespace", "haven"], env=env, capture_output=True,
                          text=True, timeout=120, check=True).stdout  # fmt: skip
