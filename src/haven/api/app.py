@@ -53,7 +53,7 @@ def create_app(settings: ApiSettings, *, start_engine: bool = False) -> FastAPI:
     app.state.services = Services(authenticator, Authorizer(settings.policy_file))
     errors.install(app, authenticator.challenge)
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=errors.DOCUMENTED)
     app.add_middleware(
         GuardMiddleware, max_body=settings.max_body_bytes, max_depth=settings.max_json_depth
     )

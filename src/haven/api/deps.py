@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 
 from haven.api.auth import Caller, KeystoneAuthenticator
 from haven.api.policy import Authorizer
@@ -30,11 +31,14 @@ def services(request: Request) -> Services:
     return svc
 
 
-def caller(
-    request: Request,
-    x_auth_token: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Caller:
-    return services(request).authenticator.authenticate(x_auth_token)
+# documented in the OpenAPI document as the API's security scheme; checked by Keystone
+TOKEN_HEADER = APIKeyHeader(
+    name="X-Auth-Token", auto_error=False, description="A Keystone token scoped to your project"
+)
+
+
+def caller(request: Request, token: Annotated[str | None, Depends(TOKEN_HEADER)]) -> Caller:
+    return services(request).authenticator.authenticate(token)
 
 
 @dataclass(frozen=True)

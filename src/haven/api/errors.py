@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from haven.api.auth import Unauthenticated
 from haven.api.middleware import request_id
+from haven.api.schemas import ErrorDocument
 from haven.domain.errors import (
     HavenError,
     NotFoundError,
@@ -24,6 +26,21 @@ from haven.domain.errors import (
 )
 
 log = logging.getLogger("haven.api")
+
+# every route may answer these, in the one error shape (the OpenAPI document says so)
+DOCUMENTED: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorDocument, "description": what}
+    for code, what in (
+        (401, "no token, or an invalid, expired or revoked one"),
+        (403, "the policy does not allow this for the caller's roles"),
+        (404, "no such object in the caller's projects"),
+        (409, "busy group, or a name that is taken"),
+        (413, "body larger than 1 MiB"),
+        (415, "body not application/json"),
+        (422, "invalid input; problems name the fields"),
+        (503, "Keystone unreachable; retry"),
+    )
+}
 
 
 class MethodNotAllowed(HavenError):

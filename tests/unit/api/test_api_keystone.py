@@ -1,0 +1,382 @@
+"""The REST API against the lab's real Keystone (``lab/openstack/up.sh --identity``):
+the role matrix over every route, projects that cannot see each other, revoked tokens,
+the token cache, parallel submits, hostile input past authentication, and one real
+``haven api`` process over TCP.
+
+Not covered here: "a member server must belong to the caller's project" needs Nova (the
+identity lab has none); the fake site driver stands in for the clouds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support.api import TenantHome, app_for, closed_port, tenant_home
+from tests.support.identity_lab import IdentityLab, identity_lab
+
+pytestmark = pytest.mark.keystone
+ROLE_USER = {
+    "reader": "alpha-reader",
+    "member": "alpha-member",
+    "manager": "alpha-manager",
+    "admin": "admin",
+}
+RANK = {"reader": 0, "member": 1, "manager": 2, "admin": 3}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def ks() -> IdentityLab:
+    return identity_lab()
+
+
+@pytest.fixture(scope="module")
+def tokens(ks: IdentityLab) -> dict[str, str]:
+    users = ["alpha-reader", "alpha-member", "alpha-manager", "beta-member", "beta-reader"]
+    return {u: ks.token(u) for u in [*users, "admin"]}
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ks: IdentityLab) -> Iterator[TenantHome]:
+    alpha, beta = ks.projects["dr-alpha"], ks.projects["dr-beta"]
+    with tenant_home(tmp_path, monkeypatch, alpha, beta) as h:
+        yield h
+
+
+@pytest.fixture
+def client(home: TenantHome, ks: IdentityLab) -> TestClient:
+    return TestClient(app_for(ks.auth_url, ks.password))
+
+
+def as_(token: str, **extra: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, **extra}
+
+
+def wait_done(client: TestClient, token: str, op_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op: dict[str, Any] = client.get(f"/v1/operations/{op_id}", headers=as_(token)).json()
+        if op["state"] in TERMINAL:
+            return op
+        time.sleep(0.1)  # polling the operation's end, bounded by the deadline
+    raise AssertionError(f"{op_id} not finished after {timeout}s")
+
+
+def matrix(role: str, tmp: Path) -> list[tuple[str, str, Any, str, set[int]]]:
+    """(method, path, body, least role, statuses when allowed) for every route."""
+    g = {
+        "name": f"g-{role}",
+        "source": "site-a",
+        "target": "site-b",
+        "policy": "gold",
+        "repository": "offsite",
+        "members": [{"server": f"srv-{role}"}],
+    }
+    plan = {"name": f"pl-{role}", "group": "shop", "stages": [{"servers": ["db", "app", "web"]}]}
+    op = lambda kind, **k: {"kind": kind, **k}  # noqa: E731
+    return [
+        ("GET", "/v1/sites", None, "reader", {200}),
+        ("GET", "/v1/sites/site-a", None, "reader", {200}),
+        (
+            "POST",
+            "/v1/sites",
+            {"name": f"s-{role}", "driver": "fake", "uri": f"file://{tmp}/s"},
+            "admin",
+            {201},
+        ),
+        ("PUT", "/v1/sites/no-site", {"driver": "fake"}, "admin", {404}),
+        ("GET", "/v1/repositories", None, "reader", {200}),
+        ("GET", "/v1/repositories/offsite", None, "reader", {200}),
+        ("POST", "/v1/repositories", {"name": "r", "url": "/nowhere"}, "admin", {422}),
+        ("PUT", "/v1/repositories/no-repo", {"url": "/x"}, "admin", {404}),
+        ("GET", "/v1/policies", None, "reader", {200}),
+        ("GET", "/v1/policies/gold", None, "reader", {200}),
+        ("POST", "/v1/policies", {"name": f"p-{role}", "rpo": "1h"}, "admin", {201}),
+        ("PUT", f"/v1/policies/p-{role}", {"rpo": "2h"}, "admin", {200}),
+        ("GET", "/v1/groups", None, "reader", {200}),
+        ("GET", "/v1/groups/shop", None, "reader", {200}),
+        ("POST", "/v1/groups", g, "member", {201}),
+        ("PUT", f"/v1/groups/g-{role}", {**g, "description": "d"}, "member", {200}),
+        ("DELETE", f"/v1/groups/g-{role}", None, "member", {204}),
+        ("GET", "/v1/plans", None, "reader", {200}),
+        ("GET", "/v1/plans/shop", None, "reader", {200}),
+        ("POST", "/v1/plans", plan, "member", {201}),
+        ("PUT", f"/v1/plans/pl-{role}", plan, "member", {200}),
+        ("DELETE", f"/v1/plans/pl-{role}", None, "member", {204}),
+        ("GET", "/v1/points?group=shop", None, "reader", {200}),
+        ("GET", "/v1/points/rp-none", None, "reader", {404}),
+        ("GET", "/v1/operations", None, "reader", {200}),
+        ("GET", "/v1/operations/op-none", None, "reader", {404}),
+        ("POST", "/v1/operations", op("protect", group="none"), "member", {404}),
+        ("POST", "/v1/operations", op("test-failover", plan="none"), "member", {404}),
+        ("POST", "/v1/operations", op("cleanup", plan="shop"), "member", {404}),
+        ("POST", "/v1/operations", op("failover", plan="none"), "manager", {404}),
+        ("POST", "/v1/operations", op("failback", plan="none"), "manager", {404}),
+        ("GET", "/v1/status", None, "reader", {200}),
+        ("POST", "/v1/apply?dry_run=true", {"groups": [g]}, "member", {200}),
+        (
+            "POST",
+            "/v1/apply?dry_run=true",
+            {"policies": [{"name": "x", "rpo": "1h"}]},
+            "admin",
+            {200},
+        ),
+    ]
+
+
+@pytest.mark.parametrize("role", list(RANK))
+def test_role_matrix(role: str, client: TestClient, tokens: dict[str, str], tmp_path: Path) -> None:
+    token = tokens[ROLE_USER[role]]
+    seen = []
+    for method, path, body, least, allowed in matrix(role, tmp_path):
+        resp = client.request(method, path, json=body, headers=as_(token))
+        expected = allowed if RANK[role] >= RANK[least] else {403}
+        seen.append((method, path, resp.status_code))
+        assert resp.status_code in expected, (method, path, body, resp.text)
+        if resp.status_code == 403:
+            assert resp.json()["error"]["type"] == "ForbiddenError"
+    assert len(seen) == len(matrix(role, tmp_path))
+
+
+def test_projects_do_not_see_each_other(
+    client: TestClient, tokens: dict[str, str], ks: IdentityLab
+) -> None:
+    alpha, beta, admin = tokens["alpha-member"], tokens["beta-member"], tokens["admin"]
+
+    def names(token: str, kind: str) -> list[str]:
+        return [i["name"] for i in client.get(f"/v1/{kind}", headers=as_(token)).json()["items"]]
+
+    assert names(alpha, "groups") == ["shop"] and names(beta, "groups") == ["beta-app"]
+    assert names(beta, "plans") == ["beta-app"]
+    assert names(admin, "groups") == ["beta-app", "shop"]
+    sub = client.post(
+        "/v1/operations", json={"kind": "protect", "group": "shop"}, headers=as_(alpha)
+    )
+    assert sub.status_code == 202
+    op_id = sub.json()["id"]
+    assert wait_done(client, alpha, op_id)["state"] == "succeeded"
+    point = client.get("/v1/points?group=shop", headers=as_(alpha)).json()["points"][0]["id"]
+    for method, path, body in [
+        ("GET", "/v1/groups/shop", None),
+        ("GET", "/v1/plans/shop", None),
+        ("GET", "/v1/points?group=shop", None),
+        ("GET", f"/v1/points/{point}", None),
+        ("GET", f"/v1/operations/{op_id}", None),
+        ("GET", "/v1/operations?group=shop", None),
+        ("PUT", "/v1/groups/shop", {"description": "x"}),
+        ("DELETE", "/v1/plans/shop", None),
+        ("POST", "/v1/operations", {"kind": "protect", "group": "shop"}),
+        ("POST", "/v1/operations", {"kind": "test-failover", "plan": "shop"}),
+    ]:
+        resp = client.request(method, path, json=body, headers=as_(beta))
+        assert resp.status_code == 404, (method, path, resp.text)
+        assert "dr-alpha" not in resp.text and ks.projects["dr-alpha"] not in resp.text
+    assert client.get("/v1/operations", headers=as_(beta)).json()["operations"] == []
+    assert [g["group"] for g in client.get("/v1/status", headers=as_(beta)).json()["groups"]] == [
+        "beta-app"
+    ]
+    taken = client.post(
+        "/v1/groups",
+        json={
+            "name": "shop",
+            "source": "site-a",
+            "target": "site-b",
+            "policy": "gold",
+            "members": [{"server": "x"}],
+        },
+        headers=as_(beta),
+    )
+    assert taken.status_code == 409 and ks.projects["dr-alpha"] not in taken.text
+    seen = client.get(f"/v1/operations/{op_id}", headers=as_(admin)).json()
+    assert seen["steps"] and seen["id"] == op_id  # the admin sees every project
+
+
+def _revoke(ks: IdentityLab, admin: str, token: str) -> None:
+    req = urllib.request.Request(
+        f"{ks.auth_url}/auth/tokens",
+        method="DELETE",
+        headers={"X-Auth-Token": admin, "X-Subject-Token": token},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 204
+
+
+def test_a_revoked_token_is_401_at_once_without_a_cache_and_after_the_ttl_with_one(
+    home: TenantHome, ks: IdentityLab, tokens: dict[str, str]
+) -> None:
+    uncached = TestClient(app_for(ks.auth_url, ks.password, ttl=0))
+    cached = TestClient(app_for(ks.auth_url, ks.password, ttl=300))
+    token = ks.token("alpha-reader")
+    for c in (uncached, cached):
+        assert c.get("/v1/groups", headers=as_(token)).status_code == 200
+    _revoke(ks, tokens["admin"], token)
+    gone = uncached.get("/v1/groups", headers=as_(token))
+    assert gone.status_code == 401
+    assert gone.headers["www-authenticate"] == f'Keystone uri="{ks.auth_url}"'
+    assert token not in gone.text
+    # the cache's price, by design: trusted until its entry expires (min(TTL, expiry))
+    assert cached.get("/v1/groups", headers=as_(token)).status_code == 200
+    assert uncached.get("/v1/groups", headers=as_("not-a-token")).status_code == 401
+
+
+def test_keystone_unreachable_is_503(home: TenantHome, tokens: dict[str, str]) -> None:
+    down = TestClient(app_for(f"http://127.0.0.1:{closed_port()}/v3", "x", ttl=0))
+    resp = down.get("/v1/groups", headers=as_(tokens["alpha-reader"]))
+    assert resp.status_code == 503 and resp.json()["error"]["retryable"] is True
+
+
+def test_hostile_input_past_authentication(client: TestClient, tokens: dict[str, str]) -> None:
+    t = as_(tokens["alpha-member"])
+    unknown = client.post(
+        "/v1/operations", json={"kind": "protect", "group": "shop", "bogus": 1}, headers=t
+    )
+    assert unknown.status_code == 422
+    assert {"path": "bogus", "message": "unknown field; remove it"} in unknown.json()["error"][
+        "problems"
+    ]
+    for limit in ("-1", "0", str(10**9), "x"):
+        resp = client.get(f"/v1/operations?limit={limit}", headers=t)
+        assert resp.status_code == 422 and resp.json()["error"]["problems"][0]["path"] == "limit"
+    for path in (
+        "/v1/groups/..%2F..%2Fetc",
+        "/v1/groups/%2e%2e",
+        "/v1/groups/UPPER",
+        "/v1/points?group=..%2Fx",
+        "/v1/operations/..%2Fop",
+    ):
+        resp = client.get(path, headers=t)
+        assert resp.status_code in (404, 422), (path, resp.text)
+        assert "error" in resp.json()
+    bad_name = client.post(
+        "/v1/groups",
+        json={
+            "name": "../x",
+            "source": "site-a",
+            "target": "site-b",
+            "policy": "gold",
+            "members": [{"server": "x"}],
+        },
+        headers=t,
+    )
+    assert bad_name.status_code == 422 and "name" in bad_name.text
+    no_policy = client.post(
+        "/v1/groups",
+        json={
+            "name": "g",
+            "source": "site-a",
+            "target": "site-b",
+            "policy": "platinum",
+            "members": [{"server": "x"}],
+        },
+        headers=t,
+    )
+    assert no_policy.status_code == 422 and "platinum" in no_policy.text
+    key = client.post(
+        "/v1/operations",
+        json={"kind": "protect", "group": "shop"},
+        headers={**t, "Idempotency-Key": "x" * 256},
+    )
+    assert (
+        key.status_code == 422 and key.json()["error"]["problems"][0]["path"] == "Idempotency-Key"
+    )
+
+
+def test_200_parallel_submits_run_one_operation_and_keys_replay(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    token = tokens["alpha-member"]
+    assert client.get("/v1/groups", headers=as_(token)).status_code == 200  # token cached
+
+    async def burst(key: str | None) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+            headers = as_(token, **({"Idempotency-Key": key} if key else {}))
+            body = {"kind": "protect", "group": "shop"}
+            return await asyncio.gather(
+                *(c.post("/v1/operations", json=body, headers=headers) for _ in range(200))
+            )
+
+    first = asyncio.run(burst(None))
+    codes = sorted(r.status_code for r in first)
+    assert codes == [202] + [409] * 199, codes[:5]
+    (winner,) = [r for r in first if r.status_code == 202]
+    assert winner.headers["location"] == f"/v1/operations/{winner.json()['id']}"
+    wait_done(client, token, winner.json()["id"])
+    replays = asyncio.run(burst("burst-key-1"))
+    locations = {r.headers.get("location") for r in replays}
+    assert {r.status_code for r in replays} == {202} and len(locations) == 1
+    op_id = replays[0].json()["id"]
+    assert wait_done(client, token, op_id)["state"] == "succeeded"
+    ops = client.get("/v1/operations?group=shop", headers=as_(token)).json()["operations"]
+    assert [o["id"] for o in ops] == [op_id, winner.json()["id"]]
+    changed = client.post(
+        "/v1/operations",
+        json={"kind": "protect", "group": "shop", "planned": True},
+        headers=as_(token, **{"Idempotency-Key": "burst-key-1"}),
+    )
+    assert changed.status_code == 422 and "Idempotency-Key" in changed.text
+
+
+def test_the_haven_api_process_over_tcp(
+    home: TenantHome, ks: IdentityLab, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    secret = tmp_path / "service-password"
+    secret.write_text(ks.password + "\n")
+    port = closed_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
+    env.update(
+        HAVEN_HOME=str(home.home),
+        HAVEN_API_AUTH_URL=ks.auth_url,
+        HAVEN_API_PASSWORD_FILE=str(secret),
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "haven", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # readiness: the port answers, or the process has died
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "haven api did not answer in 60 s"
+                time.sleep(0.2)
+        reader = as_(tokens["alpha-reader"])
+        groups = httpx.get(f"{base}/v1/groups", headers=reader, timeout=30).json()
+        assert [g["name"] for g in groups["items"]] == ["shop"]
+        sub = httpx.post(
+            f"{base}/v1/operations",
+            json={"kind": "protect", "group": "shop"},
+            headers=as_(tokens["alpha-member"]),
+            timeout=30,
+        )
+        assert sub.status_code == 202, sub.text
+        deadline = time.monotonic() + 60
+        while (op := httpx.get(base + sub.headers["location"], headers=reader, timeout=30).json())[
+            "state"
+        ] not in TERMINAL:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert op["state"] == "succeeded", json.dumps(op)[:2000]
+        assert httpx.get(f"{base}/v1/groups", timeout=30).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
