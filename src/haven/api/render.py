@@ -30,7 +30,7 @@ def resource(kind: ResourceKind, item: Resource) -> s.ResourceOut:
         data["key_file"] = item.key_file is not None
         data["credentials"] = sorted(item.credentials)
     project = item.project if isinstance(item, ProtectionGroup) else None
-    return s.ResourceOut(kind=kind.value, name=item.name, project=project, spec=data)  # type: ignore[arg-type]
+    return s.ResourceOut(kind=kind.value, name=item.name, project=project, spec=data)
 
 
 def operation(op: Operation, with_steps: bool = False) -> s.OperationOut:
@@ -94,7 +94,7 @@ def applied(result: ApplyResult) -> s.ApplyOut:
                 name=c.name,
                 action=c.action.value,
                 fields=[s.FieldChangeOut(path=f.path) for f in c.fields],
-            )  # type: ignore[arg-type]
+            )
             for c in result.changes
         ],
     )

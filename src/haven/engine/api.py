@@ -29,9 +29,10 @@ from haven.engine import lifecycle, service, services, tenancy
 from haven.engine import scope as scopes
 from haven.engine.apply import ApplyResult
 from haven.engine.repos import NamedCheck, NamedRepair, check_named, repair_named
-from haven.engine.scope import OPERATOR, Scope
+from haven.engine.scope import OPERATOR as OPERATOR
+from haven.engine.scope import Scope as Scope
 from haven.engine.status import GroupStatus, all_status, group_status
-from haven.engine.submit import Submission
+from haven.engine.submit import Submission as Submission
 
 Progress = Callable[[Operation], None]
 

@@ -55,13 +55,15 @@ def group(scope: Scope, name: str) -> ProtectionGroup:
             owner = None
         if not scope.sees(owner):
             raise NotFoundError(f"no group named {name!r}")
-    g: ProtectionGroup = services.catalog().get(ResourceKind.GROUP, name)
+    g = services.catalog().get(ResourceKind.GROUP, name)
+    assert isinstance(g, ProtectionGroup)
     return g
 
 
 def plan(scope: Scope, name: str) -> RecoveryPlan:
     try:
-        p: RecoveryPlan = services.catalog().get(ResourceKind.PLAN, name)
+        p = services.catalog().get(ResourceKind.PLAN, name)
+        assert isinstance(p, RecoveryPlan)
         group(scope, p.group)
     except NotFoundError:
         if scope.all_projects:

@@ -5,6 +5,7 @@ in the spec format (the fields ``haven apply`` takes for that kind) and goes thr
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Response
@@ -66,7 +67,7 @@ def _register(kind: ResourceKind) -> None:
         engine.delete_resource(kind, name, ctx.scope)
         return Response(status_code=204)
 
-    tag = [kind.plural]
+    tag: list[str | Enum] = [kind.plural]
     router.add_api_route(base, list_items, methods=["GET"], tags=tag, name=f"{kind.value}:list")
     router.add_api_route(
         f"{base}/{{name}}", get_item, methods=["GET"], tags=tag, name=f"{kind.value}:get"
