@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.support.api import app_for, tenant_home
 from tests.support.identity_lab import identity_lab
