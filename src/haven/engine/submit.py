@@ -31,8 +31,8 @@ from dbos import DBOS, SetWorkflowID
 from haven.catalog.submissions import IdempotencyClaim
 from haven.domain.errors import NotFoundError, ValidationError
 from haven.domain.ids import new_id
-from haven.domain.operations import Operation, OperationKind, OperationState
-from haven.engine import runtime, services
+from haven.domain.operations import Failure, Operation, OperationKind, OperationState
+from haven.engine import ops, runtime, services
 from haven.engine import scope as scopes
 from haven.engine.scope import Scope
 from haven.engine.service import EXECUTOR_PARAM, _wait
@@ -93,9 +93,13 @@ def submit(
     if replayed:
         scopes.operation(scope, recorded.id)  # a key of this project: its own operation
         return recorded, True
-    runtime.launch(exe)
-    with SetWorkflowID(op_id):
-        handle = DBOS.start_workflow(prepared.workflow, op_id, *prepared.args)
+    try:
+        runtime.launch(exe)
+        with SetWorkflowID(op_id):
+            handle = DBOS.start_workflow(prepared.workflow, op_id, *prepared.args)
+    except Exception as exc:  # the engine could not start it: fail it, free the group
+        ops.mark_failed(op_id, Failure.of(exc), True)
+        raise
     threading.Thread(target=_wait, args=(op_id, handle), name=f"wait-{op_id}", daemon=True).start()
     return recorded, False
 
