@@ -69,6 +69,7 @@ _RULES = [
     *_crud("plan", "plans", "haven_reader", "haven_member", deletable=True),
     _op("point:list", "haven_reader", "GET", "/v1/points", "List recovery points."),
     _op("point:get", "haven_reader", "GET", "/v1/points/{id}", "Show a recovery point."),
+    _op("point:delete", "haven_manager", "DELETE", "/v1/points/{id}", "Delete a recovery point."),
     _op("operation:list", "haven_reader", "GET", "/v1/operations", "List operations."),
     _op("operation:get", "haven_reader", "GET", "/v1/operations/{id}", "Show an operation."),
     _op("operation:protect", "haven_member", "POST", "/v1/operations", "Take a point now."),

@@ -127,6 +127,13 @@ def point(point_id: str, scope: Scope = OPERATOR) -> RecoveryPoint:
     return scopes.point(scope, point_id)
 
 
+def delete_point(point_id: str, scope: Scope = OPERATOR) -> RecoveryPoint:
+    """Delete one recovery point (not the group's newest intact one); see engine/points."""
+    from haven.engine.points import delete_point as _delete
+
+    return _delete(point_id, scope)
+
+
 def operations(
     group: str | None = None,
     limit: int = 20,

@@ -117,6 +117,7 @@ def matrix(role: str, tmp: Path) -> list[tuple[str, str, Any, str, set[int]]]:
         ("DELETE", f"/v1/plans/pl-{role}", None, "member", {204}),
         ("GET", "/v1/points?group=shop", None, "reader", {200}),
         ("GET", "/v1/points/rp-none", None, "reader", {404}),
+        ("DELETE", "/v1/points/rp-none", None, "manager", {404}),
         ("GET", "/v1/operations", None, "reader", {200}),
         ("GET", "/v1/operations/op-none", None, "reader", {404}),
         ("POST", "/v1/operations", op("protect", group="none"), "member", {404}),

@@ -21,7 +21,8 @@ RANK = {"reader": 0, "member": 1, "manager": 2, "admin": 3}
 NEEDS = {  # rule -> the least role allowed
     "haven:site:list": "reader", "haven:site:create": "admin", "haven:policy:update": "admin",
     "haven:repository:get": "reader", "haven:group:list": "reader", "haven:group:create": "member",
-    "haven:plan:delete": "member", "haven:point:list": "reader", "haven:operation:get": "reader",
+    "haven:plan:delete": "member", "haven:point:list": "reader", "haven:point:delete": "manager",
+    "haven:operation:get": "reader",
     "haven:operation:protect": "member", "haven:operation:test-failover": "member",
     "haven:operation:cleanup": "member", "haven:operation:failover": "manager",
     "haven:operation:failback": "manager", "haven:status:get": "reader", "haven:apply": "member",

@@ -158,3 +158,22 @@ def test_an_idempotency_key_replays_its_operation_and_refuses_another_request(
     assert wait_done(other.id).state is OperationState.FAILED  # beta-solo does not exist
     with pytest.raises(NotFoundError):
         engine.operation(first.id, B)
+
+
+def test_a_point_is_deleted_except_the_newest_intact_one(home: TenantHome) -> None:
+    sub = Submission(OperationKind.PROTECT, "shop")
+    first = wait_done(engine.submit(sub, A)[0].id)
+    second = wait_done(engine.submit(sub, A)[0].id)
+    older, newer = first.result["point"], second.result["point"]
+    with pytest.raises(NotFoundError):
+        engine.delete_point(older, B)
+    with pytest.raises(ConflictError) as err:
+        engine.delete_point(newer, A)
+    assert "newest intact" in str(err.value)
+    manifests = [v.manifest for v in engine.point(older, A).volumes]
+    assert engine.delete_point(older, A).state.value == "deleted"
+    assert engine.point(older, A).state.value == "deleted"
+    repo = home.lab.root / "repo"
+    names = {p.name for p in repo.rglob("*")}
+    assert manifests and not any(m in n for m in manifests for n in names)
+    assert wait_done(engine.submit(sub, A)[0].id).state is OperationState.SUCCEEDED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from haven.api import render
 from haven.api import schemas as s
@@ -32,3 +32,14 @@ def show_point(
 ) -> s.PointOut:
     ctx.authorize("haven:point:get")
     return render.point(engine.point(point_id, ctx.scope))
+
+
+@router.delete("/points/{point_id}", status_code=204, name="point:delete")
+def delete_point(
+    point_id: Annotated[str, Path(pattern=s.ID_PATTERN, max_length=80)], ctx: Ctx
+) -> Response:
+    """Its manifests leave the repository (chunks at the next prune), its site checkpoint
+    goes. The group's newest intact point is refused (409)."""
+    ctx.authorize("haven:point:delete")
+    engine.delete_point(point_id, ctx.scope)
+    return Response(status_code=204)
