@@ -60,6 +60,7 @@ class ResourceOut(Out):
 
 class ResourceList(Out):
     items: list[ResourceOut]
+    next_marker: str | None = None  # pass as ?marker= for the next page; None: the last
 
 
 class StepOut(Out):

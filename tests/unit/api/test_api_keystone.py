@@ -162,6 +162,10 @@ def test_projects_do_not_see_each_other(
     assert names(alpha, "groups") == ["shop"] and names(beta, "groups") == ["beta-app"]
     assert names(beta, "plans") == ["beta-app"]
     assert names(admin, "groups") == ["beta-app", "shop"]
+    page = client.get("/v1/groups?limit=1", headers=as_(admin)).json()
+    assert [i["name"] for i in page["items"]] == ["beta-app"] and page["next_marker"] == "beta-app"
+    page = client.get("/v1/groups?limit=1&marker=beta-app", headers=as_(admin)).json()
+    assert [i["name"] for i in page["items"]] == ["shop"] and page["next_marker"] is None
     sub = client.post(
         "/v1/operations", json={"kind": "protect", "group": "shop"}, headers=as_(alpha)
     )

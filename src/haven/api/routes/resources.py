@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 
 from haven.api import render
 from haven.api import schemas as s
@@ -19,6 +19,8 @@ from haven.engine import api as engine
 
 router = APIRouter(prefix="/v1")
 NamePath = Annotated[str, Path(pattern=s.NAME_PATTERN, max_length=63)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Marker = Annotated[str | None, Query(pattern=s.NAME_PATTERN, max_length=63)]
 SpecBody = Annotated[dict[str, Any], Body(description="one resource in the spec format")]
 DELETABLE = (ResourceKind.GROUP, ResourceKind.PLAN)
 
@@ -27,10 +29,16 @@ def _register(kind: ResourceKind) -> None:
     base = f"/{kind.plural}"
     rule = f"haven:{kind.value}"
 
-    def list_items(ctx: Ctx) -> s.ResourceList:
+    def list_items(ctx: Ctx, limit: Limit = 1000, marker: Marker = None) -> s.ResourceList:
+        """By name; ``marker``: the page after that name."""
         ctx.authorize(f"{rule}:list")
-        items = engine.resources(kind, ctx.scope)
-        return s.ResourceList(items=[render.resource(kind, i) for i in items])
+        items = sorted(engine.resources(kind, ctx.scope), key=lambda i: i.name)
+        page = [i for i in items if marker is None or i.name > marker][:limit]
+        more = len(page) == limit and page[-1].name != items[-1].name
+        return s.ResourceList(
+            items=[render.resource(kind, i) for i in page],
+            next_marker=page[-1].name if more else None,
+        )
 
     def get_item(name: NamePath, ctx: Ctx) -> s.ResourceOut:
         ctx.authorize(f"{rule}:get")
