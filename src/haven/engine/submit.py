@@ -100,8 +100,18 @@ def submit(
     except Exception as exc:  # the engine could not start it: fail it, free the group
         ops.mark_failed(op_id, Failure.of(exc), True)
         raise
-    threading.Thread(target=_wait, args=(op_id, handle), name=f"wait-{op_id}", daemon=True).start()
+    threading.Thread(target=_watch, args=(op_id, handle), name=f"wait-{op_id}", daemon=True).start()
     return recorded, False
+
+
+def _watch(op_id: str, handle: Any) -> None:
+    try:
+        _wait(op_id, handle)
+    except Exception:
+        if runtime.current() is not None:
+            raise
+        # the engine stopped under the workflow (shutdown): its state is DBOS's, recovered
+        # at the next launch of this executor; nothing to record from here
 
 
 def _prepare(sub: Submission, scope: Scope) -> _Prepared:
