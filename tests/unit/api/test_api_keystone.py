@@ -385,3 +385,56 @@ def test_the_haven_api_process_over_tcp(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _keystone(ks: IdentityLab, admin: str, method: str, path: str, body: Any = None) -> Any:
+    r = httpx.request(
+        method, f"{ks.auth_url}{path}", json=body, timeout=30, headers={"X-Auth-Token": admin}
+    )
+    r.raise_for_status()
+    return r.json() if r.content else None
+
+
+def test_a_token_of_a_disabled_project_is_401(
+    home: TenantHome, ks: IdentityLab, tokens: dict[str, str]
+) -> None:
+    """A project and user of this test's own (created, then deleted): the shared lab's
+    projects stay as they are."""
+    admin = tokens["admin"]
+    name = f"haven-api-test-{os.getpid()}-{time.monotonic_ns()}"
+    project = _keystone(
+        ks, admin, "POST", "/projects", {"project": {"name": name, "domain_id": "default"}}
+    )["project"]
+    user = _keystone(
+        ks,
+        admin,
+        "POST",
+        "/users",
+        {"user": {"name": name, "password": ks.password, "domain_id": "default"}},
+    )["user"]
+    try:
+        roles = _keystone(ks, admin, "GET", "/roles?name=member")["roles"]
+        _keystone(
+            ks, admin, "PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{roles[0]['id']}"
+        )
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {"user": {"id": user["id"], "password": ks.password}},
+                },
+                "scope": {"project": {"id": project["id"]}},
+            }
+        }
+        token = httpx.post(f"{ks.auth_url}/auth/tokens", json=body, timeout=30).headers[
+            "X-Subject-Token"
+        ]
+        api = TestClient(app_for(ks.auth_url, ks.password, ttl=0))
+        mine = api.get("/v1/groups", headers=as_(token))
+        assert mine.status_code == 200 and mine.json()["items"] == []  # a project of no groups
+        _keystone(ks, admin, "PATCH", f"/projects/{project['id']}", {"project": {"enabled": False}})
+        assert api.get("/v1/groups", headers=as_(token)).status_code == 401
+    finally:
+        _keystone(ks, admin, "DELETE", f"/users/{user['id']}")
+        _keystone(ks, admin, "PATCH", f"/projects/{project['id']}", {"project": {"enabled": False}})
+        _keystone(ks, admin, "DELETE", f"/projects/{project['id']}")
