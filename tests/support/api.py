@@ -11,6 +11,7 @@ the context ends; then the engine stops and the catalog closes.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from haven.api.app import create_app
 from haven.api.settings import ApiSettings, KeystoneSettings
@@ -28,6 +30,7 @@ from haven.engine.apply import apply_spec
 from haven.specs import load_spec
 from tests.unit.engine.lab import Lab, edited_spec, make_lab
 
+TERMINAL = {"succeeded", "failed", "cancelled"}
 BETA_GROUP = {
     "name": "beta-app",
     "source": "site-a",
@@ -90,3 +93,17 @@ def app_for(
 def unreachable_app() -> FastAPI:
     """An app whose Keystone is a closed port: everything before authentication works."""
     return app_for(f"http://127.0.0.1:{closed_port()}/v3", "unused")
+
+
+def as_(token: str, **extra: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, **extra}
+
+
+def wait_done(client: TestClient, token: str, op_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op: dict[str, Any] = client.get(f"/v1/operations/{op_id}", headers=as_(token)).json()
+        if op["state"] in TERMINAL:
+            return op
+        time.sleep(0.1)  # polling the operation's end, bounded by the deadline
+    raise AssertionError(f"{op_id} not finished after {timeout}s")

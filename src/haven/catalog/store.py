@@ -386,7 +386,9 @@ class Catalog:
                 earlier = submissions.replayed(s, claim)
                 if earlier is None:
                     submissions.insert(s, submissions.operation_row(op), claim)
-        except SAIntegrityError:  # a concurrent submit committed first: which one?
+        except (SAIntegrityError, GroupBusy):
+            # a concurrent submit committed first (its lock, operation and key together):
+            # a replay of it when it carried this key and request, else the group is busy
             with self.transaction() as s:
                 earlier = submissions.replayed(s, claim)
                 lock = s.get(GroupLockRow, op.group)

@@ -29,13 +29,13 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 
 from haven.catalog.submissions import IdempotencyClaim
-from haven.domain.errors import NotFoundError, ValidationError
+from haven.domain.errors import HavenError, NotFoundError, ValidationError
 from haven.domain.ids import new_id
 from haven.domain.operations import Failure, Operation, OperationKind, OperationState
 from haven.engine import ops, runtime, services
 from haven.engine import scope as scopes
 from haven.engine.scope import Scope
-from haven.engine.service import EXECUTOR_PARAM, _wait
+from haven.engine.service import EXECUTOR_PARAM
 
 SUBMITTABLE = (
     OperationKind.PROTECT,
@@ -105,13 +105,17 @@ def submit(
 
 
 def _watch(op_id: str, handle: Any) -> None:
+    """Wait for the workflow; record a failure it could not record itself (a bug)."""
     try:
-        _wait(op_id, handle)
-    except Exception:
-        if runtime.current() is not None:
-            raise
-        # the engine stopped under the workflow (shutdown): its state is DBOS's, recovered
-        # at the next launch of this executor; nothing to record from here
+        handle.get_result()
+    except HavenError:
+        return  # recorded in the operation by the workflow's fail step
+    except Exception as exc:
+        if runtime.current() is None:
+            return  # the engine stopped under it: DBOS recovers it at the next launch
+        op = services.catalog().operation(op_id)
+        if op.state in (OperationState.PENDING, OperationState.RUNNING):
+            ops.mark_failed(op_id, Failure.of(exc), True)
 
 
 def _prepare(sub: Submission, scope: Scope) -> _Prepared:

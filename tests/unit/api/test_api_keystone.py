@@ -14,8 +14,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.api import TenantHome, app_for, closed_port, tenant_home
-from tests.support.identity_lab import IdentityLab, identity_lab
+from tests.support.api import TERMINAL, TenantHome, as_, closed_port, wait_done
+from tests.support.identity_lab import IdentityLab
 
 pytestmark = pytest.mark.keystone
 ROLE_USER = {
@@ -34,44 +32,6 @@ ROLE_USER = {
     "admin": "admin",
 }
 RANK = {"reader": 0, "member": 1, "manager": 2, "admin": 3}
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-@pytest.fixture(scope="module")
-def ks() -> IdentityLab:
-    return identity_lab()
-
-
-@pytest.fixture(scope="module")
-def tokens(ks: IdentityLab) -> dict[str, str]:
-    users = ["alpha-reader", "alpha-member", "alpha-manager", "beta-member", "beta-reader"]
-    return {u: ks.token(u) for u in [*users, "admin"]}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ks: IdentityLab) -> Iterator[TenantHome]:
-    alpha, beta = ks.projects["dr-alpha"], ks.projects["dr-beta"]
-    with tenant_home(tmp_path, monkeypatch, alpha, beta) as h:
-        yield h
-
-
-@pytest.fixture
-def client(home: TenantHome, ks: IdentityLab) -> TestClient:
-    return TestClient(app_for(ks.auth_url, ks.password))
-
-
-def as_(token: str, **extra: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, **extra}
-
-
-def wait_done(client: TestClient, token: str, op_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        op: dict[str, Any] = client.get(f"/v1/operations/{op_id}", headers=as_(token)).json()
-        if op["state"] in TERMINAL:
-            return op
-        time.sleep(0.1)  # polling the operation's end, bounded by the deadline
-    raise AssertionError(f"{op_id} not finished after {timeout}s")
 
 
 def matrix(role: str, tmp: Path) -> list[tuple[str, str, Any, str, set[int]]]:
@@ -206,40 +166,6 @@ def test_projects_do_not_see_each_other(
     assert taken.status_code == 409 and ks.projects["dr-alpha"] not in taken.text
     seen = client.get(f"/v1/operations/{op_id}", headers=as_(admin)).json()
     assert seen["steps"] and seen["id"] == op_id  # the admin sees every project
-
-
-def _revoke(ks: IdentityLab, admin: str, token: str) -> None:
-    req = urllib.request.Request(
-        f"{ks.auth_url}/auth/tokens",
-        method="DELETE",
-        headers={"X-Auth-Token": admin, "X-Subject-Token": token},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        assert r.status == 204
-
-
-def test_a_revoked_token_is_401_at_once_without_a_cache_and_after_the_ttl_with_one(
-    home: TenantHome, ks: IdentityLab, tokens: dict[str, str]
-) -> None:
-    uncached = TestClient(app_for(ks.auth_url, ks.password, ttl=0))
-    cached = TestClient(app_for(ks.auth_url, ks.password, ttl=300))
-    token = ks.token("alpha-reader")
-    for c in (uncached, cached):
-        assert c.get("/v1/groups", headers=as_(token)).status_code == 200
-    _revoke(ks, tokens["admin"], token)
-    gone = uncached.get("/v1/groups", headers=as_(token))
-    assert gone.status_code == 401
-    assert gone.headers["www-authenticate"] == f'Keystone uri="{ks.auth_url}"'
-    assert token not in gone.text
-    # the cache's price, by design: trusted until its entry expires (min(TTL, expiry))
-    assert cached.get("/v1/groups", headers=as_(token)).status_code == 200
-    assert uncached.get("/v1/groups", headers=as_("not-a-token")).status_code == 401
-
-
-def test_keystone_unreachable_is_503(home: TenantHome, tokens: dict[str, str]) -> None:
-    down = TestClient(app_for(f"http://127.0.0.1:{closed_port()}/v3", "x", ttl=0))
-    resp = down.get("/v1/groups", headers=as_(tokens["alpha-reader"]))
-    assert resp.status_code == 503 and resp.json()["error"]["retryable"] is True
 
 
 def test_hostile_input_past_authentication(client: TestClient, tokens: dict[str, str]) -> None:
@@ -385,56 +311,3 @@ def test_the_haven_api_process_over_tcp(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def _keystone(ks: IdentityLab, admin: str, method: str, path: str, body: Any = None) -> Any:
-    r = httpx.request(
-        method, f"{ks.auth_url}{path}", json=body, timeout=30, headers={"X-Auth-Token": admin}
-    )
-    r.raise_for_status()
-    return r.json() if r.content else None
-
-
-def test_a_token_of_a_disabled_project_is_401(
-    home: TenantHome, ks: IdentityLab, tokens: dict[str, str]
-) -> None:
-    """A project and user of this test's own (created, then deleted): the shared lab's
-    projects stay as they are."""
-    admin = tokens["admin"]
-    name = f"haven-api-test-{os.getpid()}-{time.monotonic_ns()}"
-    project = _keystone(
-        ks, admin, "POST", "/projects", {"project": {"name": name, "domain_id": "default"}}
-    )["project"]
-    user = _keystone(
-        ks,
-        admin,
-        "POST",
-        "/users",
-        {"user": {"name": name, "password": ks.password, "domain_id": "default"}},
-    )["user"]
-    try:
-        roles = _keystone(ks, admin, "GET", "/roles?name=member")["roles"]
-        _keystone(
-            ks, admin, "PUT", f"/projects/{project['id']}/users/{user['id']}/roles/{roles[0]['id']}"
-        )
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {"user": {"id": user["id"], "password": ks.password}},
-                },
-                "scope": {"project": {"id": project["id"]}},
-            }
-        }
-        token = httpx.post(f"{ks.auth_url}/auth/tokens", json=body, timeout=30).headers[
-            "X-Subject-Token"
-        ]
-        api = TestClient(app_for(ks.auth_url, ks.password, ttl=0))
-        mine = api.get("/v1/groups", headers=as_(token))
-        assert mine.status_code == 200 and mine.json()["items"] == []  # a project of no groups
-        _keystone(ks, admin, "PATCH", f"/projects/{project['id']}", {"project": {"enabled": False}})
-        assert api.get("/v1/groups", headers=as_(token)).status_code == 401
-    finally:
-        _keystone(ks, admin, "DELETE", f"/users/{user['id']}")
-        _keystone(ks, admin, "PATCH", f"/projects/{project['id']}", {"project": {"enabled": False}})
-        _keystone(ks, admin, "DELETE", f"/projects/{project['id']}")

@@ -138,6 +138,23 @@ def test_of_200_concurrent_submits_for_one_group_exactly_one_is_recorded(
     assert len(ops) == 1 and len(outcomes) == 200, outcomes[:3]
     assert wait_done(ops[0].id).state is OperationState.SUCCEEDED
     assert [o.id for o in engine.operations("shop", 1000, A)] == [ops[0].id]
+    keyed: list[object] = []
+    start = threading.Barrier(100)
+
+    def replay() -> None:
+        start.wait()
+        try:
+            keyed.append(engine.submit(Submission(OperationKind.PROTECT, "shop"), A, "k")[0].id)
+        except ConflictError as exc:  # a replay must never be refused as busy
+            keyed.append(exc)
+
+    threads = [threading.Thread(target=replay) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keyed)) == 1 and isinstance(keyed[0], str), set(map(str, keyed))
+    assert wait_done(str(keyed[0])).state is OperationState.SUCCEEDED
 
 
 def test_an_idempotency_key_replays_its_operation_and_refuses_another_request(
