@@ -77,6 +77,8 @@ class GroupRow(_Resource, Base):
     target_site: Mapped[str] = mapped_column(ForeignKey("sites.name"))
     policy: Mapped[str] = mapped_column(ForeignKey("policies.name"))
     state: Mapped[str] = mapped_column(String(32), default="unprotected")
+    # the Keystone project owning the group (NULL: operator-owned); since 0005
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class GroupMemberRow(Base):
@@ -163,6 +165,18 @@ class CreatedResourceRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
+
+
+class IdempotencyKeyRow(Base):
+    """An ``Idempotency-Key`` of one project's operation submit (since 0005): a replay with
+    the same request hash answers the same operation; the key is the primary key."""
+
+    __tablename__ = "idempotency_keys"
+    project: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    operation_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]
 
 
 class GroupPlacementRow(Base):

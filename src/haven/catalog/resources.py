@@ -72,6 +72,7 @@ def _key_columns(row: Any, resource: Resource) -> None:
         row.source_site = resource.source_site
         row.target_site = resource.target_site
         row.policy = resource.policy
+        row.project = resource.project
         if row.state is None:
             row.state = "unprotected"
     elif isinstance(resource, RecoveryPlan):

@@ -6,35 +6,38 @@ lets callers (e.g. apply) group several writes so that either all land or none.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from haven.catalog import resources as res_rows
+from haven.catalog import submissions
 from haven.catalog.db import open_engine, redact_url
 from haven.catalog.decode import decoded
 from haven.catalog.errors import CatalogError, GroupBusy
 from haven.catalog.models import (
     CreatedResourceRow,
     GroupLockRow,
+    GroupMemberRow,
     GroupPlacementRow,
     GroupRow,
     GroupStateChangeRow,
     OperationRow,
+    PlanRow,
     PointProjectRow,
     PointRow,
     PointServersRow,
     StepRow,
 )
 from haven.domain.codec import from_data, to_data
-from haven.domain.errors import ExitCode, NotFoundError
+from haven.domain.errors import ConflictError, ExitCode, NotFoundError
 from haven.domain.groups import GROUP_STATES, GroupState
 from haven.domain.operations import (
     OPERATION_STATES,
@@ -294,13 +297,111 @@ class Catalog:
             return _operation(row, tuple(_step(st) for st in steps))
 
     # --- engine additions: operation listing, created resources, placement -----------------
-    def operations(self, group: str | None = None, limit: int = 50) -> list[Operation]:
-        """Newest first, without steps (use ``operation(id)`` for the step log)."""
+    def operations(
+        self,
+        group: str | None = None,
+        limit: int = 50,
+        *,
+        groups: Collection[str] | None = None,
+        marker: str | None = None,
+    ) -> list[Operation]:
+        """Newest first, without steps (use ``operation(id)`` for the step log).
+        ``groups``: only operations of these groups; ``marker``: only those older than
+        that operation (the next page after it; NotFoundError for an unknown marker)."""
         with self.transaction() as s:
-            q = select(OperationRow).order_by(OperationRow.created_at.desc()).limit(limit)
+            q = (
+                select(OperationRow)
+                .order_by(OperationRow.created_at.desc(), OperationRow.id.desc())
+                .limit(limit)
+            )
             if group is not None:
                 q = q.where(OperationRow.group_name == group)
+            if groups is not None:
+                q = q.where(OperationRow.group_name.in_(list(groups)))
+            if marker is not None:
+                after = s.get(OperationRow, marker)
+                if after is None:
+                    raise NotFoundError(f"no operation {marker!r} (the marker)")
+                q = q.where(
+                    (OperationRow.created_at < after.created_at)
+                    | ((OperationRow.created_at == after.created_at) & (OperationRow.id < marker))
+                )
             return [_operation(r) for r in s.scalars(q).all()]
+
+    # --- tenancy: the project owning a group, deleting, submitting ----------------------
+    def group_project(self, group: str) -> str | None:
+        """The Keystone project owning ``group`` (None: operator-owned)."""
+        with self.transaction() as s:
+            return self._group_row(s, group).project
+
+    def group_names(self, project: str | None) -> list[str]:
+        """The groups ``project`` owns (None: the operator-owned ones), by name."""
+        with self.transaction() as s:
+            q = select(GroupRow.name).order_by(GroupRow.name)
+            q = q.where(
+                GroupRow.project.is_(None) if project is None else GroupRow.project == project
+            )
+            return list(s.scalars(q).all())
+
+    def delete_plan(self, name: str) -> None:
+        with self.transaction() as s:
+            row = s.get(PlanRow, name)
+            if row is None:
+                raise NotFoundError(f"no plan named {name!r}")
+            lock = s.get(GroupLockRow, row.group_name)
+            if lock is not None:
+                raise GroupBusy(row.group_name, lock.operation_id)
+            s.delete(row)
+
+    def delete_group(self, name: str) -> None:
+        """Only a group without plans, points and running operation (its operations'
+        history stays: an admin can still read it)."""
+        with self.transaction() as s:
+            self._group_row(s, name)
+            lock = s.get(GroupLockRow, name)
+            if lock is not None:
+                raise GroupBusy(name, lock.operation_id)
+            plans = s.scalars(select(PlanRow.name).where(PlanRow.group_name == name)).all()
+            if plans:
+                raise ConflictError(
+                    f"group {name!r} is used by plans {', '.join(plans)}; delete them first"
+                )
+            points = s.scalar(
+                select(func.count()).select_from(PointRow).where(PointRow.group_name == name)
+            )
+            if points:
+                raise ConflictError(
+                    f"group {name!r} has {points} recovery points; a group is deleted only "
+                    "without points (delete or prune them first)"
+                )
+            s.execute(delete(GroupMemberRow).where(GroupMemberRow.group_name == name))
+            s.execute(delete(GroupPlacementRow).where(GroupPlacementRow.group_name == name))
+            s.execute(delete(GroupRow).where(GroupRow.name == name))
+
+    def submit_operation(
+        self, op: Operation, claim: submissions.IdempotencyClaim | None = None
+    ) -> tuple[Operation, bool]:
+        """Record ``op`` (PENDING) holding its group's lock, with its idempotency key, in
+        one transaction. Returns (operation, replayed): an earlier submit's operation when
+        ``claim`` was used with the same request. GroupBusy when the group is locked;
+        IdempotencyMismatch when the key came with another request."""
+        try:
+            with self.transaction() as s:
+                earlier = submissions.replayed(s, claim)
+                if earlier is None:
+                    submissions.insert(s, submissions.operation_row(op), claim)
+        except (SAIntegrityError, GroupBusy):
+            # a concurrent submit committed first (its lock, operation and key together):
+            # a replay of it when it carried this key and request, else the group is busy
+            with self.transaction() as s:
+                earlier = submissions.replayed(s, claim)
+                lock = s.get(GroupLockRow, op.group)
+                holder = lock.operation_id if lock is not None else "<another operation>"
+            if earlier is None:
+                raise GroupBusy(op.group, holder) from None
+        if earlier is not None:
+            return self.operation(earlier), True
+        return op, False
 
     def group_lock_holder(self, group: str) -> str | None:
         with self.transaction() as s:

@@ -29,7 +29,7 @@ from haven.cli.output import UsageError, fail, json_requested
 from haven.domain.errors import ValidationError
 
 GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations", "quota")
-TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo", "usage")
+TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo", "usage", "api")
 JSON_FLAG = "--json"
 HELP_FLAGS = frozenset({"--help"})
 

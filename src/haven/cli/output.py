@@ -30,7 +30,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from haven.domain.errors import ExitCode, HavenError, ValidationError, ValidationErrors
+from haven.domain.errors import ExitCode, HavenError, ValidationError, error_document
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -71,18 +71,7 @@ def print_json(obj: Any) -> None:
 def fail(exc: HavenError, as_json: bool) -> typer.Exit:
     """Report ``exc`` and return the Exit to raise."""
     if as_json:
-        payload: dict[str, Any] = {
-            "error": {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "retryable": exc.retryable,
-                "exit_code": int(exc.exit_code),
-            }
-        }
-        if isinstance(exc, ValidationErrors):
-            payload["error"]["problems"] = [
-                {"path": e.path, "message": e.message} for e in exc.errors
-            ]
+        payload = error_document(exc)
         print_json(payload)
     else:
         for line in str(exc).splitlines() or [type(exc).__name__]:

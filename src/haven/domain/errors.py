@@ -101,6 +101,15 @@ class IllegalTransition(ConflictError):
         )
 
 
+class ForbiddenError(HavenError):
+    """The caller's roles do not allow the action (the API's policy, or a part of a spec
+    only an admin may apply). Only for what the caller can see: another project's object
+    is a NotFoundError, never this."""
+
+    exit_code = ExitCode.SECURITY
+    http_status = 403
+
+
 class ExternalError(HavenError):
     """A site, storage backend or guest failed. Subclasses decide ``retryable``."""
 
@@ -143,3 +152,20 @@ class SizeQuotaExceeded(QuotaExceeded):
     """A byte quota (protected bytes) does not allow the action: HTTP 413."""
 
     http_status = 413
+
+
+def error_document(exc: HavenError) -> dict[str, object]:
+    """The one JSON shape of an error, for the CLI's ``--json`` and the REST API alike:
+    ``{"error": {type, message, retryable, exit_code[, problems]}}``. The message is the
+    error's own text, which must never hold a secret."""
+    body: dict[str, object] = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "retryable": exc.retryable,
+        "exit_code": int(exc.exit_code),
+    }
+    if isinstance(exc, ValidationErrors):
+        body["problems"] = [{"path": e.path, "message": e.message} for e in exc.errors]
+    elif isinstance(exc, ValidationError) and exc.path:
+        body["problems"] = [{"path": exc.path, "message": exc.message}]
+    return {"error": body}

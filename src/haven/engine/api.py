@@ -7,24 +7,35 @@ result, error and exit code; ``progress`` is called with the operation while it 
 Reads (status, points, operations) return domain objects. Errors are HavenErrors with the
 README's exit codes: NotFoundError (3) for unknown groups, plans, points and operations,
 ConflictError (4) for a busy group or a state that forbids the action.
+
+Tenancy: reads and ``submit`` take a :class:`Scope` (one Keystone project, or every
+project: the CLI's default ``OPERATOR``); an object outside it is a NotFoundError like an
+unknown one (``engine/scope.py``). ``submit`` records an operation and returns it at once
+(the REST API); the other actions run it to its end (the CLI).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
+from typing import Any
 
 from haven.datamover import ProgressCallback
 from haven.domain.errors import NotFoundError
 from haven.domain.groups import GroupState, ProtectionGroup
 from haven.domain.operations import Operation, OperationKind
 from haven.domain.points import RecoveryPoint
-from haven.domain.resources import ResourceKind
-from haven.engine import lifecycle, quotas, service, services
+from haven.domain.resources import Resource, ResourceKind
+from haven.engine import lifecycle, quotas, service, services, tenancy
+from haven.engine import scope as scopes
 from haven.engine import usage as usage_report
+from haven.engine.apply import ApplyResult
 from haven.engine.quotas import ProjectQuota, QuotaResource
 from haven.engine.repos import NamedCheck, NamedRepair, check_named, repair_named
-from haven.engine.status import GroupStatus, all_status
+from haven.engine.scope import OPERATOR as OPERATOR
+from haven.engine.scope import Scope as Scope
+from haven.engine.status import GroupStatus, all_status, group_status
+from haven.engine.submit import Submission as Submission
 from haven.engine.usage import UsageReport
 
 Progress = Callable[[Operation], None]
@@ -102,28 +113,81 @@ def resume(group: str) -> GroupState:
     return lifecycle.resume(group)
 
 
-def status() -> list[GroupStatus]:
+def status(scope: Scope = OPERATOR) -> list[GroupStatus]:
     """Per group: the newest point's age against the RPO, the last operation."""
-    return all_status()
+    names = scopes.visible_groups(scope)
+    if names is None:
+        return all_status()
+    return [group_status(name) for name in names]
 
 
-def points(group: str) -> list[RecoveryPoint]:
+def points(group: str, scope: Scope = OPERATOR) -> list[RecoveryPoint]:
     """Every point of ``group``, oldest first (damaged ones carry their damage)."""
     from haven.engine.points import list_points
 
+    scopes.group(scope, group)
     return list_points(group)
 
 
-def operations(group: str | None = None, limit: int = 20) -> list[Operation]:
-    """Operations, newest first (of one group)."""
+def point(point_id: str, scope: Scope = OPERATOR) -> RecoveryPoint:
+    return scopes.point(scope, point_id)
+
+
+def delete_point(point_id: str, scope: Scope = OPERATOR) -> RecoveryPoint:
+    """Delete one recovery point (not the group's newest intact one); see engine/points."""
+    from haven.engine.points import delete_point as _delete
+
+    return _delete(point_id, scope)
+
+
+def operations(
+    group: str | None = None,
+    limit: int = 20,
+    scope: Scope = OPERATOR,
+    marker: str | None = None,
+) -> list[Operation]:
+    """Operations, newest first (of one group); ``marker``: the page after that one."""
     if group is not None:
-        services.catalog().get(ResourceKind.GROUP, group)
-    return services.catalog().operations(group, limit)
+        scopes.group(scope, group)
+    if marker is not None:
+        scopes.operation(scope, marker)
+    names = scopes.visible_groups(scope)
+    return services.catalog().operations(group, limit, groups=names, marker=marker)
 
 
-def operation(op_id: str) -> Operation:
+def operation(op_id: str, scope: Scope = OPERATOR) -> Operation:
     """One operation with its step log."""
-    return services.catalog().operation(op_id)
+    return scopes.operation(scope, op_id)
+
+
+def submit(
+    sub: Submission, scope: Scope = OPERATOR, idempotency_key: str | None = None
+) -> tuple[Operation, bool]:
+    """Record the operation (holding its group's lock) and return it at once; it runs in
+    this process's engine. (operation, replayed): ``replayed`` for an idempotent replay."""
+    from haven.engine.submit import submit as _submit
+
+    return _submit(sub, scope, idempotency_key)
+
+
+def resources(kind: ResourceKind, scope: Scope = OPERATOR) -> list[Resource]:
+    """Sites, repositories, policies (everyone's), groups and plans (the scope's)."""
+    return tenancy.listed(kind, scope)
+
+
+def resource(kind: ResourceKind, name: str, scope: Scope = OPERATOR) -> Resource:
+    return tenancy.get(kind, name, scope)
+
+
+def delete_resource(kind: ResourceKind, name: str, scope: Scope = OPERATOR) -> None:
+    """Delete a plan, or a group without plans and points (409 otherwise)."""
+    tenancy.delete(kind, name, scope)
+
+
+def apply(data: Any, scope: Scope = OPERATOR, dry_run: bool = False) -> ApplyResult:
+    """``haven apply`` of a parsed spec document; a project scope may hold groups and
+    plans only, which land in its project."""
+    return tenancy.apply(data, scope, dry_run)
 
 
 def resume_operation(op_id: str, *, progress: Progress | None = None) -> Operation:
@@ -151,17 +215,26 @@ def usage(
     *,
     projects: Collection[str | None] | None = None,
     stored: bool = True,
+    scope: Scope = OPERATOR,
 ) -> UsageReport:
     """Usage per project in [start, end) for chargeback (``engine/usage.py`` states the
-    rules). ``projects``: only these (None in it: the operator's own groups); None: all.
+    rules). ``projects``: only these (None in it: the operator's own groups); None: all
+    that ``scope`` sees (a project's scope: its own only; naming another is NotFound).
     ``stored``: also measure stored bytes now (opens every repository). A window that
     is not [earlier, later) with time zones, or longer than 400 days: ValidationError
     naming ``start`` or ``end``."""
+    if not scope.all_projects:
+        if projects is not None and any(p != scope.project for p in projects):
+            raise NotFoundError("no such project in your scope")
+        projects = [scope.project]
     return usage_report.usage(start, end, projects=projects, stored=stored)
 
 
-def quota(project: str) -> ProjectQuota:
-    """``project``'s limits (None: unlimited) and use. A bad project id: ValidationError."""
+def quota(project: str, scope: Scope = OPERATOR) -> ProjectQuota:
+    """``project``'s limits (None: unlimited) and use. A bad project id: ValidationError;
+    a project outside ``scope``: NotFoundError."""
+    if not scope.all_projects and project != scope.project:
+        raise NotFoundError(f"no project {project!r} in your scope")
     return quotas.show(project)
 
 
@@ -174,3 +247,18 @@ def set_quota(project: str, changes: Mapping[QuotaResource, int | None]) -> Proj
     """Set some of ``project``'s limits (None: unlimited; absent: unchanged). Negative or
     beyond ``quotas.MAX_LIMIT``: ValidationError naming the quota."""
     return quotas.set_limits(project, changes)
+
+
+def start_api_engine() -> None:
+    """Launch the durable engine as the API's executor (``api-<host>``): DBOS recovers
+    the operations an earlier API process on this host left unfinished."""
+    from haven.engine import runtime
+    from haven.engine.submit import executor
+
+    runtime.launch(executor())
+
+
+def stop_engine() -> None:
+    from haven.engine import runtime
+
+    runtime.shutdown()

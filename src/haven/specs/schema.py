@@ -237,7 +237,9 @@ class GroupSpec(SpecModel):
     repository: Name | None = None
     description: str = ""
     members: list[MemberSpec] = Field(min_length=1, max_length=MAX_MEMBERS)
-    project: Project | None = None  # the Keystone project owning it; none: the operator's
+    # the Keystone project id that owns the group (absent: operator-owned, seen through
+    # the API by admins only); the API forces it to the caller's project for non-admins
+    project: Project | None = None
 
 
 class ProbeSpec(SpecModel):

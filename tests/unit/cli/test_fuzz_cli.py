@@ -32,7 +32,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from haven.cli.main import app
 
-EXCLUDED = {"demo", "serve"}
+EXCLUDED = {"demo", "serve", "api"}  # long-running servers
 
 
 @dataclass(frozen=True)
