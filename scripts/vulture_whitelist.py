@@ -111,6 +111,7 @@ get_enforcer  # unused function (src/haven/api/policy.py: entry point oslo.polic
 list_operations  # unused function (src/haven/api/routes/operations.py)
 show_operation  # unused function (src/haven/api/routes/operations.py)
 show_point  # unused function (src/haven/api/routes/points.py)
+show_quota  # unused function (src/haven/api/routes/usage.py: a FastAPI route)
 href  # unused variable (src/haven/api/schemas.py)
 links  # unused variable (src/haven/api/schemas.py)
 next_marker  # unused variable (src/haven/api/schemas.py)
