@@ -126,17 +126,29 @@ def resume_operation(op_id: str, *, progress: Progress | None = None) -> Operati
 
 
 def check_repository(
-    name: str, *, read_data: bool = False, progress: ProgressCallback | None = None
+    name: str,
+    *,
+    read_data: bool = False,
+    progress: ProgressCallback | None = None,
+    project: str | None = None,
 ) -> NamedCheck:
-    """Check the catalog's repository ``name``; the catalog's points follow (damaged)."""
-    return check_named(name, read_data=read_data, progress=progress)
+    """Check the catalog's repository ``name`` (``project``: that project's part, with
+    the project's key); the catalog's points follow (damaged)."""
+    return check_named(name, read_data=read_data, progress=progress, project=project)
 
 
 def repair_repository(
-    name: str, *, read_data: bool = False, dry_run: bool = False, accept_rollback: bool = False
+    name: str,
+    *,
+    read_data: bool = False,
+    dry_run: bool = False,
+    accept_rollback: bool = False,
+    project: str | None = None,
 ) -> NamedRepair:
-    """Repair the catalog's repository ``name``; the catalog's points follow the verdict."""
-    return repair_named(name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
+    """Repair the catalog's repository ``name`` (``project``: that project's part); the
+    catalog's points follow the verdict."""
+    return repair_named(name, read_data=read_data, dry_run=dry_run,
+                        accept_rollback=accept_rollback, project=project)  # fmt: skip
 
 
 def _key_store(repository: str, project: str) -> tuple[object, str]:

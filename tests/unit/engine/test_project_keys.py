@@ -224,3 +224,23 @@ def test_key_store_fields_are_checked_at_apply(lab: Lab) -> None:
     res = runner.invoke(app, ["keys", "create", "offsite", ALPHA, "--json"])
     assert res.exit_code == 2
     assert "repositories.offsite.key_store" in json.loads(res.stdout)["error"]["message"]
+
+
+def test_repo_check_by_project_uses_the_projects_key(lab: Lab) -> None:
+    _own(lab, "shop", ALPHA)
+    api.create_project_key("offsite", ALPHA)
+    assert api.protect("shop").state is OperationState.SUCCEEDED
+    res = runner.invoke(app, ["repo", "check", "offsite", "--project", ALPHA, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["ok"] and doc["manifests"] == len(SERVERS)
+    # damage in alpha's part is found there and marks alpha's point
+    manifests = sorted((lab.root / "repo" / "projects" / ALPHA / "manifests").iterdir())
+    manifests[0].write_bytes(b"garbage")
+    res = runner.invoke(app, ["repo", "check", "offsite", "--project", ALPHA, "--json"])
+    assert res.exit_code == 6, res.output
+    assert [c["group"] for c in json.loads(res.stdout)["points_damaged"]] == ["shop"]
+    api.revoke_project_key("offsite", ALPHA)
+    res = runner.invoke(app, ["repo", "check", "offsite", "--project", ALPHA, "--json"])
+    assert res.exit_code == 7, res.output
+    assert json.loads(res.stdout)["error"]["type"] == "KeyRevoked"
