@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,43 +21,22 @@ from haven.datamover import Repository as DataRepository
 from haven.datamover import decode_key_file, open_backend
 from haven.datamover.errors import WrongKey
 from haven.domain.errors import ConflictError, KeyRevoked, KeyUnavailable
-from haven.domain.groups import Member, MemberKind, ProtectionGroup
 from haven.domain.operations import OperationState
-from haven.domain.resources import ResourceKind, Resources
-from haven.engine import api, connect, services
+from haven.engine import api, connect
 from haven.keystores.local import LocalKeyStore
-from tests.unit.engine.lab import SERVERS, Lab, edited_spec, server_spec
+from tests.unit.engine.lab import (
+    MARKER,
+    SERVERS,
+    Lab,
+    edited_spec,
+    mark_disks,
+    own_group,
+    repository_files,
+)
 
 runner = CliRunner()
 ALPHA = "0a1fa1fa0a1fa1fa0a1fa1fa0a1fa1fa"  # Keystone-style project ids
 BETA = "0be7a0be7a0be7a0be7a0be7a0be7a00"
-MARKER = b"TENANT-ALPHA-PLAINTEXT-MARKER-"  # written into alpha's disks, never stored
-
-
-def _own(lab: Lab, group: str, project: str | None) -> ProtectionGroup:
-    """Give ``group`` to ``project`` in the catalog (the spec field is the API's part);
-    a group named other than shop is a new one of a new server (``<group>-vm``) at site a."""
-    cat = services.catalog()
-    shop = cat.get(ResourceKind.GROUP, "shop")
-    assert isinstance(shop, ProtectionGroup)
-    owned = replace(shop, name=group, project=project)
-    if group != "shop":
-        sid = lab.site("site-a").add_server(server_spec(f"{group}-vm"))
-        lab.site("site-a").write_disk(sid, "vda", 0, f"{group} data".encode())
-        owned = replace(owned, members=(Member(MemberKind.SERVER, f"{group}-vm"),))
-    with cat.transaction() as s:
-        cat.write_resources(s, Resources(groups=(owned,)))
-    return owned
-
-
-def _mark_disks(lab: Lab) -> None:
-    a = lab.site("site-a")
-    for name in SERVERS:
-        a.write_disk(name, "vda", 4096, MARKER * 64)
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def _protect_json(group: str) -> tuple[int, dict[str, object]]:
@@ -76,9 +54,9 @@ def _key(project: str) -> bytes:
 
 
 def test_each_projects_data_is_under_its_own_key(lab: Lab) -> None:
-    _mark_disks(lab)
-    _own(lab, "shop", ALPHA)
-    _own(lab, "shop-b", BETA)
+    mark_disks(lab)
+    own_group(lab, "shop", ALPHA)
+    own_group(lab, "shop-b", BETA)
     for project in (ALPHA, BETA):
         api.create_project_key("offsite", project)
     for group in ("shop", "shop-b"):
@@ -104,16 +82,16 @@ def test_each_projects_data_is_under_its_own_key(lab: Lab) -> None:
     with pytest.raises(WrongKey):
         _open_part(lab, ALPHA, decode_key_file((lab.root / "repo.key").read_text()))
     # no object anywhere in the repository holds the disks' plaintext
-    assert not [k for k, v in _files(repo).items() if MARKER in v]
+    assert not [k for k, v in repository_files(repo).items() if MARKER in v]
 
 
 def test_a_revoked_key_fails_protect_and_drill_with_exit_7_and_writes_nothing(lab: Lab) -> None:
-    _mark_disks(lab)
-    _own(lab, "shop", ALPHA)
+    mark_disks(lab)
+    own_group(lab, "shop", ALPHA)
     api.create_project_key("offsite", ALPHA)
     assert api.protect("shop").state is OperationState.SUCCEEDED
     repo = lab.root / "repo"
-    before = _files(repo)
+    before = repository_files(repo)
     res = runner.invoke(app, ["keys", "revoke", "offsite", ALPHA, "--json"])
     assert res.exit_code == 0, res.output
     shown = json.loads(res.stdout)
@@ -128,7 +106,7 @@ def test_a_revoked_key_fails_protect_and_drill_with_exit_7_and_writes_nothing(la
     drill = json.loads(res.stdout)
     assert drill["error_type"] == "KeyRevoked" and ALPHA in drill["error"]
     # nothing new in the repository (locks aside, nothing at all), no plaintext anywhere
-    after = _files(repo)
+    after = repository_files(repo)
     assert after == before  # refused before the repository was opened: not even a lock
     assert not [k for k, v in after.items() if MARKER in v]
     # the key stays revoked: a new one is not made in its place
@@ -137,7 +115,7 @@ def test_a_revoked_key_fails_protect_and_drill_with_exit_7_and_writes_nothing(la
 
 
 def test_a_removed_key_is_refused_not_replaced(lab: Lab) -> None:
-    _own(lab, "shop", ALPHA)
+    own_group(lab, "shop", ALPHA)
     api.create_project_key("offsite", ALPHA)
     assert api.protect("shop").state is OperationState.SUCCEEDED
     key_file = haven_home() / "keys" / "local" / f"{ALPHA}.key"
@@ -150,7 +128,7 @@ def test_a_removed_key_is_refused_not_replaced(lab: Lab) -> None:
 
 def test_a_replaced_key_cannot_read_the_projects_data(lab: Lab) -> None:
     """A key file swapped for another (or for another project's) fails the key check."""
-    _own(lab, "shop", ALPHA)
+    own_group(lab, "shop", ALPHA)
     api.create_project_key("offsite", ALPHA)
     api.create_project_key("offsite", BETA)
     assert api.protect("shop").state is OperationState.SUCCEEDED
@@ -169,7 +147,7 @@ def test_a_group_without_project_keeps_the_repository_key(lab: Lab) -> None:
 
 
 def test_a_project_id_that_is_no_path_part_is_refused(lab: Lab) -> None:
-    _own(lab, "shop", "../escape")
+    own_group(lab, "shop", "../escape")
     code, doc = _protect_json("shop")
     assert code == 2 and "groups.shop.project" in str(doc["error"]), doc
     assert not (lab.root / "escape").exists()
@@ -227,7 +205,7 @@ def test_key_store_fields_are_checked_at_apply(lab: Lab) -> None:
 
 
 def test_repo_check_by_project_uses_the_projects_key(lab: Lab) -> None:
-    _own(lab, "shop", ALPHA)
+    own_group(lab, "shop", ALPHA)
     api.create_project_key("offsite", ALPHA)
     assert api.protect("shop").state is OperationState.SUCCEEDED
     res = runner.invoke(app, ["repo", "check", "offsite", "--project", ALPHA, "--json"])
