@@ -84,6 +84,7 @@ class BarbicanKeyStore:
         if not m:
             raise KeyUnavailable(project, ref, f"{self._ref_file(project)} is not a reference")
         from castellan.common import exception as castellan_errors
+        from keystoneauth1 import exceptions as ks_errors
 
         manager, context = self._connect()
         try:
@@ -91,7 +92,16 @@ class BarbicanKeyStore:
         except castellan_errors.ManagedObjectNotFoundError:
             raise KeyRevoked(project, ref, "the secret is gone (deleted by its owner)") from None
         except castellan_errors.KeyManagerError as exc:
-            raise _refusal(project, ref, exc) from None
+            # castellan raises it while handling barbicanclient's error: that is the answer
+            raise _refusal(project, ref, exc.__context__ or exc) from None
+        except ks_errors.Unauthorized:
+            raise KeyUnavailable(project, ref, "Keystone refuses Haven's user (401)") from None
+        except ks_errors.EndpointNotFound:
+            raise KeyUnavailable(
+                project, ref, f"no key-manager endpoint in the catalog of {self.cloud}"
+            ) from None
+        except ks_errors.ClientException as exc:  # connection refused, timeouts, 5xx
+            raise KeyStoreUnreachable("barbican", f"{type(exc).__name__}: {exc}"[:200]) from None
         data = secret.get_encoded()
         if not isinstance(data, bytes) or len(data) != KEY_LEN:
             raise KeyUnavailable(project, ref, "the secret is not a 256-bit symmetric key")
@@ -146,14 +156,18 @@ class BarbicanKeyStore:
         return self._manager, self._context
 
 
-def _refusal(project: str, ref: str, exc: Exception) -> Exception:
-    """castellan wraps Barbican's answer in KeyManagerError: tell a withdrawn ACL (403)
-    from a refused login (401) from a store that did not answer."""
-    text = str(exc)
-    if " 403" in text or "Forbidden" in text:
-        return KeyRevoked(project, ref, "Barbican refuses Haven's user (403: access withdrawn)")
-    if " 404" in text or "Not Found" in text:
-        return KeyRevoked(project, ref, "the secret is gone (404)")
-    if " 401" in text or "Unauthorized" in text:
-        return KeyUnavailable(project, ref, "Keystone refuses Haven's user (401)")
-    return KeyStoreUnreachable("barbican", text[:200])
+def _refusal(project: str, ref: str, exc: BaseException) -> Exception:
+    """Barbican's answer (barbicanclient's error) as Haven's: a withdrawn ACL (403) or a
+    deleted secret (404) is a revocation, a refused login unavailability, a server or
+    network failure unreachability."""
+    from barbicanclient import exceptions as barbican_errors
+
+    if isinstance(exc, barbican_errors.HTTPAuthError):
+        return KeyUnavailable(project, ref, "Barbican refuses Haven's token (401)")
+    if isinstance(exc, barbican_errors.HTTPClientError):
+        if exc.status_code == 403:
+            return KeyRevoked(project, ref, "Barbican refuses Haven's user (403: access withdrawn)")
+        if exc.status_code == 404:
+            return KeyRevoked(project, ref, "the secret is gone (404)")
+        return KeyUnavailable(project, ref, f"Barbican answers {exc.status_code}")
+    return KeyStoreUnreachable("barbican", f"{type(exc).__name__}: {exc}"[:200])
