@@ -197,11 +197,16 @@ def test_key_store_fields_are_checked_at_apply(lab: Lab) -> None:
     assert code == 2 and "key_cloud is for key_store barbican" in out
     code, out = apply({"key_store": "vault"})
     assert code == 2 and "key_store" in out
-    # barbican with its cloud is accepted; local keys are then not Haven's to make
+    # a local store's keys are made, not registered
+    ref = "http://127.0.0.1:9311/v1/secrets/3f1c6a52-7d0e-4a57-9a34-2b1d4c0f5e61"
+    res = runner.invoke(app, ["keys", "register", "offsite", ALPHA, ref, "--json"])
+    assert res.exit_code == 2 and "haven keys create" in res.stdout
+    # barbican with its cloud is accepted; its keys are the tenants' to make and revoke
     assert apply({"key_store": "barbican", "key_cloud": "haven"})[0] == 0
-    res = runner.invoke(app, ["keys", "create", "offsite", ALPHA, "--json"])
-    assert res.exit_code == 2
-    assert "repositories.offsite.key_store" in json.loads(res.stdout)["error"]["message"]
+    for action in ("create", "revoke"):
+        res = runner.invoke(app, ["keys", action, "offsite", ALPHA, "--json"])
+        assert res.exit_code == 2
+        assert "repositories.offsite.key_store" in json.loads(res.stdout)["error"]["message"]
 
 
 def test_repo_check_by_project_uses_the_projects_key(lab: Lab) -> None:
