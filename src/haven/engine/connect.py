@@ -50,6 +50,9 @@ _drivers: dict[str, Any] = {}
 # key revoked since is refused, and the opening is kept only while the key is the same.
 _repos: dict[tuple[str, int | None], tuple[Repository, DataRepository]] = {}
 _project_repos: dict[tuple[str, int | None, str], tuple[Repository, bytes, DataRepository]] = {}
+# one key store per repository definition: a Barbican store keeps its Keystone session
+# (the keys themselves are read at every use)
+_stores: dict[tuple[str, Path], tuple[Repository, KeyStore]] = {}
 
 
 def forget_all() -> None:
@@ -64,6 +67,7 @@ def forget_all() -> None:
         for _definition, _key, repo in _project_repos.values():
             repo.close()
         _project_repos.clear()
+        _stores.clear()
 
 
 def reset_site(site: str) -> None:
@@ -138,8 +142,20 @@ def read_secret(ref: SecretRef) -> str:
 
 
 def key_store(repo: Repository) -> KeyStore:
-    """The key store of the projects' data keys in ``repo`` (its ``key_store`` field)."""
+    """The key store of the projects' data keys in ``repo`` (its ``key_store`` field),
+    kept for this process while the definition stays the same."""
     where = haven_home() / "keys"
+    with _lock:
+        cached = _stores.get((repo.name, where))
+        if cached is not None and cached[0] == repo:
+            return cached[1]
+    store = _build_store(repo, where)
+    with _lock:
+        _stores[(repo.name, where)] = (repo, store)
+    return store
+
+
+def _build_store(repo: Repository, where: Path) -> KeyStore:
     if repo.key_store is KeyStoreKind.BARBICAN:
         if not repo.key_cloud:
             raise ValidationError(

@@ -119,6 +119,7 @@ def test_tenant_keys_in_barbican_protect_and_their_revocation_stops_haven(
         assert op.state is OperationState.SUCCEEDED, op.error
     drill = api.drill("shop")
     assert drill.state is OperationState.SUCCEEDED, drill.error
+    assert api.cleanup(drill.id).state is OperationState.SUCCEEDED
     # alpha's part is under alpha's Barbican key; beta's key cannot open it (exit 7)
     _open_part(lab, alpha, alpha_key).close()
     with pytest.raises(WrongKey) as wrong:
