@@ -8,13 +8,14 @@ Run with Debian's /usr/bin/python3 (stdlib only), as root, through up.sh / down.
           A second run is quick: it only starts what is down.
   up --identity
           only what the Haven API's tests need (MariaDB, memcached, Keystone with the
-          test projects, users and roles, the disaster-recovery service type); writes
-          identity.json and identity.env. A full `up` does these steps first and writes
+          test projects, users and roles, the disaster-recovery service type, Barbican
+          for the projects' data keys); writes identity.json and identity.env. A full `up` does these steps first and writes
           the same files as soon as they are done, before the rest of the cloud.
   down    stop only the processes this lab started (by PID file), unmount its loop mounts.
   status  print each process and whether it runs.
 
-Shared: MariaDB, RabbitMQ (one vhost per region), memcached, Keystone.
+Shared: MariaDB, RabbitMQ (one vhost per region), memcached, Keystone, Barbican (one
+key-manager endpoint for both regions).
 Per region (RegionOne = protected site, RegionTwo = recovery site): Placement, Glance,
 Cinder (NFS driver on a loop-mounted ext4, cinder-backup posix into one backup store
 shared by both regions), Neutron (ML2 + a bind-everything mechanism driver, no agents)
@@ -560,7 +561,12 @@ def keystone_tenancy() -> None:
         "users": users,
     }
     IDENTITY_JSON.write_text(json.dumps(info, indent=2) + "\n")
-    # sourced by scripts/dev.sh (and by hand): tells the API's tests where Keystone is
+
+
+def identity_ready() -> None:
+    """Sourced by scripts/dev.sh (and by hand): tells the API's and the key tests where
+    Keystone is; written once Keystone and Barbican both answer (CI's phase 1 waits for
+    this file)."""
     IDENTITY_ENV.write_text(f"export HAVEN_OS_IDENTITY={IDENTITY_JSON}\n")
     log(f"identity ready: {IDENTITY_JSON}")
 
@@ -1005,6 +1011,7 @@ def up(identity_only: bool = False) -> None:
     keystone_catalog()
     keystone_tenancy()
     barbican()
+    identity_ready()
     log(f"identity up in {time.time() - t0:.1f}s")
     if identity_only:
         return

@@ -146,3 +146,10 @@ def test_tenant_keys_in_barbican_protect_and_their_revocation_stops_haven(
     # no key material in anything Haven printed
     for key in (alpha_key, beta_key):
         assert base64.b64encode(key).decode() not in json.dumps(doc)
+    # the tenant grants access again: Haven protects again, in the same part, same key
+    _barbican("PUT", f"{alpha_ref}/acl", ident.token("alpha-member"),
+              {"read": {"users": [haven_id], "project-access": True}})  # fmt: skip
+    assert api.protect("shop").state is OperationState.SUCCEEDED
+    part = _open_part(lab, alpha, alpha_key)
+    assert len({m.point_id for m in part.manifests()}) == 2  # before and after revocation
+    part.close()
