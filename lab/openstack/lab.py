@@ -9,8 +9,9 @@ Run with Debian's /usr/bin/python3 (stdlib only), as root, through up.sh / down.
   up --identity
           only what the Haven API's tests need (MariaDB, memcached, Keystone with the
           test projects, users and roles, the disaster-recovery service type, Barbican
-          for the projects' data keys); writes identity.json and identity.env. A full `up` does these steps first and writes
-          the same files as soon as they are done, before the rest of the cloud.
+          for the projects' data keys); writes identity.json and identity.env. A full
+          `up` does these steps first and writes the same files as soon as they are
+          done, before the rest of the cloud.
   down    stop only the processes this lab started (by PID file), unmount its loop mounts.
   status  print each process and whether it runs.
 
@@ -587,7 +588,8 @@ def barbican() -> None:
         "keystone_authtoken": authtoken("barbican", "RegionOne"),
         "secretstore": {"namespace": "barbican.secretstore.plugin",
                         "enabled_secretstore_plugins": "store_crypto"},
-        "crypto": {"namespace": "barbican.crypto.plugin", "enabled_crypto_plugins": "simple_crypto"},
+        "crypto": {"namespace": "barbican.crypto.plugin",
+                   "enabled_crypto_plugins": "simple_crypto"},
         "simple_crypto_plugin": {"kek": kek_file.read_text().strip()},
         "queue": {"enable": "false"},
         # today's role model (reader/member/admin): a member creates secrets and ACLs in
