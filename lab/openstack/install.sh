@@ -10,7 +10,7 @@ if [ -n "${HAVEN_OS_STATE:-}" ]; then STATE="$HAVEN_OS_STATE"
 elif [ -n "${HAVEN_LAB_STATE:-}" ]; then STATE="$HAVEN_LAB_STATE/openstack"
 else STATE="$HERE/../.state/openstack"; fi
 ROOT="$STATE/root"
-MARK="$ROOT/.installed-v1"
+MARK="$ROOT/.installed-v2"  # v2: Barbican
 [ -f "$MARK" ] && exit 0
 export DEBIAN_FRONTEND=noninteractive
 mkdir -p "$ROOT" "$STATE/debs"
@@ -19,7 +19,7 @@ if [ ! -x /usr/sbin/policy-rc.d ]; then
   chmod +x /usr/sbin/policy-rc.d
 fi
 LIBS="python3-keystone python3-glance python3-cinder python3-nova python3-neutron
-  python3-placement python3-swift python3-openstackclient python3-pymysql
+  python3-placement python3-swift python3-barbican python3-openstackclient python3-pymysql
   uwsgi-core uwsgi-plugin-python3 rabbitmq-server mariadb-server memcached
   qemu-utils dmidecode e2fsprogs"
 missing=""
@@ -33,7 +33,7 @@ fi
 SVC="keystone glance-api glance-common cinder-api cinder-scheduler cinder-volume cinder-backup
   cinder-common nova-api nova-conductor nova-scheduler nova-compute nova-common placement-api
   placement-common neutron-server neutron-common neutron-rpc-server swift-proxy swift-account
-  swift-container swift-object swift"
+  swift-container swift-object swift barbican-common"
 cd "$STATE/debs"
 need=""
 for p in $SVC; do ls "${p}"_*.deb >/dev/null 2>&1 || need="$need $p"; done

@@ -8,13 +8,15 @@ Run with Debian's /usr/bin/python3 (stdlib only), as root, through up.sh / down.
           A second run is quick: it only starts what is down.
   up --identity
           only what the Haven API's tests need (MariaDB, memcached, Keystone with the
-          test projects, users and roles, the disaster-recovery service type); writes
-          identity.json and identity.env. A full `up` does these steps first and writes
-          the same files as soon as they are done, before the rest of the cloud.
+          test projects, users and roles, the disaster-recovery service type, Barbican
+          for the projects' data keys); writes identity.json and identity.env. A full
+          `up` does these steps first and writes the same files as soon as they are
+          done, before the rest of the cloud.
   down    stop only the processes this lab started (by PID file), unmount its loop mounts.
   status  print each process and whether it runs.
 
-Shared: MariaDB, RabbitMQ (one vhost per region), memcached, Keystone.
+Shared: MariaDB, RabbitMQ (one vhost per region), memcached, Keystone, Barbican (one
+key-manager endpoint for both regions).
 Per region (RegionOne = protected site, RegionTwo = recovery site): Placement, Glance,
 Cinder (NFS driver on a loop-mounted ext4, cinder-backup posix into one backup store
 shared by both regions), Neutron (ML2 + a bind-everything mechanism driver, no agents)
@@ -62,6 +64,8 @@ DIST_PORT = 25673
 MEMCACHED_PORT = 11212
 KEYSTONE_PORT = 5000
 KEYSTONE = f"http://{HOST}:{KEYSTONE_PORT}"
+BARBICAN_PORT = 9311
+BARBICAN = f"http://{HOST}:{BARBICAN_PORT}"
 
 REGIONS = {
     "r1": {"name": "RegionOne", "placement": 8778, "glance": 9292, "cinder": 8776,
@@ -69,7 +73,7 @@ REGIONS = {
     "r2": {"name": "RegionTwo", "placement": 8878, "glance": 9392, "cinder": 8876,
            "neutron": 9796, "nova": 8874, "vhost": "r2"},
 }
-SERVICE_USERS = ["nova", "cinder", "glance", "neutron", "placement", "swift"]
+SERVICE_USERS = ["nova", "cinder", "glance", "neutron", "placement", "swift", "barbican"]
 SWIFT_PORTS = {"proxy": 18180, "account": 16112, "container": 16111, "object": 16110}
 BACKUP_STORE = DATA / "backup-store"  # the recovery site's Cinder backup store
 PUBLIC_CIDR = {"r1": "203.0.113.0/25", "r2": "203.0.113.128/25"}
@@ -334,7 +338,7 @@ def mysql() -> None:
         f"log-error={LOG}/mysqld.err\n")
     spawn("mysqld", ["/usr/sbin/mariadbd", f"--defaults-file={cnf}"])
     wait_for("mariadb", lambda: MYSQL_SOCK.exists() and tcp_open(MYSQL_PORT), name="mysqld")
-    dbs = ["keystone"] + [f"{s}_{r}" for r in REGIONS for s in
+    dbs = ["keystone", "barbican"] + [f"{s}_{r}" for r in REGIONS for s in
                           ("placement", "glance", "cinder", "neutron", "nova_api", "nova", "nova_cell0")]
     sql = "".join(f"CREATE DATABASE IF NOT EXISTS {d};" for d in dbs)
     sql += (f"CREATE USER IF NOT EXISTS 'haven'@'{HOST}' IDENTIFIED BY '{PW}';"
@@ -489,6 +493,7 @@ def keystone_catalog() -> None:
         "block-storage": ("cinder", lambda r: f"http://{HOST}:{REGIONS[r]['cinder']}/v3/%(project_id)s"),
         "network": ("neutron", lambda r: f"http://{HOST}:{REGIONS[r]['neutron']}"),
         "compute": ("nova", lambda r: f"http://{HOST}:{REGIONS[r]['nova']}/v2.1"),
+        "key-manager": ("barbican", lambda r: BARBICAN),  # one Barbican serves both regions
     }
     endpoints = ks.call("GET", "/endpoints")["endpoints"]
     swift = ks.ensure("services", "service", {"name": "swift", "type": "object-store"},
@@ -551,14 +556,64 @@ def keystone_tenancy() -> None:
         "auth_url": f"{KEYSTONE}/v3", "password": PW, "user_domain": "Default",
         "project_domain": "Default", "api_url": DR_API, "api_port": DR_API_PORT,
         "service_user": {"name": "haven", "project": "service"},
+        "barbican": {"url": BARBICAN, "service_type": "key-manager"},
         "admin": {"name": "admin", "project": "admin", "project_id": admin_project["id"]},
         "projects": {n: p["id"] for n, p in projects.items()},
         "users": users,
     }
     IDENTITY_JSON.write_text(json.dumps(info, indent=2) + "\n")
-    # sourced by scripts/dev.sh (and by hand): tells the API's tests where Keystone is
+
+
+def identity_ready() -> None:
+    """Sourced by scripts/dev.sh (and by hand): tells the API's and the key tests where
+    Keystone is; written once Keystone and Barbican both answer (CI's phase 1 waits for
+    this file)."""
     IDENTITY_ENV.write_text(f"export HAVEN_OS_IDENTITY={IDENTITY_JSON}\n")
     log(f"identity ready: {IDENTITY_JSON}")
+
+
+def barbican() -> None:
+    """Barbican (key-manager) on 127.0.0.1:9311 with the simple_crypto plugin: the store
+    of the tenants' recovery-data keys (Haven reads them through an ACL for its service
+    user). No worker, no keystone listener, no queue: the API alone serves secrets."""
+    d = ETC / "barbican"
+    kek_file = DATA / "barbican-kek"
+    if not kek_file.exists():  # the plugin's key-encryption key, made once (lab only)
+        kek_file.parent.mkdir(parents=True, exist_ok=True)
+        kek_file.write_text(base64.b64encode(os.urandom(32)).decode())
+        kek_file.chmod(0o600)
+    changed = ini(d / "barbican.conf", {
+        "DEFAULT": {"sql_connection": db("barbican"), "db_auto_create": "false",
+                    "host_href": BARBICAN, "log_file": LOG / "barbican-api.log"},
+        "keystone_authtoken": authtoken("barbican", "RegionOne"),
+        "secretstore": {"namespace": "barbican.secretstore.plugin",
+                        "enabled_secretstore_plugins": "store_crypto"},
+        "crypto": {"namespace": "barbican.crypto.plugin",
+                   "enabled_crypto_plugins": "simple_crypto"},
+        "simple_crypto_plugin": {"kek": kek_file.read_text().strip()},
+        "queue": {"enable": "false"},
+        # today's role model (reader/member/admin): a member creates secrets and ACLs in
+        # their project; ACL users read what they were granted
+        "oslo_policy": {"enforce_new_defaults": "true", "enforce_scope": "false"},
+    })
+    # barbican's code finds its config in the default places only (~/.barbican/, /etc/):
+    # HOME is the lab's own (env()), so its ~/.barbican/barbican.conf is this one
+    home = DATA / "home" / ".barbican"
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "barbican.conf"
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to(d / "barbican.conf")
+    copy_template("usr/share/barbican-common/barbican-api-paste.ini", d / "barbican-api-paste.ini")
+    # the packaged wsgi script loads /etc/barbican/barbican-api-paste.ini; this one ours
+    wsgi = d / "barbican-wsgi.py"
+    wsgi.write_text("from paste import deploy\n"
+                    f"application = deploy.loadapp('config:{d / 'barbican-api-paste.ini'}')\n")
+    once("barbican-db", [[sbin("barbican-manage"), "db", "upgrade", "--db-url", db("barbican")]])
+    t = time.time()
+    uwsgi("barbican", BARBICAN_PORT, str(wsgi), {}, changed)
+    wait_for("barbican", lambda: http_answers(f"{BARBICAN}/v1/secrets"), name="barbican")
+    log(f"barbican answers after {time.time() - t:.1f}s")
 
 
 # --------------------------------------------------------------------------- per region
@@ -938,7 +993,7 @@ def clouds_yaml() -> Path:
 
 # --------------------------------------------------------------------------- commands
 
-INFRA = ["mysqld", "rabbitmq", "memcached", "keystone"]
+INFRA = ["mysqld", "rabbitmq", "memcached", "keystone", "barbican"]
 ORDER = INFRA + [
     f"{r}-{s}" for r in REGIONS for s in (
         "placement", "glance-api", "neutron-server", "cinder-api", "cinder-scheduler",
@@ -957,6 +1012,8 @@ def up(identity_only: bool = False) -> None:
     keystone()
     keystone_catalog()
     keystone_tenancy()
+    barbican()
+    identity_ready()
     log(f"identity up in {time.time() - t0:.1f}s")
     if identity_only:
         return

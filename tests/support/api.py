@@ -28,6 +28,7 @@ from haven.catalog.store import Catalog
 from haven.engine import connect, runtime, services
 from haven.engine.apply import apply_spec
 from haven.specs import load_spec
+from tests.support.tenants import project_keys
 from tests.unit.engine.lab import Lab, edited_spec, make_lab
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -68,6 +69,7 @@ def tenant_home(
     try:
         apply_spec(cat, load_spec(edited_spec(lab, edit, "tenants")))
         services.use_catalog(cat)
+        project_keys(alpha, beta)  # each project's data under its own key (docs/keys.md)
         yield TenantHome(lab, tmp / "home", alpha, beta)
     finally:
         runtime.shutdown()

@@ -48,11 +48,24 @@ class IdentityLab:
     projects: dict[str, str]  # name -> id
     users: dict[str, LabUser]
     admin_project_id: str
+    barbican_url: str | None = None  # the lab's Barbican (key-manager), when it runs
+    service_user: str = "haven"
+    service_project: str = "service"
 
     def token(self, user: str, project: str | None = None) -> str:
         """A project-scoped token for ``user`` (``admin`` included), straight from Keystone."""
-        default = "admin" if user == "admin" else self.users[user].project
-        project = project or default
+        return self.login(user, project)[0]
+
+    def login(self, user: str, project: str | None = None) -> tuple[str, str]:
+        """(token, user id) for ``user``, scoped to ``project`` (default: the user's own;
+        Haven's service user: the service project)."""
+        if project is None:
+            if user == "admin":
+                project = "admin"
+            elif user == self.service_user:
+                project = self.service_project
+            else:
+                project = self.users[user].project
         body = {
             "auth": {
                 "identity": {
@@ -73,7 +86,7 @@ class IdentityLab:
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(req, timeout=30) as r:
-            return str(r.headers["X-Subject-Token"])
+            return str(r.headers["X-Subject-Token"]), str(json.load(r)["token"]["user"]["id"])
 
 
 def identity_lab() -> IdentityLab:
@@ -94,4 +107,24 @@ def identity_lab() -> IdentityLab:
         projects=dict(info["projects"]),
         users={n: LabUser(name=n, **u) for n, u in info["users"].items()},
         admin_project_id=info["admin"]["project_id"],
+        barbican_url=(info.get("barbican") or {}).get("url"),
+        service_user=info["service_user"]["name"],
+        service_project=info["service_user"]["project"],
     )
+
+
+def barbican_lab() -> tuple[IdentityLab, str]:
+    """The identity lab and its Barbican's URL; skips (fails in CI) where Barbican is not
+    up (a lab from before Barbican was added: run up.sh --identity again)."""
+    lab = identity_lab()
+    if not lab.barbican_url:
+        lab_unavailable("the lab's identity.json names no Barbican (run up.sh --identity again)")
+    assert lab.barbican_url is not None
+    try:
+        with urllib.request.urlopen(lab.barbican_url, timeout=10):
+            pass
+    except urllib.error.HTTPError:
+        pass  # answering
+    except (urllib.error.URLError, OSError) as exc:
+        lab_unavailable(f"Barbican at {lab.barbican_url} not answering: {exc}")
+    return lab, lab.barbican_url

@@ -5,8 +5,10 @@ shares their chunks between the two projects' points."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from haven.domain.errors import ConflictError
 from haven.engine import services
 from haven.engine.apply import ApplyResult, apply_spec
 from haven.specs import load_spec
@@ -40,9 +42,22 @@ def apply_groups(lab: Lab, *groups: dict[str, Any], shop_project: str | None = "
             data["groups"][0]["project"] = shop_project
         data["groups"] += list(groups)
 
-    return apply_spec(services.catalog(), load_spec(edited_spec(lab, edit)))
+    result = apply_spec(services.catalog(), load_spec(edited_spec(lab, edit)))
+    project_keys(*{p for p in [shop_project, *(g.get("project") for g in groups)] if p})
+    return result
+
+
+def project_keys(*projects: str, repository: str = "offsite") -> None:
+    """Each project's data key in the repository's (local) key store: a project's data is
+    kept under its own key, made by the operator before its first point (docs/keys.md)."""
+    from haven.engine import api
+
+    for project in projects:
+        with contextlib.suppress(ConflictError):  # made already
+            api.create_project_key(repository, project)
 
 
 def two_projects(lab: Lab) -> None:
     add_twin_servers(lab)
     apply_groups(lab, mall_group())
+    project_keys("p1", "p2")

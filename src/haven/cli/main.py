@@ -28,7 +28,7 @@ from typer.core import TyperGroup
 from haven.cli.output import UsageError, fail, json_requested
 from haven.domain.errors import ValidationError
 
-GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations", "quota")
+GROUPS: tuple[str, ...] = ("config", "repo", "volume", "operations", "quota", "keys")
 TOP_LEVEL: tuple[str, ...] = ("resources", "dr", "status", "demo", "usage", "api")
 JSON_FLAG = "--json"
 HELP_FLAGS = frozenset({"--help"})

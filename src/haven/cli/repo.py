@@ -82,6 +82,9 @@ KEY_FILE_OPTION = typer.Option(
     help="Repository key file (instead of a passphrase).",
 )
 LIMIT_OPTION = typer.Option(None, "--limit", help="Bandwidth cap, e.g. 50MiB/s.")
+PROJECT_OPTION = typer.Option(
+    None, "--project", help="With NAME: the part of that Keystone project (its own key)."
+)
 
 _SIZES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _MAX_SIZE = 1 << 40  # far above any chunk or pack size the data mover accepts
@@ -235,6 +238,7 @@ def check_cmd(
     read_data: bool = typer.Option(
         False, "--read-data", help="Read every pack and verify every chunk's tag."
     ),
+    project: str | None = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Verify structure, references and (with --read-data) every object's tag.
@@ -244,8 +248,10 @@ def check_cmd(
     points GROUP shows them); with --read-data, damaged points found whole again are
     committed again."""
     if name is not None:
-        _check_named(name, read_data, as_json)
+        _check_named(name, read_data, as_json, project)
         return
+    if project is not None:
+        raise InvalidArgument("--project", "a project's part is checked by repository NAME")
     if not repo:
         raise InvalidArgument("NAME", "give a repository NAME from the catalog, or --repo URL")
     r = open_repo(repo, password_file, key_file)
@@ -266,12 +272,12 @@ def check_cmd(
     console.print("no problems found")
 
 
-def _check_named(name: str, read_data: bool, as_json: bool) -> None:
+def _check_named(name: str, read_data: bool, as_json: bool, project: str | None) -> None:
     from haven.domain.points import name_objects
     from haven.engine import api
 
     with progress_bar(read_data and not as_json, "check") as cb:
-        result = api.check_repository(name, read_data=read_data, progress=cb)
+        result = api.check_repository(name, read_data=read_data, progress=cb, project=project)
     report = result.report
     if as_json:
         print_json(
@@ -386,6 +392,7 @@ def repair_cmd(
         help="The repository's record of points is older than one this host saw: accept it.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be done."),
+    project: str | None = PROJECT_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Rebuild indexes from pack trailers, salvage damaged packs, quarantine bad objects
@@ -397,11 +404,12 @@ def repair_cmd(
     if name is not None:
         from haven.engine import api
 
-        named = api.repair_repository(
-            name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback
-        )
+        named = api.repair_repository(name, read_data=read_data, dry_run=dry_run,
+                                      accept_rollback=accept_rollback, project=project)  # fmt: skip
         render_repair(named.report, as_json, {"repository": name, **named.catalog()})
         return
+    if project is not None:
+        raise InvalidArgument("--project", "a project's part is repaired by repository NAME")
     if not repo:
         raise InvalidArgument("NAME", "give a repository NAME from the catalog, or --repo URL")
     r = open_repo(repo, password_file, key_file)

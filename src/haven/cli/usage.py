@@ -81,8 +81,12 @@ def usage(
         console.print(f"stored bytes: measured now ({report.stored_at.isoformat()}), shared "
                       "chunks split equally among the points using them", markup=False)  # fmt: skip
         for repo in report.repositories:
+            part = f"{repo.repository} (project {repo.project or '-'})"
+            if repo.unreadable:
+                console.print(f"  {part}: not measured: {repo.unreadable}", markup=False)
+                continue
             console.print(
-                f"  {repo.repository}: packs {size_text(repo.pack_bytes)}, charged "
+                f"  {part}: packs {size_text(repo.pack_bytes)}, charged "
                 f"{size_text(repo.attributed_bytes)}, not in the catalog "
                 f"{size_text(repo.unattributed_bytes)}"
                 + (f", {repo.missing_chunks} chunks missing" if repo.missing_chunks else ""),

@@ -169,3 +169,39 @@ def error_document(exc: HavenError) -> dict[str, object]:
     elif isinstance(exc, ValidationError) and exc.path:
         body["problems"] = [{"path": exc.path, "message": exc.message}]
     return {"error": body}
+
+
+class KeyUnavailable(SecurityError):
+    """A project's data key cannot be had: never created or registered, or the key store
+    refuses Haven's credentials. Names the project and the key's reference, never key
+    material. Nothing is read or written without the key (never plaintext instead)."""
+
+    def __init__(self, project: str, ref: str, reason: str) -> None:
+        self.project = project
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"the data key of project {project} ({ref}) is unavailable: {reason}")
+
+
+class KeyRevoked(SecurityError):
+    """The project's data key existed and was revoked (deleted, or Haven's read access
+    withdrawn by the tenant): its recovery data can neither be written nor read until the
+    tenant grants it again."""
+
+    def __init__(self, project: str, ref: str, reason: str) -> None:
+        self.project = project
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"the data key of project {project} ({ref}) was revoked: {reason}")
+
+
+class KeyStoreUnreachable(ExternalError):
+    """The key store did not answer (a network or server failure, not a refusal):
+    retrying may succeed. Exit 5, never plaintext instead."""
+
+    retryable = True
+
+    def __init__(self, store: str, reason: str) -> None:
+        self.store = store
+        self.reason = reason
+        super().__init__(f"key store {store} unreachable: {reason}")

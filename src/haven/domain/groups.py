@@ -59,7 +59,11 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class ProtectionGroup:
-    """Members are frozen in list order and thawed in reverse order."""
+    """Members are frozen in list order and thawed in reverse order.
+
+    ``project``: the Keystone project id that owns the group (None: the operator's, whose
+    data is under the repository's own key); a project's data is encrypted under that
+    project's key (engine/keys.py)."""
 
     name: str
     source_site: str

@@ -49,13 +49,23 @@ class RepositoryKind(Enum):
     MEMORY = "memory"
 
 
+class KeyStoreKind(Enum):
+    """Where the projects' data keys of a repository live (engine/keys.py)."""
+
+    LOCAL = "local"  # files under $HAVEN_HOME/keys/local, created by `haven keys create`
+    BARBICAN = "barbican"  # the tenant's Barbican secret, read through an ACL (castellan)
+
+
 @dataclass(frozen=True, slots=True)
 class Repository:
     """Content-addressed, encrypted store of recovery-point data.
 
     ``url``: an absolute path (local), ``swift://container/prefix`` or
     ``s3://bucket/prefix``. ``password`` references the passphrase that unwraps the
-    master key; ``key_file`` is the alternative.
+    master key; ``key_file`` is the alternative. ``key_store`` says where the data keys
+    of the projects whose groups use this repository live (``key_cloud``: for Barbican,
+    the clouds.yaml entry Haven authenticates with, whose region finds Barbican in the
+    Keystone catalog).
     """
 
     name: str
@@ -66,3 +76,5 @@ class Repository:
     key_file: str | None = None
     chunk_size: int = 1024 * 1024
     credentials: dict[str, SecretRef] = field(default_factory=dict)
+    key_store: KeyStoreKind = KeyStoreKind.LOCAL
+    key_cloud: str | None = None  # barbican: the clouds.yaml entry of Haven's service user

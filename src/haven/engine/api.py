@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from haven.datamover import ProgressCallback
-from haven.domain.errors import NotFoundError
+from haven.domain.errors import NotFoundError, ValidationError
 from haven.domain.groups import GroupState, ProtectionGroup
 from haven.domain.operations import Operation, OperationKind
 from haven.domain.points import RecoveryPoint
@@ -196,17 +196,29 @@ def resume_operation(op_id: str, *, progress: Progress | None = None) -> Operati
 
 
 def check_repository(
-    name: str, *, read_data: bool = False, progress: ProgressCallback | None = None
+    name: str,
+    *,
+    read_data: bool = False,
+    progress: ProgressCallback | None = None,
+    project: str | None = None,
 ) -> NamedCheck:
-    """Check the catalog's repository ``name``; the catalog's points follow (damaged)."""
-    return check_named(name, read_data=read_data, progress=progress)
+    """Check the catalog's repository ``name`` (``project``: that project's part, with
+    the project's key); the catalog's points follow (damaged)."""
+    return check_named(name, read_data=read_data, progress=progress, project=project)
 
 
 def repair_repository(
-    name: str, *, read_data: bool = False, dry_run: bool = False, accept_rollback: bool = False
+    name: str,
+    *,
+    read_data: bool = False,
+    dry_run: bool = False,
+    accept_rollback: bool = False,
+    project: str | None = None,
 ) -> NamedRepair:
-    """Repair the catalog's repository ``name``; the catalog's points follow the verdict."""
-    return repair_named(name, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
+    """Repair the catalog's repository ``name`` (``project``: that project's part); the
+    catalog's points follow the verdict."""
+    return repair_named(name, read_data=read_data, dry_run=dry_run,
+                        accept_rollback=accept_rollback, project=project)  # fmt: skip
 
 
 def usage(
@@ -262,3 +274,55 @@ def stop_engine() -> None:
     from haven.engine import runtime
 
     runtime.shutdown()
+
+
+def _key_store(repository: str, project: str) -> tuple[object, str]:
+    from haven.domain.sites import Repository
+    from haven.engine import connect
+    from haven.engine.keys import check_project
+
+    definition = services.catalog().get(ResourceKind.REPOSITORY, repository)
+    assert isinstance(definition, Repository)  # the catalog returns the kind asked for
+    return connect.key_store(definition), check_project(project, "project")
+
+
+def create_project_key(repository: str, project: str) -> str:
+    """Make ``project``'s data key in the repository's key store (local stores only: a
+    Barbican key is the tenant's to make); its reference, never the key."""
+    from haven.engine.keys import KeyCreation
+
+    store, project = _key_store(repository, project)
+    if not isinstance(store, KeyCreation):
+        raise ValidationError(
+            f"repositories.{repository}.key_store",
+            "Barbican keys are the tenant's: store one there, grant Haven's user read "
+            "access (ACL) and register it (haven keys register)",
+        )
+    return store.create(project)
+
+
+def revoke_project_key(repository: str, project: str) -> str:
+    """Withdraw ``project``'s local key: its groups' protect and restore fail (exit 7)."""
+    from haven.engine.keys import KeyCreation
+
+    store, project = _key_store(repository, project)
+    if not isinstance(store, KeyCreation):
+        raise ValidationError(
+            f"repositories.{repository}.key_store",
+            "a Barbican key is revoked by its owner: remove Haven's user from the secret's "
+            "ACL, or delete the secret",
+        )
+    return store.revoke(project)
+
+
+def register_project_key(repository: str, project: str, ref: str) -> str:
+    """Record which Barbican secret holds ``project``'s key (the tenant's reference)."""
+    from haven.engine.keys import KeyRegistration
+
+    store, project = _key_store(repository, project)
+    if not isinstance(store, KeyRegistration):
+        raise ValidationError(
+            f"repositories.{repository}.key_store",
+            "local keys are made by Haven (haven keys create), not registered",
+        )
+    return store.register(project, ref)

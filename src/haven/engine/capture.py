@@ -304,7 +304,7 @@ def backup(ctx: ProtectContext, handle: PointHandle, disk: PointDisk) -> BackupO
     if ctx.data_path is DataPath.CINDER_BACKUP:
         return _native_backup(ctx, handle, disk, mine.member, mine.volume)
     key = repository_key(ctx.group, mine)
-    repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
+    repo = resolve.group_repository(ctx.group, ctx.repository, ctx.bandwidth_limit)
     try:
         done = repo.find_manifest(f"{key}@{ctx.point_id}")
         return BackupOutcome(replace(mine, size=done.size, manifest=done.manifest_id), True)
@@ -419,7 +419,7 @@ def retention(ctx: ProtectContext) -> Note:
             cat.save_point(replace(p, state=PointState.EXPIRED))
             cat.save_point(replace(p, state=PointState.DELETED))
         return Note(f"expired {len(expired)} points, kept {kept} (Cinder keeps the chain)")
-    repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
+    repo = resolve.group_repository(ctx.group, ctx.repository, ctx.bandwidth_limit)
     cat = services.catalog()
     for p in expired:
         # one new head without the point's manifests (ids already gone are ignored)

@@ -15,15 +15,24 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from haven.catalog.db import repository_state_dir
+from haven.catalog.db import haven_home, repository_state_dir
 from haven.datamover import Repository as DataRepository
 from haven.datamover import open_backend
 from haven.domain.errors import NotFoundError, SecurityError, ValidationError
 from haven.domain.secrets import SecretRef, SecretSource
-from haven.domain.sites import SCRATCH_DIR_HINT, Repository, RepositoryKind, Site, SiteDriver
+from haven.domain.sites import (
+    SCRATCH_DIR_HINT,
+    KeyStoreKind,
+    Repository,
+    RepositoryKind,
+    Site,
+    SiteDriver,
+)
+from haven.engine.keys import KeyStore, check_project, project_url
 from haven.engine.ports import Closable
 from haven.observability.logging import register_secret
 from haven.observability.secretfiles import SecretFileError, read_secret_file
@@ -36,7 +45,14 @@ _drivers: dict[str, Any] = {}
 # (kept with the definition it was opened from: a definition changed by apply since, e.g.
 # under a long-running serve, is opened again; the old opening is left to the operations
 # still using it)
+# Per project (a group's ``project``): the project's own part of the repository, opened
+# with the project's key (engine/keys.py); the key is read again at every use so that a
+# key revoked since is refused, and the opening is kept only while the key is the same.
 _repos: dict[tuple[str, int | None], tuple[Repository, DataRepository]] = {}
+_project_repos: dict[tuple[str, int | None, str], tuple[Repository, bytes, DataRepository]] = {}
+# one key store per repository definition: a Barbican store keeps its Keystone session
+# (the keys themselves are read at every use)
+_stores: dict[tuple[str, Path], tuple[Repository, KeyStore]] = {}
 
 
 def forget_all() -> None:
@@ -48,6 +64,10 @@ def forget_all() -> None:
         for _definition, repo in _repos.values():
             repo.close()
         _repos.clear()
+        for _definition, _key, repo in _project_repos.values():
+            repo.close()
+        _project_repos.clear()
+        _stores.clear()
 
 
 def reset_site(site: str) -> None:
@@ -121,6 +141,72 @@ def read_secret(ref: SecretRef) -> str:
     return value
 
 
+def key_store(repo: Repository) -> KeyStore:
+    """The key store of the projects' data keys in ``repo`` (its ``key_store`` field),
+    kept for this process while the definition stays the same."""
+    where = haven_home() / "keys"
+    with _lock:
+        cached = _stores.get((repo.name, where))
+        if cached is not None and cached[0] == repo:
+            return cached[1]
+    store = _build_store(repo, where)
+    with _lock:
+        _stores[(repo.name, where)] = (repo, store)
+    return store
+
+
+def _build_store(repo: Repository, where: Path) -> KeyStore:
+    if repo.key_store is KeyStoreKind.BARBICAN:
+        if not repo.key_cloud:
+            raise ValidationError(
+                f"repositories.{repo.name}.key_cloud",
+                "key_store barbican needs key_cloud: the clouds.yaml entry of Haven's service user",
+            )
+        from haven.keystores.barbican import BarbicanKeyStore
+
+        return BarbicanKeyStore(
+            repo.key_cloud, where / "barbican", f"repositories.{repo.name}.key_cloud"
+        )
+    from haven.keystores.local import LocalKeyStore
+
+    return LocalKeyStore(where / "local")
+
+
+def project_repository(
+    repo: Repository, project: str, limit: int | None = None, *, create: bool = True
+) -> DataRepository:
+    """The project's part of ``repo`` (``<url>/projects/<project>``), opened with the
+    project's key read now from the repository's key store (KeyRevoked / KeyUnavailable:
+    exit 7, nothing opened, nothing written). On first use (``create``) it is initialised
+    with that key; a key that does not open it (another project's, or a replaced one):
+    WrongKey, exit 7. Cached like ``repository_for`` while the key stays the same."""
+    key = key_store(repo).project_key(project)  # every use: a revoked key is refused now
+    cache_key = (repo.name, limit, project)
+    with _lock:
+        cached = _project_repos.get(cache_key)
+        if cached is not None and cached[0] == repo and cached[1] == key:
+            return cached[2]
+        opened = _open_part(repo, project, key, create=create, limit=limit)
+        _check_chunk_size(repo, opened)
+        _project_repos[cache_key] = (repo, key, opened)
+        return opened
+
+
+def open_project_repository(repo: Repository, project: str) -> DataRepository:
+    """The project's part of ``repo`` opened now, not cached and never created (check and
+    repair; the caller closes it). As ``project_repository`` for keys and errors."""
+    key = key_store(repo).project_key(project)
+    return _open_part(repo, project, key, create=False, limit=None)
+
+
+def _open_part(
+    repo: Repository, project: str, key: bytes, *, create: bool, limit: int | None
+) -> DataRepository:
+    check_project(project, "project")
+    part = replace(repo, url=project_url(repo.url, project), password=None, key_file=None)
+    return _open(part, password=None, master_key=key, create=create, limit=limit)
+
+
 def repository_for(repo: Repository, limit: int | None = None) -> DataRepository:
     """Open (and on first use initialise) the repository; cached for this process. A
     repository created with another chunk size than the definition's is refused (exit 2).
@@ -134,16 +220,20 @@ def repository_for(repo: Repository, limit: int | None = None) -> DataRepository
         if cached is not None and cached[0] == repo:
             return cached[1]
         opened = open_repository(repo, create=True, limit=limit)
-        if opened.config.chunk_size != repo.chunk_size:  # fixed at creation: never ignored
-            opened.close()
-            raise ValidationError(
-                f"repositories.{repo.name}.chunk_size",
-                f"{repo.chunk_size} bytes, but the repository was created with "
-                f"{opened.config.chunk_size}: a chunk size is fixed when a repository is "
-                f"created; set chunk_size: {opened.config.chunk_size} (or use a new one)",
-            )
+        _check_chunk_size(repo, opened)
         _repos[key] = (repo, opened)
         return opened
+
+
+def _check_chunk_size(repo: Repository, opened: DataRepository) -> None:
+    if opened.config.chunk_size != repo.chunk_size:  # fixed at creation: never ignored
+        opened.close()
+        raise ValidationError(
+            f"repositories.{repo.name}.chunk_size",
+            f"{repo.chunk_size} bytes, but the repository was created with "
+            f"{opened.config.chunk_size}: a chunk size is fixed when a repository is "
+            f"created; set chunk_size: {opened.config.chunk_size} (or use a new one)",
+        )
 
 
 def open_repository(
@@ -154,11 +244,22 @@ def open_repository(
     with ``create`` (the first protect) a new one. A wrong key: SecurityError (exit 7).
     A setting the backend refuses or misses (an S3 endpoint): ValidationError naming
     ``repositories.<name>.<field>`` (exit 2). ``limit``: bytes/s, see repository_for."""
+    password = read_secret(repo.password) if repo.password else None
+    master_key = _read_key_file(repo) if repo.key_file else None
+    return _open(repo, password=password, master_key=master_key, create=create, limit=limit)
+
+
+def _open(
+    repo: Repository,
+    *,
+    password: str | None,
+    master_key: bytes | None,
+    create: bool,
+    limit: int | None,
+) -> DataRepository:
     url = repo.url
     if repo.kind is RepositoryKind.MEMORY and "://" not in url:
         url = f"memory://{url}"
-    password = read_secret(repo.password) if repo.password else None
-    master_key = _read_key_file(repo) if repo.key_file else None
     # the repository's own credentials (S3 keys, a Swift account), read now from their
     # references and registered for redaction; the backend refuses names it does not know
     credentials = {name: read_secret(ref) for name, ref in repo.credentials.items()}

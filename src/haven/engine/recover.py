@@ -145,7 +145,7 @@ def restore(ctx: RecoverContext, vol: VolumePoint) -> Restored:
             )
         written = drv.restore_native(vol.manifest, target)
         return Restored(server, vol.volume, target, 0, written, reused, key)
-    repo = resolve.repository(ctx.repository)
+    repo = resolve.group_repository(ctx.group, ctx.repository)
     with drv.open_volume_writer(target) as dst:
         st = restore_volume(repo, vol.manifest, dst, into_existing=True,
                             progress=progress.reporter(f"restore {name}"))  # fmt: skip

@@ -157,7 +157,7 @@ def update(ctx: ProtectContext, vol: VolumePoint, op_id: str) -> ReplicaOutcome:
                     op_id, ctx.group, ctx.standby_site, LedgerKind.VOLUME, target.id, name
                 )
             )
-        repo = resolve.repository(ctx.repository, ctx.bandwidth_limit)
+        repo = resolve.group_repository(ctx.group, ctx.repository, ctx.bandwidth_limit)
         with drv.open_volume_writer(target) as dst:
             st = restore_volume(repo, vol.manifest, dst, into_existing=True)
     except HavenError as exc:

@@ -32,11 +32,15 @@ from haven.engine.damage import Finding
 FOUND_BY = "repo check"
 
 
-def open_named(name: str) -> DataRepository:
+def open_named(name: str, project: str | None = None) -> DataRepository:
     """The catalog's repository ``name``, opened (NotFoundError naming the known ones if
-    there is no such entry, or no repository at its url). The caller closes it."""
+    there is no such entry, or no repository at its url). With ``project``: that
+    project's part of it, opened with the project's key (engine/keys.py; a revoked key:
+    exit 7). The caller closes it."""
     definition = services.catalog().get(ResourceKind.REPOSITORY, name)
     assert isinstance(definition, Repository)  # the catalog returns the kind asked for
+    if project is not None:
+        return connect.open_project_repository(definition, project)
     return connect.open_repository(definition)
 
 
@@ -68,11 +72,14 @@ class NamedCheck:
         return [*self.report.problems, *self.catalog_problems]
 
 
-def points_in(name: str) -> list[RecoveryPoint]:
-    """Committed and damaged points of every group that keeps its data in ``name``."""
+def points_in(name: str, project: str | None = None) -> list[RecoveryPoint]:
+    """Committed and damaged points of every group that keeps its data in ``name`` (in
+    its part of ``project``: the groups of that project; None: the operator's groups)."""
     cat = services.catalog()
     found: list[RecoveryPoint] = []
     for g in cat.resources().groups:
+        if g.project != project:
+            continue
         try:
             if resolve.repository_name(g) != name:
                 continue
@@ -85,16 +92,21 @@ def points_in(name: str) -> list[RecoveryPoint]:
 
 
 def check_named(
-    name: str, *, read_data: bool = False, progress: ProgressCallback | None = None
+    name: str,
+    *,
+    read_data: bool = False,
+    progress: ProgressCallback | None = None,
+    project: str | None = None,
 ) -> NamedCheck:
-    repo = open_named(name)
+    """Check the repository ``name`` (with ``project``: that project's part of it)."""
+    repo = open_named(name, project)
     try:
         report = check(repo, read_data=read_data, progress=progress)
         present = set(repo.present_manifest_ids())
     finally:
         repo.close()
     result = NamedCheck(name, report)
-    points = points_in(name)
+    points = points_in(name, project)
     owner = {v.manifest: p for p in points for v in p.volumes if not v.native}
     findings: defaultdict[str, list[Finding]] = defaultdict(list)
     for d in report.damage:
@@ -136,12 +148,18 @@ class NamedRepair:
 
 
 def repair_named(
-    name: str, *, read_data: bool = False, dry_run: bool = False, accept_rollback: bool = False
+    name: str,
+    *,
+    read_data: bool = False,
+    dry_run: bool = False,
+    accept_rollback: bool = False,
+    project: str | None = None,
 ) -> NamedRepair:
     """Repair the catalog's repository ``name``; the catalog follows the verdict: a point
     with any volume partial or lost is DAMAGED (objects named); with ``read_data``, a
-    DAMAGED point all of whose volumes are intact is COMMITTED again."""
-    repo = open_named(name)
+    DAMAGED point all of whose volumes are intact is COMMITTED again. With ``project``:
+    that project's part of the repository."""
+    repo = open_named(name, project)
     try:
         report = repair(repo, read_data=read_data, dry_run=dry_run, accept_rollback=accept_rollback)
     finally:
@@ -150,7 +168,7 @@ def repair_named(
     if dry_run:
         return result
     verdict = {p.manifest_id: p for p in report.points}
-    for p in points_in(name):
+    for p in points_in(name, project):
         mine = [verdict.get(v.manifest) for v in p.volumes if not v.native]
         broken = [s for s in mine if s is None or s.salvage is not Salvage.INTACT]
         if broken:

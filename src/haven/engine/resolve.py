@@ -14,6 +14,7 @@ from haven.domain.policies import DataPath, Policy
 from haven.domain.resources import ResourceKind
 from haven.domain.sites import Repository, Site
 from haven.engine import connect, services
+from haven.engine.keys import check_project
 from haven.sites.base import SiteDriver
 from haven.sites.errors import SiteNotFound
 
@@ -56,9 +57,23 @@ def repository_name(g: ProtectionGroup) -> str:
 
 
 def repository(name: str, limit: int | None = None) -> DataRepository:
-    """The repository ``name``; ``limit`` (bytes/s) caps its traffic (see connect)."""
+    """The repository ``name`` itself (the operator's part); ``limit`` (bytes/s) caps its
+    traffic (see connect). Workflows use ``group_repository``."""
     r: Repository = services.catalog().get(ResourceKind.REPOSITORY, name)
     return connect.repository_for(r, limit)
+
+
+def group_repository(group_name: str, name: str, limit: int | None = None) -> DataRepository:
+    """Where the group ``group_name`` keeps its data in the repository ``name``: the
+    repository itself for an operator's group, the project's part of it, opened with the
+    project's key, for a group with a ``project`` (engine/keys.py; a revoked key: exit 7).
+    ``limit`` (bytes/s) caps its traffic (see connect)."""
+    r: Repository = services.catalog().get(ResourceKind.REPOSITORY, name)
+    project = group(group_name).project
+    if project is None:
+        return connect.repository_for(r, limit)
+    check_project(project, f"groups.{group_name}.project")
+    return connect.project_repository(r, project, limit)
 
 
 def placement(g: ProtectionGroup) -> Placement:

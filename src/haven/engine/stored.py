@@ -4,12 +4,15 @@ The rule (docs/usage-and-quotas.md): every chunk a live manifest references is c
 once, at its stored size (compressed and encrypted, as the pack index records it), split
 equally among the recovery points that reference it (a point referencing a chunk from
 several volumes or offsets counts once); a project is charged the sum of its points'
-shares. A chunk that only one point references is that point's alone; a chunk shared by
-two projects' points costs each half. Only manifests and pack indexes are read, never
-chunk data. Points the catalog does not know (a manifest of ``haven volume backup``, or
-of another catalog) are charged to no project: their share is ``unattributed``. Pack
-overhead, index and manifest objects and chunks no live manifest references (garbage a
-prune will collect) are charged to no one: ``pack_bytes`` shows the whole.
+shares. A chunk that only one point references is that point's alone. Each project keeps
+its data in its own part of a repository under its own key (docs/keys.md), so chunks are
+shared only among the points of one part (a project's, or the operator's). Points the
+catalog does not know (a manifest of ``haven volume backup``, or of another catalog) are
+charged to no project: their share is ``unattributed``. Pack overhead, index and manifest
+objects and chunks no live manifest references (garbage a prune will collect) are charged
+to no one: ``pack_bytes`` shows the whole. Only manifests and pack indexes are read, never
+chunk data. A part that cannot be opened (its project's key revoked or unavailable) is
+listed with the reason and charged to no one.
 
 A point-in-time figure: what the repositories hold now, whatever the usage window.
 """
@@ -17,12 +20,12 @@ A point-in-time figure: what the repositories hold now, whatever the usage windo
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from haven.datamover import Repository as DataRepository
 from haven.datamover.packs import PACK_PREFIX
-from haven.domain.errors import HavenError, NotFoundError
+from haven.domain.errors import HavenError, NotFoundError, SecurityError
 from haven.domain.groups import ProtectionGroup
 from haven.domain.points import RecoveryPoint
 from haven.engine import repos, resolve
@@ -40,6 +43,8 @@ class RepositoryUsage:
     attributed_bytes: int
     unattributed_bytes: int
     missing_chunks: int  # referenced by a live manifest, in no pack index (see repo check)
+    project: str | None = None  # the project whose part this is (None: the operator's)
+    unreadable: str = ""  # why the part could not be measured (e.g. its key was revoked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,35 +60,40 @@ _UNKNOWN = "*unattributed"
 def stored_bytes(groups: list[ProtectionGroup], points: list[RecoveryPoint]) -> StoredBytes:
     """Every repository a group keeps its data in now, charged by the rule above."""
     project_of = {g.name: g.project for g in groups}
-    by_repo: set[str] = set()
+    parts: set[tuple[str, str | None]] = set()  # (repository, project: its own part)
     for g in groups:
         try:
             name = resolve.repository_name(g)
         except HavenError:  # no repository resolvable: the group stores nothing
             continue
         if name:
-            by_repo.add(name)
+            parts.add((name, g.project))
     totals: dict[Owner, Fraction] = defaultdict(Fraction)
     found: list[RepositoryUsage] = []
     # point ids are unique across groups: a manifest left in a repository its group no
     # longer uses is still its project's
     owner = {p.id: project_of[p.group] for p in points if p.group in project_of}
-    for name in sorted(by_repo):
-        shares, usage = _one(name, owner)
+    for name, project in sorted(parts, key=lambda part: (part[0], part[1] or "")):
+        shares, usage = _one(name, project, owner)
         for project, share in shares.items():
             totals[project] += share
         found.append(usage)
     return StoredBytes({k: round(v) for k, v in totals.items()}, tuple(found))
 
 
-def _one(name: str, owner: dict[str, Owner]) -> tuple[dict[Owner, Fraction], RepositoryUsage]:
+def _one(
+    name: str, project: str | None, owner: dict[str, Owner]
+) -> tuple[dict[Owner, Fraction], RepositoryUsage]:
     try:
-        repo = repos.open_named(name)
+        repo = repos.open_named(name, project)
     except NotFoundError:  # never written to (no point taken yet): nothing stored
-        return {}, RepositoryUsage(name, 0, 0, 0, 0)
+        return {}, RepositoryUsage(name, 0, 0, 0, 0, project)
+    except SecurityError as exc:  # the project's key: revoked, unavailable or wrong
+        return {}, RepositoryUsage(name, 0, 0, 0, 0, project, unreadable=str(exc))
     try:
         pack_bytes = sum(i.size for i in repo.backend.list(PACK_PREFIX))
-        return _attribute(name, repo, owner, pack_bytes)
+        shares, usage = _attribute(name, repo, owner, pack_bytes)
+        return shares, replace(usage, project=project)
     finally:
         repo.close()
 

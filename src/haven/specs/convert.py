@@ -30,7 +30,7 @@ from haven.domain.policies import (
 )
 from haven.domain.resources import Resources
 from haven.domain.secrets import SecretRef, SecretSource
-from haven.domain.sites import Repository, RepositoryKind, Site, SiteDriver
+from haven.domain.sites import KeyStoreKind, Repository, RepositoryKind, Site, SiteDriver
 from haven.specs import schema as s
 
 
@@ -89,6 +89,8 @@ def _repository(x: s.RepositorySpec) -> Repository:
         key_file=x.key_file,
         chunk_size=x.chunk_size,
         credentials={k: ref for k, v in x.credentials.items() if (ref := _secret(v))},
+        key_store=KeyStoreKind(x.key_store),
+        key_cloud=x.key_cloud,
     )
 
 

@@ -161,6 +161,22 @@ class RepositorySpec(SpecModel):
     key_file: str | None = None
     chunk_size: Size = 1024 * 1024
     credentials: dict[str, SecretSpec] = Field(default_factory=dict)
+    # where the data keys of the projects whose groups use this repository live
+    key_store: Literal["local", "barbican"] = "local"
+    key_cloud: str | None = None  # barbican: the clouds.yaml entry of Haven's service user
+
+    @model_validator(mode="after")
+    def _key_cloud_with_barbican(self) -> RepositorySpec:
+        if self.key_store == "barbican" and not self.key_cloud:
+            raise ValueError(
+                "key_store barbican needs key_cloud: the clouds.yaml entry Haven reads the "
+                "projects' keys with (its service user)"
+            )
+        if self.key_store == "local" and self.key_cloud:
+            raise ValueError(
+                "key_cloud is for key_store barbican; local keys need none (remove key_cloud)"
+            )
+        return self
 
 
 class RetentionSpec(SpecModel):

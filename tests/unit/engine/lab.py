@@ -8,13 +8,14 @@ returns the paths. The engine reads the spec from the catalog under ``$HAVEN_HOM
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from haven.datamover import encode_key_file, new_master_key
+from haven.domain.groups import Member, MemberKind, ProtectionGroup
 from haven.domain.inventory import DiskRole, DiskSpec, NicSpec, ServerSpec, VolumeInfo
 from haven.domain.project import (
     FlavorDef,
@@ -28,6 +29,8 @@ from haven.domain.project import (
     ServerPlacement,
     SubnetDef,
 )
+from haven.domain.resources import ResourceKind, Resources
+from haven.engine import services
 from haven.sites.fake.filebacked import FileFakeDriver
 
 MiB = 1024 * 1024
@@ -233,3 +236,37 @@ def volume_bytes(drv: FileFakeDriver, name: str, length: int) -> bytes:
         if vol.name == name:
             return bytes(drv.volumes[vol.id][1][:length])
     raise AssertionError(f"no volume {name}: {[v.name for v in drv.list_volumes()]}")
+
+
+# --- groups owned by a Keystone project (per-project keys, docs/keys.md) ----------------
+
+MARKER = b"TENANT-PLAINTEXT-MARKER-"  # mark_disks writes it; no repository object may hold it
+
+
+def own_group(lab: Lab, group: str, project: str | None) -> ProtectionGroup:
+    """Give ``group`` to ``project`` in the engine's catalog (the spec's ``project`` field
+    is the API's); a group named other than shop is a new one, of a new server
+    ``<group>-vm`` at site a."""
+    cat = services.catalog()
+    shop = cat.get(ResourceKind.GROUP, "shop")
+    assert isinstance(shop, ProtectionGroup)
+    owned = replace(shop, name=group, project=project)
+    if group != "shop":
+        sid = lab.site("site-a").add_server(server_spec(f"{group}-vm"))
+        lab.site("site-a").write_disk(sid, "vda", 0, f"{group} data".encode() + MARKER * 64)
+        owned = replace(owned, members=(Member(MemberKind.SERVER, f"{group}-vm"),))
+    with cat.transaction() as s:
+        cat.write_resources(s, Resources(groups=(owned,)))
+    return owned
+
+
+def mark_disks(lab: Lab) -> None:
+    """Write MARKER into the data disks of shop's servers at site a."""
+    a = lab.site("site-a")
+    for name in SERVERS:
+        a.write_disk(name, "vda", 4096, MARKER * 64)
+
+
+def repository_files(root: Path) -> dict[str, bytes]:
+    """Every file under a local repository, by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}

@@ -44,7 +44,8 @@ def test_usage_json_and_table(lab: Lab) -> None:
     assert rows["p1"]["stored_bytes"] > 0 and rows["p2"]["stored_bytes"] == 0
     assert rows["p1"]["bytes_between_sites"] > 0
     assert set(doc["repositories"][0]) == {"repository", "pack_bytes", "attributed_bytes",
-                                           "unattributed_bytes", "missing_chunks"}  # fmt: skip
+                                           "unattributed_bytes", "missing_chunks", "project",
+                                           "unreadable"}  # fmt: skip
     only = _json("usage", "--project", "p2", "--no-stored")
     assert [r["project"] for r in only["projects"]] == ["p2"]
     assert only["projects"][0]["stored_bytes"] is None and only["stored_at"] is None

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from haven.catalog.models import GroupStateChangeRow
+from haven.datamover import FileSource, backup_volume, restore_volume
 from haven.domain.errors import ValidationError
 from haven.domain.groups import GroupState
 from haven.domain.operations import Operation, OperationState
@@ -36,30 +38,43 @@ def _by_project(report: UsageReport) -> dict[str | None, ProjectUsage]:
     return {r.project: r for r in report.projects}
 
 
-def test_shared_chunks_are_split_equally_among_the_points_that_reference_them(lab: Lab) -> None:
+def test_shared_chunks_are_split_equally_among_the_points_that_reference_them(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Each project keeps its data in its own part of the repository (its own key), so
+    chunks are shared within a part: shop's two points (p1) share every chunk, and a
+    manifest the catalog does not know (a `haven volume backup` into p1's part of db's
+    disk) shares db's chunk with them: p1 is charged 2/3 of it, the unknown 1/3."""
     two_projects(lab)
     for group in ("shop", "mall", "shop"):  # shop's second point references the same chunks
         _ok(api.protect(group))
-    repo = resolve.repository("offsite")
+    p1 = resolve.group_repository("shop", "offsite")
     stored: dict[str, int] = {}  # server -> the stored size of its disk's one data chunk
-    for m in repo.manifests():
+    for m in p1.manifests():
         (chunk,) = m.referenced()  # 2 MiB disks, data in the first 1 MiB chunk only
-        location = repo.index.get(chunk)
+        location = p1.index.get(chunk)
         assert location is not None
         stored[m.volume.split(".")[1]] = location.length
-    assert stored["db"] == stored["db2"] and stored["app"] == stored["app2"]  # the same chunk
+    assert set(stored) == {"db", "app", "web"}  # mall's data is not in p1's part
+    db_manifest = next(m for m in p1.manifests() if m.volume.split(".")[1] == "db")
+    copy = tmp_path / "db-copy.img"
+    restore_volume(p1, db_manifest, copy)
+    backup_volume(p1, FileSource(copy), volume="by-hand")
+    p2 = resolve.group_repository("mall", "offsite")
+    stored_p2 = sum(p2.index.get(c).length for m in p2.manifests() for c in m.referenced())
 
     report = api.usage(*_window())
     rows = _by_project(report)
-    # db's and app's chunks: referenced by shop's two points and mall's one -> p1 2/3, p2 1/3;
-    # web's chunk: by shop's points only -> p1 all of it
-    shared = stored["db"] + stored["app"]
-    assert rows["p1"].stored_bytes == round(Fraction(2 * shared, 3) + stored["web"])
-    assert rows["p2"].stored_bytes == round(Fraction(shared, 3))
-    (offsite,) = report.repositories
-    assert offsite.attributed_bytes == shared + stored["web"]
-    assert offsite.unattributed_bytes == 0 and offsite.missing_chunks == 0
-    assert offsite.pack_bytes >= offsite.attributed_bytes  # packs also hold their trailers
+    assert (
+        rows["p1"].stored_bytes
+        == round(Fraction(2 * stored["db"], 3)) + stored["app"] + stored["web"]
+    )
+    assert rows["p2"].stored_bytes == stored_p2  # its one point holds all of its part
+    parts = {r.project: r for r in report.repositories}
+    assert set(parts) == {"p1", "p2"} and {r.repository for r in parts.values()} == {"offsite"}
+    assert parts["p1"].unattributed_bytes == round(Fraction(stored["db"], 3))
+    assert parts["p1"].missing_chunks == 0 and parts["p2"].unattributed_bytes == 0
+    assert parts["p1"].pack_bytes >= parts["p1"].attributed_bytes  # packs hold trailers too
     assert report.stored_at is not None
     assert (rows["p1"].points_taken, rows["p2"].points_taken) == (2, 1)
     assert (rows["p1"].groups, rows["p2"].groups) == (1, 1)
@@ -67,6 +82,11 @@ def test_shared_chunks_are_split_equally_among_the_points_that_reference_them(la
     only = api.usage(*_window(), projects={"p2"})
     assert [r.project for r in only.projects] == ["p2"]
     assert only.projects[0].stored_bytes == rows["p2"].stored_bytes
+    # a project whose key was revoked: its part is listed as not measured, nothing charged
+    api.revoke_project_key("offsite", "p2")
+    after = api.usage(*_window())
+    (gone,) = [r for r in after.repositories if r.project == "p2"]
+    assert "revoked" in gone.unreadable and _by_project(after)["p2"].stored_bytes == 0
 
 
 def _point(group: str, at: datetime, sizes: tuple[int, ...], state: PointState) -> RecoveryPoint:

@@ -214,7 +214,7 @@ def verify_step(op_id: str, ctx: RecoverContext, reused: tuple[str, ...]) -> Ver
         )
     nbytes = 0
     try:
-        repo = resolve.repository(ctx.repository)
+        repo = resolve.group_repository(ctx.group, ctx.repository)
         if packs_only:
             found = damage.check_packs(repo, manifests)
         else:
