@@ -192,7 +192,12 @@ def init(
             master = read_key_file(key_file)
         else:
             master = new_master_key()
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as exc:  # no such directory, a name too long, not writable
+                raise InvalidArgument(
+                    "--key-file", f"cannot create {str(key_file)[:80]}: {exc.strerror}"
+                ) from None
             with os.fdopen(fd, "w") as f:
                 f.write(encode_key_file(master))
         r = Repository.init(

@@ -158,3 +158,13 @@ def test_cli_repository_paths_that_cannot_be_directories(setup: dict[str, str]) 
         code, out = _run("volume", "list", "--repo", repo, *pw, "--json")
         assert code == 2, out
         assert json.loads(out)["error"]["message"].startswith("repository:")
+
+
+def test_cli_init_with_a_key_file_that_cannot_be_made(setup: dict[str, str]) -> None:
+    """Found by the CLI fuzzer: a key file in a directory that does not exist is bad
+    input naming --key-file, and no repository is made."""
+    repo = setup["tmp"] + "/r-key"
+    code, out = _run("repo", "init", "--repo", repo, "--key-file", setup["tmp"] + "/no/dir/k",
+                     "--json")  # fmt: skip
+    assert code == 2 and json.loads(out)["error"]["problems"][0]["path"] == "--key-file"
+    assert not os.path.exists(repo)
