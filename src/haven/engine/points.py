@@ -50,7 +50,8 @@ def delete_point(point_id: str, scope: Scope) -> RecoveryPoint:
         manifests = [v.manifest for v in point.volumes]
         group = resolve.group(point.group)
         if manifests:
-            resolve.repository(resolve.repository_name(group)).forget_manifests(manifests)
+            repo = resolve.group_repository(group.name, resolve.repository_name(group))
+            repo.forget_manifests(manifests)  # the group's part: its project's, with its key
         with contextlib.suppress(HavenError):  # site unreachable: a checkpoint is only an aid
             resolve.driver(point.source_site).delete_point(point.id)
         if point.state is not PointState.FAILED:
