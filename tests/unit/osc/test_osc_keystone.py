@@ -7,6 +7,7 @@ module answers over a fake-site catalog with groups of dr-alpha and dr-beta."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.api import TenantHome, api_process, tenant_home, wait_port_free
+from tests.support.api import TERMINAL, TenantHome, api_process, tenant_home, wait_port_free
 from tests.support.identity_lab import IdentityLab, identity_lab
 from tests.support.osc import Openstack, write_dist_info
 
@@ -99,9 +100,15 @@ def test_protect_waits_and_the_point_is_listed(osc: Openstack) -> None:
     assert table.code == 0 and "1 protect.start done" in table.out  # one line per step
     [status] = osc("alpha-reader", "dr", "status", "-f", "json").json()
     assert (status["Group"], status["Last Point"]) == ("shop", point)
-    # without --wait: the operation as accepted, then it can be followed by id
+    # without --wait: the operation as accepted, followed by id to its end (the next
+    # tests need the group idle)
     queued = osc("alpha-member", "dr", "protect", "shop", "-f", "value", "-c", "id")
     assert queued.code == 0 and queued.out.strip().startswith("op-"), queued
+    deadline = time.monotonic() + 60
+    while (state := osc("alpha-reader", "dr", "operation", "show", queued.out.strip(),
+                        "-f", "value", "-c", "state").out.strip()) not in TERMINAL:  # fmt: skip
+        assert time.monotonic() < deadline and state in ("pending", "running"), state
+    assert state == "succeeded"
 
 
 def test_a_reader_failover_is_refused_with_the_apis_message(
