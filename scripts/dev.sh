@@ -118,8 +118,8 @@ checks() {
   log "ruff"
   "$VENV/bin/ruff" check src tests bench
   "$VENV/bin/ruff" format --check src tests bench
-  log "mypy (strict on haven.domain and haven.datamover)"
-  "$VENV/bin/mypy" --strict src/haven/domain src/haven/datamover
+  log "mypy (strict on haven.domain, haven.datamover, haven.keystores, haven.api, haven.osc)"
+  "$VENV/bin/mypy" --strict src/haven/domain src/haven/datamover src/haven/keystores src/haven/api src/haven/osc
   log "import-linter (layers)"
   "$VENV/bin/lint-imports"
   log "vulture (dead code; framework-used names in scripts/vulture_whitelist.py)"

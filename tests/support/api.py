@@ -10,7 +10,10 @@ the context ends; then the engine stops and the catalog closes.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -109,3 +113,57 @@ def wait_done(client: TestClient, token: str, op_id: str, timeout: float = 60) -
             return op
         time.sleep(0.1)  # polling the operation's end, bounded by the deadline
     raise AssertionError(f"{op_id} not finished after {timeout}s")
+
+
+def wait_port_free(port: int, timeout: float = 120) -> None:
+    """Wait for ``port`` on loopback to be free (another developer's ``haven api`` on a
+    fixed port ends); fail naming the port after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    msg = f"127.0.0.1:{port} still in use after {timeout}s"
+                    raise AssertionError(msg) from None
+        time.sleep(1)  # polling another process's exit, bounded by the deadline
+
+
+@contextmanager
+def api_process(home: Path, auth_url: str, password: str, port: int) -> Iterator[str]:
+    """A real ``haven api`` (a subprocess) on 127.0.0.1:``port`` over ``home``'s catalog,
+    answering before the context is entered; yields its base URL, terminates at exit."""
+    secret = home / "api-service-password"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text(password + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAVEN_")}
+    env.update(
+        HAVEN_HOME=str(home),
+        HAVEN_API_AUTH_URL=auth_url,
+        HAVEN_API_PASSWORD_FILE=str(secret),
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
+    log = home / "api.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "haven", "api", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # readiness: the port answers, or the process has died
+            assert proc.poll() is None, log.read_text()[-4000:]
+            try:
+                if httpx.get(f"{base}/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "haven api did not answer in 60 s"
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
