@@ -101,15 +101,18 @@ def failback(plan: str, *, progress: Progress | None = None) -> Operation:
                 params={"plan": plan}, progress=progress)  # fmt: skip
 
 
-def suspend(group: str) -> GroupState:
-    """Pause protection of ``group``; its RPO may grow meanwhile."""
-    services.catalog().get(ResourceKind.GROUP, group)
+def suspend(group: str, scope: Scope = OPERATOR) -> GroupState:
+    """Pause protection of ``group``; its RPO may grow meanwhile. A group state change,
+    not a durable operation: immediate, idempotent (suspending a suspended group is a
+    no-op), ConflictError while an operation holds the group."""
+    scopes.group(scope, group)
     return lifecycle.suspend(group)
 
 
-def resume(group: str) -> GroupState:
-    """Resume protection of ``group``; the next point increments from the last one."""
-    services.catalog().get(ResourceKind.GROUP, group)
+def resume(group: str, scope: Scope = OPERATOR) -> GroupState:
+    """Resume protection of ``group``; the next point increments from the last one.
+    Immediate and idempotent like :func:`suspend` (a group not suspended is unchanged)."""
+    scopes.group(scope, group)
     return lifecycle.resume(group)
 
 

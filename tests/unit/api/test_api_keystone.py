@@ -22,6 +22,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from haven.engine import services
 from tests.support.api import TERMINAL, TenantHome, as_, closed_port, wait_done
 from tests.support.identity_lab import IdentityLab
 
@@ -77,6 +78,9 @@ def matrix(role: str, tmp: Path, alpha: str) -> list[tuple[str, str, Any, str, s
         ("POST", "/v1/plans", plan, "member", {201}),
         ("PUT", f"/v1/plans/pl-{role}", plan, "member", {200}),
         ("DELETE", f"/v1/plans/pl-{role}", None, "member", {204}),
+        ("POST", "/v1/groups/shop/suspend", None, "member", {200}),
+        ("POST", "/v1/groups/shop/resume", None, "member", {200}),
+        ("POST", "/v1/groups/no-group/suspend", None, "member", {404}),
         ("GET", "/v1/points?group=shop", None, "reader", {200}),
         ("GET", "/v1/points/rp-none", None, "reader", {404}),
         ("DELETE", "/v1/points/rp-none", None, "manager", {404}),
@@ -196,6 +200,8 @@ def test_projects_do_not_see_each_other(
         ("GET", "/v1/operations?group=shop", None),
         ("PUT", "/v1/groups/shop", {"description": "x"}),
         ("DELETE", "/v1/plans/shop", None),
+        ("POST", "/v1/groups/shop/suspend", None),
+        ("POST", "/v1/groups/shop/resume", None),
         ("POST", "/v1/operations", {"kind": "protect", "group": "shop"}),
         ("POST", "/v1/operations", {"kind": "test-failover", "plan": "shop"}),
     ]:
@@ -220,6 +226,36 @@ def test_projects_do_not_see_each_other(
     assert taken.status_code == 409 and ks.projects["dr-alpha"] not in taken.text
     seen = client.get(f"/v1/operations/{op_id}", headers=as_(admin)).json()
     assert seen["steps"] and seen["id"] == op_id  # the admin sees every project
+
+
+def test_suspend_and_resume_a_group(client: TestClient, tokens: dict[str, str]) -> None:
+    """Group state changes, not operations: immediate, idempotent, member and up, 409
+    while an operation holds the group (nothing changed), no operation recorded."""
+    member, reader = as_(tokens["alpha-member"]), as_(tokens["alpha-reader"])
+    state = lambda: next(  # noqa: E731
+        g["state"] for g in client.get("/v1/status", headers=reader).json()["groups"]
+    )
+    assert client.post("/v1/groups/shop/suspend", headers=reader).status_code == 403
+    first = client.post("/v1/groups/shop/suspend", headers=member)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"group": "shop", "state": "suspended"} and state() == "suspended"
+    again = client.post("/v1/groups/shop/suspend", headers=member)
+    assert again.status_code == 200 and again.json()["state"] == "suspended"
+    back = client.post("/v1/groups/shop/resume", headers=member)
+    assert back.status_code == 200 and back.json()["state"] == "unprotected"  # no point yet
+    assert client.post("/v1/groups/shop/resume", headers=member).json()["state"] == "unprotected"
+    assert client.get("/v1/operations?group=shop", headers=reader).json()["operations"] == []
+    services.catalog().acquire_group_lock("shop", "op-held")  # an operation holds it
+    try:
+        busy = client.post("/v1/groups/shop/suspend", headers=member)
+        assert busy.status_code == 409 and "op-held" in busy.text, busy.text
+    finally:
+        services.catalog().release_group_lock("shop", "op-held")
+    assert state() == "unprotected"  # the refused suspend changed nothing
+    sub = client.post("/v1/operations", json={"kind": "protect", "group": "shop"}, headers=member)
+    assert wait_done(client, member["X-Auth-Token"], sub.json()["id"])["state"] == "succeeded"
+    resumed = client.post("/v1/groups/shop/resume", headers=member)
+    assert resumed.json()["state"] == "protected"  # it has a point now
 
 
 def test_hostile_input_past_authentication(client: TestClient, tokens: dict[str, str]) -> None:

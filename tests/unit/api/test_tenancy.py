@@ -69,6 +69,8 @@ def test_another_projects_objects_do_not_exist_for_a_scope(home: TenantHome) -> 
         lambda name: engine.resource(ResourceKind.PLAN, name, B),
         lambda name: engine.points(name, B),
         lambda name: engine.operations(name, 10, B),
+        lambda name: engine.suspend(name, B),
+        lambda name: engine.resume(name, B),
     )
     for read in reads:
         with pytest.raises(NotFoundError) as hidden:
