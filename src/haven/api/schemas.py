@@ -114,7 +114,8 @@ class PointOut(Out):
 
 
 class PointList(Out):
-    points: list[PointOut]
+    points: list[PointOut]  # newest first
+    next_marker: str | None  # pass as ?marker= for the next page; None: the last page
 
 
 class StatusOut(Out):

@@ -132,6 +132,15 @@ def points(group: str, scope: Scope = OPERATOR) -> list[RecoveryPoint]:
     return list_points(group)
 
 
+def points_page(
+    group: str, limit: int, marker: str | None = None, scope: Scope = OPERATOR
+) -> list[RecoveryPoint]:
+    """A page of ``group``'s points, newest first; ``marker``: the page after that point
+    (NotFoundError when it is not a point of ``group`` in ``scope``)."""
+    scopes.group(scope, group)
+    return services.catalog().points_page(group, limit, marker)
+
+
 def point(point_id: str, scope: Scope = OPERATOR) -> RecoveryPoint:
     return scopes.point(scope, point_id)
 

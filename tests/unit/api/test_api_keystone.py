@@ -258,6 +258,35 @@ def test_suspend_and_resume_a_group(client: TestClient, tokens: dict[str, str]) 
     assert resumed.json()["state"] == "protected"  # it has a point now
 
 
+def test_points_page_newest_first(client: TestClient, tokens: dict[str, str]) -> None:
+    member, beta = as_(tokens["alpha-member"]), as_(tokens["beta-member"])
+    taken = []
+    for _ in range(3):
+        sub = client.post("/v1/operations", json={"kind": "protect", "group": "shop"},
+                          headers=member)  # fmt: skip
+        assert sub.status_code == 202, sub.text
+        done = wait_done(client, member["X-Auth-Token"], sub.json()["id"])
+        assert done["state"] == "succeeded"
+        taken.append(done["result"]["point"])
+    every = client.get("/v1/points?group=shop", headers=member).json()
+    assert [p["id"] for p in every["points"]] == taken[::-1] and every["next_marker"] is None
+    first = client.get("/v1/points?group=shop&limit=2", headers=member).json()
+    assert [p["id"] for p in first["points"]] == [taken[2], taken[1]]
+    assert first["next_marker"] == taken[1]
+    second = client.get(f"/v1/points?group=shop&limit=2&marker={taken[1]}", headers=member)
+    assert second.status_code == 200, second.text
+    assert [p["id"] for p in second.json()["points"]] == [taken[0]]
+    assert second.json()["next_marker"] is None
+    for bad in ("0", "1001", "-1"):
+        resp = client.get(f"/v1/points?group=shop&limit={bad}", headers=member)
+        assert resp.status_code == 422 and resp.json()["error"]["problems"][0]["path"] == "limit"
+    assert client.get("/v1/points?group=shop&marker=rp-nope", headers=member).status_code == 404
+    assert client.get("/v1/points?group=shop&marker=../x", headers=member).status_code == 422
+    # alpha's point as a marker for beta's own group: 404, nothing about alpha shown
+    other = client.get(f"/v1/points?group=beta-app&marker={taken[0]}", headers=beta)
+    assert other.status_code == 404 and "shop" not in other.text
+
+
 def test_hostile_input_past_authentication(client: TestClient, tokens: dict[str, str]) -> None:
     t = as_(tokens["alpha-member"])
     unknown = client.post(
