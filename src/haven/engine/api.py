@@ -17,9 +17,10 @@ unknown one (``engine/scope.py``). ``submit`` records an operation and returns i
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from haven.catalog.submissions import DEFAULT_KEY_TTL
 from haven.datamover import ProgressCallback
 from haven.domain.errors import NotFoundError
 from haven.domain.groups import GroupState, ProtectionGroup
@@ -173,13 +174,17 @@ def operation(op_id: str, scope: Scope = OPERATOR) -> Operation:
 
 
 def submit(
-    sub: Submission, scope: Scope = OPERATOR, idempotency_key: str | None = None
+    sub: Submission,
+    scope: Scope = OPERATOR,
+    idempotency_key: str | None = None,
+    key_ttl: timedelta = DEFAULT_KEY_TTL,
 ) -> tuple[Operation, bool]:
     """Record the operation (holding its group's lock) and return it at once; it runs in
-    this process's engine. (operation, replayed): ``replayed`` for an idempotent replay."""
+    this process's engine. (operation, replayed): ``replayed`` for an idempotent replay
+    (a key is answered for ``key_ttl`` after its first submit, then free again)."""
     from haven.engine.submit import submit as _submit
 
-    return _submit(sub, scope, idempotency_key)
+    return _submit(sub, scope, idempotency_key, key_ttl)
 
 
 def resources(kind: ResourceKind, scope: Scope = OPERATOR) -> list[Resource]:

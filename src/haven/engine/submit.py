@@ -7,7 +7,8 @@ Contracts:
   concurrent submits for one group exactly one is recorded (the catalog's lock row).
 - With an idempotency key, a replay of the same request returns the same operation
   (``replayed`` True); the same key with another request is a ValidationError naming
-  ``Idempotency-Key``. Keys are kept per project, with the operation.
+  ``Idempotency-Key``. Keys are kept per project, with the operation, for ``key_ttl``
+  (24 h by default): an expired key is free again (catalog/submissions.py).
 - The workflow runs as a durable DBOS workflow of this process's executor
   (``api-<host>``): a restarted API process recovers what it left unfinished. A waiter
   thread records a failure the workflow could not record itself (a bug) on the
@@ -23,12 +24,12 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from haven.catalog.submissions import IdempotencyClaim
+from haven.catalog.submissions import DEFAULT_KEY_TTL, IdempotencyClaim
 from haven.domain.errors import HavenError, NotFoundError, ValidationError
 from haven.domain.ids import new_id
 from haven.domain.operations import Failure, Operation, OperationKind, OperationState
@@ -76,14 +77,17 @@ def executor() -> str:
 
 
 def submit(
-    sub: Submission, scope: Scope, idempotency_key: str | None = None
+    sub: Submission,
+    scope: Scope,
+    idempotency_key: str | None = None,
+    key_ttl: timedelta = DEFAULT_KEY_TTL,
 ) -> tuple[Operation, bool]:
     """Record and start ``sub``; returns (operation, replayed)."""
     prepared = _prepare(sub, scope)
     claim = None
     if idempotency_key is not None:
         owner = scope.project or ""  # the operator's keys share one namespace
-        claim = IdempotencyClaim(owner, idempotency_key, sub.request_hash())
+        claim = IdempotencyClaim(owner, idempotency_key, sub.request_hash(), key_ttl)
     exe = runtime.current() or executor()
     op_id = new_id("op")
     owner_params = {EXECUTOR_PARAM: exe, "host": socket.gethostname(), "pid": str(os.getpid())}

@@ -21,9 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from haven.catalog.models import IdempotencyKeyRow
 from haven.engine import services
-from tests.support.api import TERMINAL, TenantHome, as_, closed_port, wait_done
+from tests.support.api import TERMINAL, TenantHome, app_for, as_, closed_port, wait_done
 from tests.support.identity_lab import IdentityLab
 
 pytestmark = pytest.mark.keystone
@@ -377,6 +379,28 @@ def test_200_parallel_submits_run_one_operation_and_keys_replay(
         headers=as_(token, **{"Idempotency-Key": "burst-key-1"}),
     )
     assert changed.status_code == 422 and "Idempotency-Key" in changed.text
+
+
+def test_an_idempotency_key_expires_after_the_setting(
+    home: TenantHome, ks: IdentityLab, tokens: dict[str, str]
+) -> None:
+    client = TestClient(app_for(ks.auth_url, ks.password, idempotency_ttl=1))
+    headers = as_(tokens["alpha-member"], **{"Idempotency-Key": "ttl-key"})
+    body = {"kind": "protect", "group": "shop"}
+    first = client.post("/v1/operations", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    wait_done(client, tokens["alpha-member"], first.json()["id"])
+    assert (
+        client.post("/v1/operations", json=body, headers=headers).json()["id"] == first.json()["id"]
+    )
+    with services.catalog().transaction() as s:  # two seconds have gone by, for the key
+        s.execute(
+            update(IdempotencyKeyRow).values(created_at=datetime.now(UTC) - timedelta(seconds=2))
+        )
+    second = client.post("/v1/operations", json=body, headers=headers)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"]
+    assert second.headers["location"] == f"/v1/operations/{second.json()['id']}"
+    assert wait_done(client, tokens["alpha-member"], second.json()["id"])["state"] == "succeeded"
 
 
 def test_the_haven_api_process_over_tcp(
