@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -38,6 +39,7 @@ from haven.engine import scope as scopes
 from haven.engine.scope import Scope
 from haven.engine.service import EXECUTOR_PARAM
 
+log = logging.getLogger("haven.engine.submit")
 SUBMITTABLE = (
     OperationKind.PROTECT,
     OperationKind.TEST_FAILOVER,
@@ -105,6 +107,8 @@ def submit(
         ops.mark_failed(op_id, Failure.of(exc), True)
         raise
     threading.Thread(target=_watch, args=(op_id, handle), name=f"wait-{op_id}", daemon=True).start()
+    log.info("submitted %s %s of group %s", op_id, sub.kind.value, prepared.group,
+             extra={"haven_operation": op_id, "haven_group": prepared.group})  # fmt: skip
     return recorded, False
 
 
