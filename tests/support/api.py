@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from haven.api.app import create_app
-from haven.api.settings import ApiSettings, KeystoneSettings
+from haven.api.settings import DEFAULT_IDEMPOTENCY_TTL, ApiSettings, KeystoneSettings
 from haven.catalog.store import Catalog
 from haven.engine import connect, runtime, services
 from haven.engine.apply import apply_spec
@@ -90,10 +90,17 @@ def closed_port() -> int:
 
 
 def app_for(
-    auth_url: str, password: str, ttl: int = 300, policy_file: str | None = None
+    auth_url: str,
+    password: str,
+    ttl: int = 300,
+    policy_file: str | None = None,
+    idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL,
 ) -> FastAPI:
     keystone = KeystoneSettings(auth_url=auth_url.rstrip("/"), password=password, timeout=5)
-    return create_app(ApiSettings(keystone, token_cache_ttl=ttl, policy_file=policy_file))
+    settings = ApiSettings(
+        keystone, token_cache_ttl=ttl, policy_file=policy_file, idempotency_ttl=idempotency_ttl
+    )
+    return create_app(settings)
 
 
 def unreachable_app() -> FastAPI:

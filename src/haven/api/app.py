@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -50,7 +51,11 @@ def create_app(settings: ApiSettings, *, start_engine: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     authenticator = KeystoneAuthenticator(settings.keystone, settings.token_cache_ttl)
-    app.state.services = Services(authenticator, Authorizer(settings.policy_file))
+    app.state.services = Services(
+        authenticator,
+        Authorizer(settings.policy_file),
+        timedelta(seconds=settings.idempotency_ttl),
+    )
     errors.install(app, authenticator.challenge)
     for router in ROUTERS:
         app.include_router(router, responses=errors.DOCUMENTED)

@@ -6,6 +6,7 @@ then the engine in the caller's scope (another project's object: 404)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,6 +25,7 @@ class Services:
 
     authenticator: KeystoneAuthenticator
     authorizer: Authorizer
+    idempotency_ttl: timedelta  # how long an Idempotency-Key answers with its operation
 
 
 def services(request: Request) -> Services:
@@ -45,6 +47,7 @@ def caller(request: Request, token: Annotated[str | None, Depends(TOKEN_HEADER)]
 class Context:
     caller: Caller
     authorizer: Authorizer
+    services: Services
 
     def authorize(self, rule: str) -> None:
         self.authorizer.authorize(rule, self.caller)
@@ -61,7 +64,8 @@ class Context:
 
 
 def context(request: Request, who: Annotated[Caller, Depends(caller)]) -> Context:
-    return Context(who, services(request).authorizer)
+    svc = services(request)
+    return Context(who, svc.authorizer, svc)
 
 
 Ctx = Annotated[Context, Depends(context)]

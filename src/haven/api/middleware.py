@@ -5,18 +5,22 @@
 - A body must be JSON (``application/json``, optionally with parameters): 415 otherwise.
 - JSON nested deeper than ``max_depth`` is 422 before a parser recurses into it.
 - Every response carries ``X-OpenStack-Request-Id`` (the OpenStack API guidelines); error
-  documents carry the same id.
+  documents carry the same id, and so does every log line written while the request is
+  handled (``observability.logging.request_id``), ending with one access line per request
+  (method, path without the query, status, duration; never a header, so never a token).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
 from typing import Any
 
 from haven.domain.errors import ExitCode, HavenError, ValidationError, error_document
+from haven.observability.logging import request_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,7 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "x-openstack-request-id"
-request_id: ContextVar[str] = ContextVar("haven_request_id", default="")
+access = logging.getLogger("haven.api.access")
+__all__ = ["GuardMiddleware", "request_id"]
 
 _OPEN, _CLOSE, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), 0x22, 0x5C
 
@@ -97,15 +102,22 @@ class GuardMiddleware:
             return
         rid = f"req-{uuid.uuid4()}"
         token = request_id.set(rid)
+        status: list[int] = []
+        started = time.monotonic()
         try:
-            await self._guarded(scope, receive, self._with_id(send, rid), rid)
+            await self._guarded(scope, receive, self._with_id(send, rid, status), rid)
         finally:
+            ms = round((time.monotonic() - started) * 1000, 1)
+            code = status[0] if status else 0  # 0: the client left before an answer
+            access.info("%s %s %d %.1fms", scope["method"], scope["path"], code, ms,
+                        extra={"haven_status": code, "haven_duration_ms": ms})  # fmt: skip
             request_id.reset(token)
 
     @staticmethod
-    def _with_id(send: Send, rid: str) -> Send:
+    def _with_id(send: Send, rid: str, status: list[int]) -> Send:
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
                 headers = [
                     h
                     for h in message.get("headers", [])

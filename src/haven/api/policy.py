@@ -4,7 +4,8 @@ admin the member and reader roles too, the checks below do not rely on it).
 
 - reader reads its project's groups, plans, points, operations and status, and the
   published sites, repositories and policies (the protection levels it picks from);
-- member manages groups and plans and runs protect, drill (test-failover) and cleanup;
+- member manages groups and plans, suspends and resumes groups and runs protect, drill
+  (test-failover) and cleanup;
 - manager (or admin) runs failover and failback;
 - admin manages sites, repositories and policies and sees every project.
 
@@ -67,6 +68,20 @@ _RULES = [
     *_crud("policy", "policies", "haven_reader", "haven_admin"),
     *_crud("group", "groups", "haven_reader", "haven_member", deletable=True),
     *_crud("plan", "plans", "haven_reader", "haven_member", deletable=True),
+    _op(
+        "group:suspend",
+        "haven_member",
+        "POST",
+        "/v1/groups/{name}/suspend",
+        "Suspend a group's protection (no points are taken; its RPO may grow).",
+    ),
+    _op(
+        "group:resume",
+        "haven_member",
+        "POST",
+        "/v1/groups/{name}/resume",
+        "Resume a suspended group's protection.",
+    ),
     _op("point:list", "haven_reader", "GET", "/v1/points", "List recovery points."),
     _op("point:get", "haven_reader", "GET", "/v1/points/{id}", "Show a recovery point."),
     _op("point:delete", "haven_manager", "DELETE", "/v1/points/{id}", "Delete a recovery point."),

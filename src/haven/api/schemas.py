@@ -88,6 +88,11 @@ class OperationOut(Out):
     links: list[Link]
 
 
+class GroupStateOut(Out):
+    group: str
+    state: str  # the group's state after the change (e.g. suspended, protected)
+
+
 class OperationList(Out):
     operations: list[OperationOut]
     next_marker: str | None  # pass as ?marker= for the next page; None: the last page
@@ -109,7 +114,8 @@ class PointOut(Out):
 
 
 class PointList(Out):
-    points: list[PointOut]
+    points: list[PointOut]  # newest first
+    next_marker: str | None  # pass as ?marker= for the next page; None: the last page
 
 
 class StatusOut(Out):

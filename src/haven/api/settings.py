@@ -1,6 +1,7 @@
 """The API's settings: where Keystone is, Haven's service user, the token cache, the
-policy file. Read from the environment (``HAVEN_API_*``, the way the catalog's
-``HAVEN_CATALOG_URL`` is); ``haven api`` options override them.
+policy file, how long an Idempotency-Key lives. Read from the environment
+(``HAVEN_API_*``, the way the catalog's ``HAVEN_CATALOG_URL`` is); ``haven api`` options
+override them.
 
 The service user's password is never a setting value: ``HAVEN_API_PASSWORD_FILE`` names a
 file it is read from (``observability.secretfiles``: bounded, registered as a secret so
@@ -18,6 +19,7 @@ from haven.observability.secretfiles import SecretFileError, read_secret_file
 
 DEFAULT_PORT = 18799
 DEFAULT_CACHE_TTL = 300  # seconds; 0: every request asks Keystone
+DEFAULT_IDEMPOTENCY_TTL = 24 * 3600  # seconds an Idempotency-Key answers with its operation
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 
@@ -38,6 +40,7 @@ class ApiSettings:
     keystone: KeystoneSettings
     token_cache_ttl: int = DEFAULT_CACHE_TTL
     policy_file: str | None = None
+    idempotency_ttl: int = DEFAULT_IDEMPOTENCY_TTL
     max_body_bytes: int = MAX_BODY_BYTES
     max_json_depth: int = MAX_JSON_DEPTH
 
@@ -62,7 +65,7 @@ def password_from(path: str, setting: str = "HAVEN_API_PASSWORD_FILE") -> str:
 def from_environment(**overrides: str | int | None) -> ApiSettings:
     """Settings from ``HAVEN_API_*``; ``overrides`` (the command line's options, by the
     variable's lower-case suffix: auth_url, username, project, password_file,
-    token_cache_ttl, policy_file) win where they are not None."""
+    token_cache_ttl, policy_file, idempotency_ttl) win where they are not None."""
     env = {
         k[len("HAVEN_API_") :].lower(): v
         for k, v in os.environ.items()
@@ -97,4 +100,9 @@ def from_environment(**overrides: str | int | None) -> ApiSettings:
             "HAVEN_API_TOKEN_CACHE_TTL", env.get("token_cache_ttl", str(DEFAULT_CACHE_TTL)), 0
         ),
         policy_file=env.get("policy_file") or None,
+        idempotency_ttl=_int(
+            "HAVEN_API_IDEMPOTENCY_TTL",
+            env.get("idempotency_ttl", str(DEFAULT_IDEMPOTENCY_TTL)),
+            1,
+        ),
     )

@@ -238,6 +238,27 @@ class Catalog:
             ).all()
             return [_point(r) for r in rows]
 
+    def points_page(self, group: str, limit: int, marker: str | None = None) -> list[RecoveryPoint]:
+        """A page of ``group``'s points, newest first (at most ``limit``, read in SQL).
+        ``marker``: only those older than that point of the group (the page after it;
+        NotFoundError when it is not a point of ``group``)."""
+        with self.transaction() as s:
+            q = (
+                select(PointRow)
+                .where(PointRow.group_name == group)
+                .order_by(PointRow.created_at.desc(), PointRow.id.desc())
+                .limit(limit)
+            )
+            if marker is not None:
+                after = s.get(PointRow, marker)
+                if after is None or after.group_name != group:
+                    raise NotFoundError(f"no recovery point {marker!r} of group {group!r}")
+                q = q.where(
+                    (PointRow.created_at < after.created_at)
+                    | ((PointRow.created_at == after.created_at) & (PointRow.id < marker))
+                )
+            return [_point(r) for r in s.scalars(q).all()]
+
     # --- operations -----------------------------------------------------------------------
     def save_operation(self, op: Operation) -> None:
         """Create an operation, or rewrite it. A rewrite that changes its state must follow

@@ -8,13 +8,18 @@ Contracts:
   operation back as a replay).
 - An idempotency key is unique per project; a replay with another request hash is
   :class:`IdempotencyMismatch` (the caller reused a key for a different request).
+- A key lives ``claim.ttl`` (24 h unless the API's ``HAVEN_API_IDEMPOTENCY_TTL`` says
+  otherwise) from its first submit: after that it is free again (a new operation, whatever
+  the request). Expired keys are pruned when keys are written, at most
+  :data:`PRUNE_BATCH` rows per write (bounded work; a backlog goes over several writes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,12 +28,16 @@ from haven.catalog.models import GroupLockRow, IdempotencyKeyRow, OperationRow
 from haven.domain.errors import ValidationError
 from haven.domain.operations import Operation
 
+DEFAULT_KEY_TTL = timedelta(hours=24)
+PRUNE_BATCH = 100  # expired keys deleted per key written
+
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyClaim:
     project: str  # the caller's project: keys of different projects never meet
     key: str
     request_hash: str  # of the submitted request, canonical form
+    ttl: timedelta = DEFAULT_KEY_TTL  # how long the key answers with its operation
 
 
 class IdempotencyMismatch(ValidationError):
@@ -41,15 +50,39 @@ class IdempotencyMismatch(ValidationError):
 
 
 def replayed(session: Session, claim: IdempotencyClaim | None) -> str | None:
-    """The operation id an earlier submit with this key created (None: a new key)."""
+    """The operation id an earlier submit with this key created (None: a new key, or one
+    that expired: its row is deleted here, so the key is free for this submit)."""
     if claim is None:
         return None
     row = session.get(IdempotencyKeyRow, (claim.project, claim.key))
     if row is None:
         return None
+    if row.created_at <= datetime.now(UTC) - claim.ttl:
+        # a core DELETE (no stale-row check): a concurrent submit may delete it too; the
+        # loser of the insert then finds the winner's fresh row and replays it
+        session.execute(
+            delete(IdempotencyKeyRow).where(
+                IdempotencyKeyRow.project == claim.project, IdempotencyKeyRow.key == claim.key
+            )
+        )
+        return None
     if row.request_hash != claim.request_hash:
         raise IdempotencyMismatch()
     return row.operation_id
+
+
+def prune(session: Session, ttl: timedelta, batch: int = PRUNE_BATCH) -> int:
+    """Delete up to ``batch`` keys older than ``ttl`` (any project); how many went."""
+    cutoff = datetime.now(UTC) - ttl
+    expired = session.execute(
+        select(IdempotencyKeyRow.project, IdempotencyKeyRow.key)
+        .where(IdempotencyKeyRow.created_at <= cutoff)
+        .limit(batch)
+    ).all()
+    if expired:
+        pk = tuple_(IdempotencyKeyRow.project, IdempotencyKeyRow.key)
+        session.execute(delete(IdempotencyKeyRow).where(pk.in_([tuple(r) for r in expired])))
+    return len(expired)
 
 
 def insert(session: Session, op_row: OperationRow, claim: IdempotencyClaim | None) -> None:
@@ -62,6 +95,7 @@ def insert(session: Session, op_row: OperationRow, claim: IdempotencyClaim | Non
     session.add(GroupLockRow(group_name=op_row.group_name, operation_id=op_row.id, acquired_at=now))
     session.add(op_row)
     if claim is not None:
+        prune(session, claim.ttl)
         session.add(
             IdempotencyKeyRow(
                 project=claim.project,
@@ -90,4 +124,10 @@ def operation_row(op: Operation) -> OperationRow:
     )
 
 
-__all__ = ["GroupBusy", "IdempotencyClaim", "IdempotencyMismatch", "SAIntegrityError"]
+__all__ = [
+    "DEFAULT_KEY_TTL",
+    "GroupBusy",
+    "IdempotencyClaim",
+    "IdempotencyMismatch",
+    "SAIntegrityError",
+]

@@ -39,6 +39,12 @@ def api(
     policy_file: str | None = typer.Option(
         None, "--policy-file", help="oslo.policy overrides (YAML) [HAVEN_API_POLICY_FILE]"
     ),
+    idempotency_ttl: int | None = typer.Option(
+        None,
+        "--idempotency-ttl",
+        min=1,
+        help="Seconds an Idempotency-Key replays its operation [HAVEN_API_IDEMPOTENCY_TTL, 86400]",
+    ),
 ) -> None:
     """Serve the REST API (Keystone authentication, oslo.policy, /v1)."""
     import uvicorn
@@ -50,6 +56,7 @@ def api(
         "PASSWORD_FILE": password_file,
         "POLICY_FILE": policy_file,
         "TOKEN_CACHE_TTL": None if token_cache_ttl is None else str(token_cache_ttl),
+        "IDEMPOTENCY_TTL": None if idempotency_ttl is None else str(idempotency_ttl),
     }
     for name, value in given.items():
         if value is not None:

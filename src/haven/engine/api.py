@@ -17,9 +17,10 @@ unknown one (``engine/scope.py``). ``submit`` records an operation and returns i
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from haven.catalog.submissions import DEFAULT_KEY_TTL
 from haven.datamover import ProgressCallback
 from haven.domain.errors import NotFoundError, ValidationError
 from haven.domain.groups import GroupState, ProtectionGroup
@@ -101,15 +102,18 @@ def failback(plan: str, *, progress: Progress | None = None) -> Operation:
                 params={"plan": plan}, progress=progress)  # fmt: skip
 
 
-def suspend(group: str) -> GroupState:
-    """Pause protection of ``group``; its RPO may grow meanwhile."""
-    services.catalog().get(ResourceKind.GROUP, group)
+def suspend(group: str, scope: Scope = OPERATOR) -> GroupState:
+    """Pause protection of ``group``; its RPO may grow meanwhile. A group state change,
+    not a durable operation: immediate, idempotent (suspending a suspended group is a
+    no-op), ConflictError while an operation holds the group."""
+    scopes.group(scope, group)
     return lifecycle.suspend(group)
 
 
-def resume(group: str) -> GroupState:
-    """Resume protection of ``group``; the next point increments from the last one."""
-    services.catalog().get(ResourceKind.GROUP, group)
+def resume(group: str, scope: Scope = OPERATOR) -> GroupState:
+    """Resume protection of ``group``; the next point increments from the last one.
+    Immediate and idempotent like :func:`suspend` (a group not suspended is unchanged)."""
+    scopes.group(scope, group)
     return lifecycle.resume(group)
 
 
@@ -127,6 +131,15 @@ def points(group: str, scope: Scope = OPERATOR) -> list[RecoveryPoint]:
 
     scopes.group(scope, group)
     return list_points(group)
+
+
+def points_page(
+    group: str, limit: int, marker: str | None = None, scope: Scope = OPERATOR
+) -> list[RecoveryPoint]:
+    """A page of ``group``'s points, newest first; ``marker``: the page after that point
+    (NotFoundError when it is not a point of ``group`` in ``scope``)."""
+    scopes.group(scope, group)
+    return services.catalog().points_page(group, limit, marker)
 
 
 def point(point_id: str, scope: Scope = OPERATOR) -> RecoveryPoint:
@@ -161,13 +174,17 @@ def operation(op_id: str, scope: Scope = OPERATOR) -> Operation:
 
 
 def submit(
-    sub: Submission, scope: Scope = OPERATOR, idempotency_key: str | None = None
+    sub: Submission,
+    scope: Scope = OPERATOR,
+    idempotency_key: str | None = None,
+    key_ttl: timedelta = DEFAULT_KEY_TTL,
 ) -> tuple[Operation, bool]:
     """Record the operation (holding its group's lock) and return it at once; it runs in
-    this process's engine. (operation, replayed): ``replayed`` for an idempotent replay."""
+    this process's engine. (operation, replayed): ``replayed`` for an idempotent replay
+    (a key is answered for ``key_ttl`` after its first submit, then free again)."""
     from haven.engine.submit import submit as _submit
 
-    return _submit(sub, scope, idempotency_key)
+    return _submit(sub, scope, idempotency_key, key_ttl)
 
 
 def resources(kind: ResourceKind, scope: Scope = OPERATOR) -> list[Resource]:

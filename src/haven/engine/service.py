@@ -1,10 +1,12 @@
 """Starting, waiting for and resuming operations: the engine's API for the CLI.
 
-``run(kind, group, workflow, *args)`` records the operation, launches the engine as the
-operation's own executor, runs the workflow under the operation id (the DBOS workflow id)
-and returns the final Operation from the catalog. ``resume(op_id)`` relaunches as that
-executor: DBOS recovers the pending workflow, which skips every step already recorded and
-re-runs the one that was interrupted.
+``run(kind, group, workflow, *args)`` records the operation holding its group's lock (one
+catalog transaction, like the API's ``submit``: of a CLI action and an API submit racing
+for one group exactly one is recorded, the other gets ConflictError and leaves nothing
+behind), launches the engine as the operation's own executor, runs the workflow under the
+operation id (the DBOS workflow id) and returns the final Operation from the catalog.
+``resume(op_id)`` relaunches as that executor: DBOS recovers the pending workflow, which
+skips every step already recorded and re-runs the one that was interrupted.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from haven.catalog.errors import GroupBusy
 from haven.domain.errors import ConflictError, HavenError
 from haven.domain.ids import new_id
 from haven.domain.operations import Failure, Operation, OperationKind, OperationState
@@ -37,17 +41,23 @@ def run(
 ) -> Operation:
     op_id = new_id("op")
     exe = runtime.current() or executor or runtime.executor_for(op_id)
-    holder = services.catalog().group_lock_holder(group)
-    if holder is not None:
-        raise ConflictError(
-            f"group {group!r} is busy with operation {holder}; wait for it, or if its "
-            f"process died resume it: haven operations resume {holder}"
-        )
     owner = {EXECUTOR_PARAM: exe, "host": socket.gethostname(), "pid": str(os.getpid())}
-    ops.create_operation(op_id, kind, group, {**(params or {}), **owner})
-    runtime.launch(exe)
-    with SetWorkflowID(op_id):
-        handle = DBOS.start_workflow(workflow, op_id, *args)
+    op = Operation(op_id, kind, group, OperationState.PENDING, datetime.now(UTC),
+                   params={**(params or {}), **owner})  # fmt: skip
+    try:
+        services.catalog().submit_operation(op)  # the lock and the row, or neither
+    except GroupBusy as busy:
+        raise ConflictError(
+            f"group {group!r} is busy with operation {busy.operation_id}; wait for it, or "
+            f"if its process died resume it: haven operations resume {busy.operation_id}"
+        ) from None
+    try:
+        runtime.launch(exe)
+        with SetWorkflowID(op_id):
+            handle = DBOS.start_workflow(workflow, op_id, *args)
+    except Exception as exc:  # the engine could not start it: fail it, free the group
+        ops.mark_failed(op_id, Failure.of(exc), True)
+        raise
     return _wait(op_id, handle, progress)
 
 

@@ -7,7 +7,8 @@ Contracts:
   concurrent submits for one group exactly one is recorded (the catalog's lock row).
 - With an idempotency key, a replay of the same request returns the same operation
   (``replayed`` True); the same key with another request is a ValidationError naming
-  ``Idempotency-Key``. Keys are kept per project, with the operation.
+  ``Idempotency-Key``. Keys are kept per project, with the operation, for ``key_ttl``
+  (24 h by default): an expired key is free again (catalog/submissions.py).
 - The workflow runs as a durable DBOS workflow of this process's executor
   (``api-<host>``): a restarted API process recovers what it left unfinished. A waiter
   thread records a failure the workflow could not record itself (a bug) on the
@@ -18,17 +19,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from haven.catalog.submissions import IdempotencyClaim
+from haven.catalog.submissions import DEFAULT_KEY_TTL, IdempotencyClaim
 from haven.domain.errors import HavenError, NotFoundError, ValidationError
 from haven.domain.ids import new_id
 from haven.domain.operations import Failure, Operation, OperationKind, OperationState
@@ -37,6 +39,7 @@ from haven.engine import scope as scopes
 from haven.engine.scope import Scope
 from haven.engine.service import EXECUTOR_PARAM
 
+log = logging.getLogger("haven.engine.submit")
 SUBMITTABLE = (
     OperationKind.PROTECT,
     OperationKind.TEST_FAILOVER,
@@ -76,14 +79,17 @@ def executor() -> str:
 
 
 def submit(
-    sub: Submission, scope: Scope, idempotency_key: str | None = None
+    sub: Submission,
+    scope: Scope,
+    idempotency_key: str | None = None,
+    key_ttl: timedelta = DEFAULT_KEY_TTL,
 ) -> tuple[Operation, bool]:
     """Record and start ``sub``; returns (operation, replayed)."""
     prepared = _prepare(sub, scope)
     claim = None
     if idempotency_key is not None:
         owner = scope.project or ""  # the operator's keys share one namespace
-        claim = IdempotencyClaim(owner, idempotency_key, sub.request_hash())
+        claim = IdempotencyClaim(owner, idempotency_key, sub.request_hash(), key_ttl)
     exe = runtime.current() or executor()
     op_id = new_id("op")
     owner_params = {EXECUTOR_PARAM: exe, "host": socket.gethostname(), "pid": str(os.getpid())}
@@ -101,6 +107,8 @@ def submit(
         ops.mark_failed(op_id, Failure.of(exc), True)
         raise
     threading.Thread(target=_watch, args=(op_id, handle), name=f"wait-{op_id}", daemon=True).start()
+    log.info("submitted %s %s of group %s", op_id, sub.kind.value, prepared.group,
+             extra={"haven_operation": op_id, "haven_group": prepared.group})  # fmt: skip
     return recorded, False
 
 

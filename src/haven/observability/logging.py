@@ -12,6 +12,11 @@ Contract:
   ``HAVEN_LOG_LEVEL`` (default INFO); libraries keep the root level (WARNING).
 - ``route(name)`` takes over a library logger that installs its own handlers (DBOS does,
   on every ``DBOS(config)``): its handlers go, it propagates to Haven's handler.
+- A line logged while an API request is handled carries its request id (``request_id``
+  in JSON, ``request_id=...`` in text): the API sets the :data:`request_id` context
+  variable for the request, and the handler's :class:`ContextFilter` copies it into every
+  record logged in that context (the request's own task and the threads it runs sync
+  code in: asyncio tasks and Starlette's thread pool copy the context).
 - A deliberate failure (a HavenError) is already reported to the user and recorded in its
   operation: its log line carries ``Type: message``, never a traceback. Any other
   exception keeps its traceback (redacted): that is a bug to report.
@@ -25,12 +30,16 @@ import os
 import re
 import sys
 import threading
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from haven.domain.errors import HavenError
 
 REDACTED = "***"
+# the id of the API request being handled in this context ("" outside a request); the
+# API returns it in X-OpenStack-Request-Id and in its error documents
+request_id: ContextVar[str] = ContextVar("haven_request_id", default="")
 _MIN_SECRET_LEN = 4
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -70,6 +79,16 @@ def redact(text: str) -> str:
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)
     return text
+
+
+class ContextFilter(logging.Filter):
+    """Adds the request id of the context the record is logged in (if any)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = request_id.get()
+        if rid and not hasattr(record, "haven_request_id"):
+            record.haven_request_id = rid
+        return True
 
 
 class RedactingFilter(logging.Filter):
@@ -162,6 +181,7 @@ def configure(
             if isinstance(handler, HavenHandler):
                 owner.removeHandler(handler)
     handler = HavenHandler(stream)
+    handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt_name == "json" else TextFormatter())
     root.addHandler(handler)

@@ -21,8 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from tests.support.api import TERMINAL, TenantHome, as_, closed_port, wait_done
+from haven.catalog.models import IdempotencyKeyRow
+from haven.engine import services
+from tests.support.api import TERMINAL, TenantHome, app_for, as_, closed_port, wait_done
 from tests.support.identity_lab import IdentityLab
 
 pytestmark = pytest.mark.keystone
@@ -77,6 +80,9 @@ def matrix(role: str, tmp: Path, alpha: str) -> list[tuple[str, str, Any, str, s
         ("POST", "/v1/plans", plan, "member", {201}),
         ("PUT", f"/v1/plans/pl-{role}", plan, "member", {200}),
         ("DELETE", f"/v1/plans/pl-{role}", None, "member", {204}),
+        ("POST", "/v1/groups/shop/suspend", None, "member", {200}),
+        ("POST", "/v1/groups/shop/resume", None, "member", {200}),
+        ("POST", "/v1/groups/no-group/suspend", None, "member", {404}),
         ("GET", "/v1/points?group=shop", None, "reader", {200}),
         ("GET", "/v1/points/rp-none", None, "reader", {404}),
         ("DELETE", "/v1/points/rp-none", None, "manager", {404}),
@@ -196,6 +202,8 @@ def test_projects_do_not_see_each_other(
         ("GET", "/v1/operations?group=shop", None),
         ("PUT", "/v1/groups/shop", {"description": "x"}),
         ("DELETE", "/v1/plans/shop", None),
+        ("POST", "/v1/groups/shop/suspend", None),
+        ("POST", "/v1/groups/shop/resume", None),
         ("POST", "/v1/operations", {"kind": "protect", "group": "shop"}),
         ("POST", "/v1/operations", {"kind": "test-failover", "plan": "shop"}),
     ]:
@@ -220,6 +228,65 @@ def test_projects_do_not_see_each_other(
     assert taken.status_code == 409 and ks.projects["dr-alpha"] not in taken.text
     seen = client.get(f"/v1/operations/{op_id}", headers=as_(admin)).json()
     assert seen["steps"] and seen["id"] == op_id  # the admin sees every project
+
+
+def test_suspend_and_resume_a_group(client: TestClient, tokens: dict[str, str]) -> None:
+    """Group state changes, not operations: immediate, idempotent, member and up, 409
+    while an operation holds the group (nothing changed), no operation recorded."""
+    member, reader = as_(tokens["alpha-member"]), as_(tokens["alpha-reader"])
+    state = lambda: next(  # noqa: E731
+        g["state"] for g in client.get("/v1/status", headers=reader).json()["groups"]
+    )
+    assert client.post("/v1/groups/shop/suspend", headers=reader).status_code == 403
+    first = client.post("/v1/groups/shop/suspend", headers=member)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"group": "shop", "state": "suspended"} and state() == "suspended"
+    again = client.post("/v1/groups/shop/suspend", headers=member)
+    assert again.status_code == 200 and again.json()["state"] == "suspended"
+    back = client.post("/v1/groups/shop/resume", headers=member)
+    assert back.status_code == 200 and back.json()["state"] == "unprotected"  # no point yet
+    assert client.post("/v1/groups/shop/resume", headers=member).json()["state"] == "unprotected"
+    assert client.get("/v1/operations?group=shop", headers=reader).json()["operations"] == []
+    services.catalog().acquire_group_lock("shop", "op-held")  # an operation holds it
+    try:
+        busy = client.post("/v1/groups/shop/suspend", headers=member)
+        assert busy.status_code == 409 and "op-held" in busy.text, busy.text
+    finally:
+        services.catalog().release_group_lock("shop", "op-held")
+    assert state() == "unprotected"  # the refused suspend changed nothing
+    sub = client.post("/v1/operations", json={"kind": "protect", "group": "shop"}, headers=member)
+    assert wait_done(client, member["X-Auth-Token"], sub.json()["id"])["state"] == "succeeded"
+    resumed = client.post("/v1/groups/shop/resume", headers=member)
+    assert resumed.json()["state"] == "protected"  # it has a point now
+
+
+def test_points_page_newest_first(client: TestClient, tokens: dict[str, str]) -> None:
+    member, beta = as_(tokens["alpha-member"]), as_(tokens["beta-member"])
+    taken = []
+    for _ in range(3):
+        sub = client.post("/v1/operations", json={"kind": "protect", "group": "shop"},
+                          headers=member)  # fmt: skip
+        assert sub.status_code == 202, sub.text
+        done = wait_done(client, member["X-Auth-Token"], sub.json()["id"])
+        assert done["state"] == "succeeded"
+        taken.append(done["result"]["point"])
+    every = client.get("/v1/points?group=shop", headers=member).json()
+    assert [p["id"] for p in every["points"]] == taken[::-1] and every["next_marker"] is None
+    first = client.get("/v1/points?group=shop&limit=2", headers=member).json()
+    assert [p["id"] for p in first["points"]] == [taken[2], taken[1]]
+    assert first["next_marker"] == taken[1]
+    second = client.get(f"/v1/points?group=shop&limit=2&marker={taken[1]}", headers=member)
+    assert second.status_code == 200, second.text
+    assert [p["id"] for p in second.json()["points"]] == [taken[0]]
+    assert second.json()["next_marker"] is None
+    for bad in ("0", "1001", "-1"):
+        resp = client.get(f"/v1/points?group=shop&limit={bad}", headers=member)
+        assert resp.status_code == 422 and resp.json()["error"]["problems"][0]["path"] == "limit"
+    assert client.get("/v1/points?group=shop&marker=rp-nope", headers=member).status_code == 404
+    assert client.get("/v1/points?group=shop&marker=../x", headers=member).status_code == 422
+    # alpha's point as a marker for beta's own group: 404, nothing about alpha shown
+    other = client.get(f"/v1/points?group=beta-app&marker={taken[0]}", headers=beta)
+    assert other.status_code == 404 and "shop" not in other.text
 
 
 def test_hostile_input_past_authentication(client: TestClient, tokens: dict[str, str]) -> None:
@@ -312,6 +379,28 @@ def test_200_parallel_submits_run_one_operation_and_keys_replay(
         headers=as_(token, **{"Idempotency-Key": "burst-key-1"}),
     )
     assert changed.status_code == 422 and "Idempotency-Key" in changed.text
+
+
+def test_an_idempotency_key_expires_after_the_setting(
+    home: TenantHome, ks: IdentityLab, tokens: dict[str, str]
+) -> None:
+    client = TestClient(app_for(ks.auth_url, ks.password, idempotency_ttl=1))
+    headers = as_(tokens["alpha-member"], **{"Idempotency-Key": "ttl-key"})
+    body = {"kind": "protect", "group": "shop"}
+    first = client.post("/v1/operations", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    wait_done(client, tokens["alpha-member"], first.json()["id"])
+    assert (
+        client.post("/v1/operations", json=body, headers=headers).json()["id"] == first.json()["id"]
+    )
+    with services.catalog().transaction() as s:  # two seconds have gone by, for the key
+        s.execute(
+            update(IdempotencyKeyRow).values(created_at=datetime.now(UTC) - timedelta(seconds=2))
+        )
+    second = client.post("/v1/operations", json=body, headers=headers)
+    assert second.status_code == 202 and second.json()["id"] != first.json()["id"]
+    assert second.headers["location"] == f"/v1/operations/{second.json()['id']}"
+    assert wait_done(client, tokens["alpha-member"], second.json()["id"])["state"] == "succeeded"
 
 
 def test_the_haven_api_process_over_tcp(

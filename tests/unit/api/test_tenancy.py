@@ -69,6 +69,8 @@ def test_another_projects_objects_do_not_exist_for_a_scope(home: TenantHome) -> 
         lambda name: engine.resource(ResourceKind.PLAN, name, B),
         lambda name: engine.points(name, B),
         lambda name: engine.operations(name, 10, B),
+        lambda name: engine.suspend(name, B),
+        lambda name: engine.resume(name, B),
     )
     for read in reads:
         with pytest.raises(NotFoundError) as hidden:
@@ -193,4 +195,16 @@ def test_a_point_is_deleted_except_the_newest_intact_one(home: TenantHome) -> No
     repo = home.lab.root / "repo"
     names = {p.name for p in repo.rglob("*")}
     assert manifests and not any(m in n for m in manifests for n in names)
-    assert wait_done(engine.submit(sub, A)[0].id).state is OperationState.SUCCEEDED
+    third = wait_done(engine.submit(sub, A)[0].id)
+    assert third.state is OperationState.SUCCEEDED
+    # pages, newest first (the deleted point too: it is answered as it is)
+    newest = third.result["point"]
+    assert [p.id for p in engine.points_page("shop", 2, None, A)] == [newest, newer]
+    assert [p.id for p in engine.points_page("shop", 2, newer, A)] == [older]
+    assert engine.points_page("shop", 2, older, A) == []
+    with pytest.raises(NotFoundError):
+        engine.points_page("shop", 2, None, B)  # another project's group
+    with pytest.raises(NotFoundError):
+        engine.points_page("beta-app", 2, newer, B)  # a marker not of that group
+    with pytest.raises(NotFoundError):
+        engine.points_page("shop", 2, "rp-nothing", A)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from haven.api.routes import meta, operations, points, resources, usage
+from haven.api.routes import lifecycle, meta, operations, points, resources, usage
 
 ROUTERS: tuple[APIRouter, ...] = (
     meta.router,
     resources.router,
+    lifecycle.router,
     points.router,
     operations.router,
     usage.router,

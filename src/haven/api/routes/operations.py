@@ -1,4 +1,5 @@
-"""``/v1/operations``: submit (202 + Location, Idempotency-Key, 409 for a busy group),
+"""``/v1/operations``: submit (202 + Location, Idempotency-Key answered for
+``HAVEN_API_IDEMPOTENCY_TTL`` seconds, 409 for a busy group),
 list (newest first, ``limit`` 1..1000, ``marker``), show with the step log."""
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def submit(
     sub = engine.Submission(
         OperationKind(body.kind), body.group, body.plan, body.point, body.planned
     )
-    op, _replayed = engine.submit(sub, ctx.scope, _key(idempotency_key))
+    key, ttl = _key(idempotency_key), ctx.services.idempotency_ttl
+    op, _replayed = engine.submit(sub, ctx.scope, key, ttl)
     response.headers["Location"] = f"/v1/operations/{op.id}"
     return render.operation(op)
 

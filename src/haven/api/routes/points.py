@@ -1,4 +1,5 @@
-"""``/v1/points``: a group's recovery points (oldest first), one point."""
+"""``/v1/points``: a group's recovery points (newest first, ``limit`` 1..1000,
+``marker``, like ``/v1/operations``), one point."""
 
 from __future__ import annotations
 
@@ -12,18 +13,25 @@ from haven.api.deps import Ctx
 from haven.engine import api as engine
 
 router = APIRouter(prefix="/v1", tags=["points"])
+MAX_LIMIT = 1000
 
 
 @router.get("/points", name="point:list")
 def list_points(
     ctx: Ctx,
     group: Annotated[str, Query(pattern=s.NAME_PATTERN, max_length=63)],
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
+    marker: Annotated[str | None, Query(pattern=s.ID_PATTERN, max_length=80)] = None,
 ) -> s.PointList:
-    """The newest ``limit`` points of ``group``, oldest first."""
+    """``group``'s points, newest first, ``limit`` a page; ``marker``: the page after
+    that point (a point not of ``group`` is 404). ``next_marker`` is set while a page
+    came back full."""
     ctx.authorize("haven:point:list")
-    points = engine.points(group, ctx.scope)[-limit:]
-    return s.PointList(points=[render.point(p) for p in points])
+    points = engine.points_page(group, limit, marker, ctx.scope)
+    return s.PointList(
+        points=[render.point(p) for p in points],
+        next_marker=points[-1].id if len(points) == limit else None,
+    )
 
 
 @router.get("/points/{point_id}", name="point:get")
