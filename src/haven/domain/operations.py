@@ -34,7 +34,9 @@ OPERATION_STATES: StateMachine[OperationState] = StateMachine(
     "operation",
     _O.PENDING,
     {
-        _O.PENDING: frozenset({_O.RUNNING, _O.CANCELLED}),
+        # PENDING -> FAILED: the engine could not start the recorded operation (its group
+        # lock is released with it)
+        _O.PENDING: frozenset({_O.RUNNING, _O.FAILED, _O.CANCELLED}),
         # RUNNING -> RUNNING is how a resumed operation continues after a crash
         _O.RUNNING: frozenset({_O.RUNNING, _O.SUCCEEDED, _O.FAILED, _O.CANCELLED}),
         _O.SUCCEEDED: frozenset(),

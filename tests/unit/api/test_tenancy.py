@@ -208,3 +208,22 @@ def test_a_point_is_deleted_except_the_newest_intact_one(home: TenantHome) -> No
         engine.points_page("beta-app", 2, newer, B)  # a marker not of that group
     with pytest.raises(NotFoundError):
         engine.points_page("shop", 2, "rp-nothing", A)
+
+
+def test_an_operation_the_engine_cannot_start_fails_and_frees_its_group(
+    home: TenantHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workflow library refusing to start a recorded operation (here: made to raise)
+    leaves it failed with the reason, and the group free for the next submit."""
+    import haven.engine.submit as submit_mod
+
+    def refuse(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("the workflow engine is unavailable")
+
+    with monkeypatch.context() as patched, pytest.raises(RuntimeError):
+        patched.setattr(submit_mod.DBOS, "start_workflow", refuse)
+        engine.submit(Submission(OperationKind.PROTECT, "shop"), A)
+    (failed,) = engine.operations(scope=A)
+    assert failed.state is OperationState.FAILED and "unavailable" in failed.error
+    ok = wait_done(engine.submit(Submission(OperationKind.PROTECT, "shop"), A)[0].id)
+    assert ok.state is OperationState.SUCCEEDED
