@@ -267,21 +267,7 @@ class Catalog:
             row = s.get(OperationRow, op.id, with_for_update=True)
             if row is not None and row.state != op.state.value:
                 OPERATION_STATES.transition(OperationState(row.state), op.state)
-            s.merge(
-                OperationRow(
-                    id=op.id,
-                    kind=op.kind.value,
-                    group_name=op.group,
-                    state=op.state.value,
-                    created_at=op.created_at,
-                    finished_at=op.finished_at,
-                    params=dict(op.params),
-                    result=dict(op.result),
-                    error=op.error,
-                    error_type=op.error_type,
-                    exit_code=int(op.exit_code) if op.exit_code is not None else None,
-                )
-            )
+            s.merge(submissions.operation_row(op))
 
     def save_step(self, operation_id: str, step: Step) -> None:
         with self.transaction() as s:
