@@ -88,6 +88,13 @@ def prepare(info: dict[str, Any], env: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
+    # the project's data key (docs/keys.md), so that the submitted protects can run
+    subprocess.run(
+        [sys.executable, "-m", "haven", "keys", "create", "offsite", info["projects"]["dr-alpha"]],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 async def scenario(
