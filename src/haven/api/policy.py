@@ -98,6 +98,14 @@ _RULES = [
     _op("quota:list", "haven_admin", "GET", "/v1/quotas", "Every project's quotas."),
     _op("quota:update", "haven_admin", "PUT", "/v1/quotas/{project}", "Set a project's quotas."),
     _op(
+        "key:register",
+        "haven_manager",
+        "PUT",
+        "/v1/keys/{repository}",
+        "Register the Barbican secret holding the project's data key (replacing a key makes "
+        "data under the old one unreadable: manager).",
+    ),
+    _op(
         "apply",
         "haven_member",
         "POST",

@@ -216,3 +216,18 @@ class QuotaUpdate(BaseModel):
     groups: int | None = Field(default=None, ge=0)
     protected_bytes: int | None = Field(default=None, ge=0)
     points: int | None = Field(default=None, ge=0)
+
+
+class KeyRegistration(BaseModel):
+    """The Barbican secret that holds the project's data key: its href or uuid. The
+    tenant stores the key in its own Barbican project and grants Haven's service user
+    read access through the secret's ACL first (docs/keys.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    secret_ref: str = Field(min_length=1, max_length=255)
+
+
+class KeyOut(Out):
+    repository: str
+    project: str
+    key: str  # where the key is (a reference), never key material

@@ -332,10 +332,15 @@ def revoke_project_key(repository: str, project: str) -> str:
     return store.revoke(project)
 
 
-def register_project_key(repository: str, project: str, ref: str) -> str:
-    """Record which Barbican secret holds ``project``'s key (the tenant's reference)."""
+def register_project_key(
+    repository: str, project: str, ref: str, scope: Scope = OPERATOR
+) -> str:
+    """Record which Barbican secret holds ``project``'s key (the tenant's reference). A
+    project's scope registers its own key only (another project: NotFoundError)."""
     from haven.engine.keys import KeyRegistration
 
+    if not scope.all_projects and project != scope.project:
+        raise NotFoundError(f"no project {project!r} in your scope")
     store, project = _key_store(repository, project)
     if not isinstance(store, KeyRegistration):
         raise ValidationError(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from haven.catalog.db import haven_home
@@ -25,8 +26,11 @@ from haven.cli.main import app
 from haven.datamover import Repository as DataRepository
 from haven.datamover import open_backend
 from haven.datamover.errors import WrongKey
+from haven.domain.errors import NotFoundError
 from haven.domain.operations import OperationState
 from haven.engine import api
+from haven.engine.scope import Scope
+from tests.support.api import app_for, as_, wait_done
 from tests.support.identity_lab import IdentityLab, barbican_lab
 from tests.unit.engine.conftest import LabFactory, lab_with  # noqa: F401  (the fixture)
 from tests.unit.engine.lab import (
@@ -152,4 +156,50 @@ def test_tenant_keys_in_barbican_protect_and_their_revocation_stops_haven(
     assert api.protect("shop").state is OperationState.SUCCEEDED
     part = _open_part(lab, alpha, alpha_key)
     assert len({m.point_id for m in part.manifests()}) == 2  # before and after revocation
+    part.close()
+
+
+def test_a_tenant_registers_its_barbican_key_through_the_api(
+    lab_with: LabFactory,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PUT /v1/keys/offsite: a project's manager records the Barbican secret holding its
+    data key (a member may not: a new key hides the data under the old one); the next
+    protect submitted through the API writes its part under that key. Another project's
+    key is out of a project's scope; a reference that is no secret reference is 422."""
+    ident, barbican = barbican_lab()
+    alpha, beta = ident.projects["dr-alpha"], ident.projects["dr-beta"]
+    _token, haven_id = ident.login(ident.service_user)
+    alpha_ref, alpha_key = _tenant_key(ident, barbican, "alpha-member", haven_id)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(_clouds_yaml(ident, tmp_path / "c.yaml")))
+    lab = lab_with()
+    spec = edited_spec(lab, lambda d: d["repositories"][0].update(
+        {"key_store": "barbican", "key_cloud": CLOUD}))  # fmt: skip
+    assert runner.invoke(app, ["apply", "-f", str(spec)]).exit_code == 0
+    mark_disks(lab)
+    own_group(lab, "shop", alpha)
+    client = TestClient(app_for(ident.auth_url, ident.password))
+    manager, member = ident.token("alpha-manager"), ident.token("alpha-member")
+    url, body = "/v1/keys/offsite", {"secret_ref": alpha_ref}
+
+    assert client.put(url, json=body, headers=as_(member)).status_code == 403
+    bad = client.put(url, json={"secret_ref": "../../etc"}, headers=as_(manager))
+    assert bad.status_code == 422 and bad.json()["error"]["problems"][0]["path"] == "ref"
+    with pytest.raises(NotFoundError):
+        api.register_project_key("offsite", alpha, alpha_ref, Scope.of(beta))
+    other = client.put(f"{url}?project={beta}", json=body, headers=as_(manager))
+    assert other.status_code == 404 and other.json()["error"]["type"] == "NotFoundError"
+
+    done = client.put(url, json=body, headers=as_(manager))
+    assert done.status_code == 200, done.text
+    assert done.json() == {"repository": "offsite", "project": alpha,
+                           "key": f"barbican secret {alpha_ref}"}  # fmt: skip
+    assert base64.b64encode(alpha_key).decode() not in done.text
+    sub = client.post("/v1/operations", json={"kind": "protect", "group": "shop"},
+                      headers=as_(manager))  # fmt: skip
+    assert sub.status_code == 202, sub.text
+    assert wait_done(client, manager, sub.json()["id"])["state"] == "succeeded"
+    part = _open_part(lab, alpha, alpha_key)  # the data is under the tenant's own key
+    assert len(part.manifests()) > 0
     part.close()

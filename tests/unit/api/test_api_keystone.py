@@ -36,6 +36,7 @@ ROLE_USER = {
     "admin": "admin",
 }
 RANK = {"reader": 0, "member": 1, "manager": 2, "admin": 3}
+KEY_REF = "0b7c6a1e-5d2f-4c3b-9a8e-1f2d3c4b5a69"  # a well-formed Barbican secret uuid
 DAY = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
 
 
@@ -98,6 +99,8 @@ def matrix(role: str, tmp: Path, alpha: str) -> list[tuple[str, str, Any, str, s
         ("GET", f"/v1/quotas/{alpha}", None, "reader", {200}),
         ("GET", "/v1/quotas", None, "admin", {200}),
         ("PUT", f"/v1/quotas/{alpha}", {"points": None}, "admin", {200}),
+        # the lab's repository keeps its keys in Haven (key_store local): refused by name
+        ("PUT", "/v1/keys/offsite", {"secret_ref": KEY_REF}, "manager", {422}),
         ("POST", "/v1/apply?dry_run=true", {"groups": [g]}, "member", {200}),
         (
             "POST",

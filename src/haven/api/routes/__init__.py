@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from haven.api.routes import lifecycle, meta, operations, points, resources, usage
+from haven.api.routes import keys, lifecycle, meta, operations, points, resources, usage
 
 ROUTERS: tuple[APIRouter, ...] = (
     meta.router,
@@ -14,4 +14,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     points.router,
     operations.router,
     usage.router,
+    keys.router,
 )
