@@ -332,9 +332,7 @@ def revoke_project_key(repository: str, project: str) -> str:
     return store.revoke(project)
 
 
-def register_project_key(
-    repository: str, project: str, ref: str, scope: Scope = OPERATOR
-) -> str:
+def register_project_key(repository: str, project: str, ref: str, scope: Scope = OPERATOR) -> str:
     """Record which Barbican secret holds ``project``'s key (the tenant's reference). A
     project's scope registers its own key only (another project: NotFoundError)."""
     from haven.engine.keys import KeyRegistration
