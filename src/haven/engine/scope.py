@@ -72,21 +72,23 @@ def plan(scope: Scope, name: str) -> RecoveryPlan:
     return p
 
 
-def operation(scope: Scope, op_id: str) -> Operation:
-    op = services.catalog().operation(op_id)
+def _of_visible_group(scope: Scope, group_name: str, missing: str) -> None:
+    """An object of ``group_name`` outside ``scope`` is ``missing`` (NotFoundError), in
+    the words of a missing one."""
     if not scope.all_projects:
         try:
-            group(scope, op.group)
+            group(scope, group_name)
         except NotFoundError:
-            raise NotFoundError(f"no operation {op_id!r}") from None
+            raise NotFoundError(missing) from None
+
+
+def operation(scope: Scope, op_id: str) -> Operation:
+    op = services.catalog().operation(op_id)
+    _of_visible_group(scope, op.group, f"no operation {op_id!r}")
     return op
 
 
 def point(scope: Scope, point_id: str) -> RecoveryPoint:
     p = services.catalog().point(point_id)
-    if not scope.all_projects:
-        try:
-            group(scope, p.group)
-        except NotFoundError:
-            raise NotFoundError(f"no recovery point {point_id!r}") from None
+    _of_visible_group(scope, p.group, f"no recovery point {point_id!r}")
     return p
